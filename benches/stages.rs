@@ -1,0 +1,64 @@
+//! Benchmarks of the stages at sizes users meet: a 300-sample cohort with 3,000 features.
+//!
+//! `cargo bench --bench stages` prints criterion's table; compare runs made on the same machine.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use deepinsight::PipelineConfig;
+use deepinsight::config::{ChannelMode, EmbedMethod, LayoutConfig};
+use deepinsight::layout::Layout;
+use deepinsight::omics::{Cohort, Modality};
+use deepinsight::render::render_batch;
+use deepinsight::select::FeatureSpace;
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+
+fn cohort(samples: usize, features: usize) -> Cohort {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    Cohort {
+        sample_ids: (0..samples).map(|i| format!("S{i}")).collect(),
+        labels: (0..samples).map(|i| i % 3).collect(),
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        modalities: vec![Modality {
+            name: "m".into(),
+            feature_names: (0..features).map(|j| format!("f{j}")).collect(),
+            values: Array2::from_shape_fn((samples, features), |_| rng.random_range(0.0f32..100.0)),
+        }],
+        dropped: vec![],
+    }
+}
+
+fn stages(c: &mut Criterion) {
+    let config = PipelineConfig::from_toml(
+        "name = \"b\"\n[select]\ntop_k = 1000\n[data]\nlabels = \"l\"\n[data.modalities]\nm = \"m\"\n",
+    )
+    .unwrap();
+    let data = cohort(300, 3000);
+    let train: Vec<usize> = (0..240).collect();
+    c.bench_function("select: fit 300 x 3000 -> 1000", |b| {
+        b.iter(|| FeatureSpace::fit(black_box(&data), &train, &config).unwrap())
+    });
+    let space = FeatureSpace::fit(&data, &train, &config).unwrap();
+    let values = space.transform(&data).unwrap();
+    let groups = vec![("m".to_string(), (0..1000).collect::<Vec<_>>())];
+    let pca = LayoutConfig {
+        method: EmbedMethod::Pca,
+        mode: ChannelMode::Shared,
+        ..LayoutConfig::default()
+    };
+    c.bench_function("layout: PCA fit 1000 features, 224x224", |b| {
+        b.iter(|| Layout::fit(black_box(values.view()), &groups, &pca, 1).unwrap())
+    });
+    let layout = Layout::fit(values.view(), &groups, &pca, 1).unwrap();
+    c.bench_function("render: 300 samples, 1000 features, 224x224", |b| {
+        b.iter(|| render_batch(black_box(&layout), values.view()).unwrap())
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = stages
+}
+criterion_main!(benches);

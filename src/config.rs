@@ -1,0 +1,344 @@
+//! The pipeline file: one TOML document that names the inputs and sets every stage.
+//!
+//! Unknown keys are rejected (`deny_unknown_fields`) so that a typo such as `epoch = 3`
+//! fails loudly instead of silently training with the default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Run name: artefacts go to `<output_dir>/<name>/`.
+    pub name: String,
+    #[serde(default = "default_output_dir")]
+    pub output_dir: PathBuf,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub normalise: NormaliseConfig,
+    #[serde(default)]
+    pub select: SelectConfig,
+    #[serde(default)]
+    pub layout: LayoutConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Modality name -> table path (Parquet, CSV or TSV, chosen by extension).
+    /// A BTreeMap keeps the modality (and so channel) order stable: alphabetical.
+    pub modalities: BTreeMap<String, PathBuf>,
+    /// Table holding the class of every sample.
+    pub labels: PathBuf,
+    #[serde(default = "default_sample_id")]
+    pub sample_id_column: String,
+    #[serde(default = "default_label_column")]
+    pub label_column: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum NormMethod {
+    /// Per-feature min-max to [0, 1].
+    #[serde(rename = "norm-1")]
+    Norm1,
+    /// log(x + |min| + 1) divided by the global maximum, per modality (DeepInsight's default).
+    #[default]
+    #[serde(rename = "norm-2")]
+    Norm2,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NormaliseConfig {
+    #[serde(default)]
+    pub method: NormMethod,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SelectConfig {
+    /// Keep at most this many features per modality, ranked by variance on training samples.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Per-modality overrides of `top_k`.
+    #[serde(default)]
+    pub top_k_per_modality: BTreeMap<String, usize>,
+}
+
+impl Default for SelectConfig {
+    fn default() -> Self {
+        Self {
+            top_k: default_top_k(),
+            top_k_per_modality: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedMethod {
+    Pca,
+    #[default]
+    Tsne,
+}
+
+/// Distance between features for t-SNE.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// pyDeepInsight's default.
+    #[default]
+    Cosine,
+    /// Cosine of the centred profiles: features that rise and fall together.
+    Correlation,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelMode {
+    /// One layout over all modalities, one image channel.
+    Shared,
+    /// One layout per modality, each in its own channel.
+    #[default]
+    Channels,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutConfig {
+    #[serde(default)]
+    pub method: EmbedMethod,
+    #[serde(default)]
+    pub mode: ChannelMode,
+    #[serde(default = "default_image_size")]
+    pub height: usize,
+    #[serde(default = "default_image_size")]
+    pub width: usize,
+    #[serde(default = "default_perplexity")]
+    pub perplexity: f64,
+    #[serde(default = "default_tsne_iterations")]
+    pub iterations: usize,
+    #[serde(default)]
+    pub metric: Metric,
+}
+
+impl Default for LayoutConfig {
+    fn default() -> Self {
+        Self {
+            method: EmbedMethod::default(),
+            mode: ChannelMode::default(),
+            height: default_image_size(),
+            width: default_image_size(),
+            perplexity: default_perplexity(),
+            iterations: default_tsne_iterations(),
+            metric: Metric::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Channels of the first stage; torchvision's ResNet18 uses 64. Smaller is faster.
+    #[serde(default = "default_width")]
+    pub width: usize,
+    /// `cpu` (Burn's flex backend) or `wgpu` (needs the `wgpu` cargo feature).
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            width: default_width(),
+            device: default_device(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// Fraction of samples held out for validation, stratified by class.
+    #[serde(default = "default_validation_fraction")]
+    pub validation_fraction: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: default_epochs(),
+            batch_size: default_batch_size(),
+            learning_rate: default_learning_rate(),
+            validation_fraction: default_validation_fraction(),
+        }
+    }
+}
+
+fn default_output_dir() -> PathBuf {
+    PathBuf::from("models")
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_sample_id() -> String {
+    "sample_id".into()
+}
+fn default_label_column() -> String {
+    "label".into()
+}
+fn default_top_k() -> usize {
+    1000
+}
+fn default_image_size() -> usize {
+    224
+}
+fn default_perplexity() -> f64 {
+    30.0
+}
+fn default_tsne_iterations() -> usize {
+    1000
+}
+fn default_width() -> usize {
+    64
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_epochs() -> usize {
+    10
+}
+fn default_batch_size() -> usize {
+    16
+}
+fn default_learning_rate() -> f64 {
+    1e-3
+}
+fn default_validation_fraction() -> f64 {
+    0.2
+}
+
+impl PipelineConfig {
+    /// Reads a pipeline file. Relative paths in it are taken from the current directory, which
+    /// is the repository root for the README's commands.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read pipeline file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("invalid pipeline file {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            bail!(
+                "name: '{}' is not a valid run name (no slashes, not empty)",
+                self.name
+            );
+        }
+        if self.data.modalities.is_empty() {
+            bail!("data.modalities: at least one modality table is needed");
+        }
+        for key in self.select.top_k_per_modality.keys() {
+            if !self.data.modalities.contains_key(key) {
+                bail!(
+                    "select.top_k_per_modality.{key}: no modality of that name in data.modalities"
+                );
+            }
+        }
+        let l = &self.layout;
+        if l.height < 8 || l.width < 8 {
+            bail!(
+                "layout.height/layout.width: images must be at least 8x8, got {}x{}",
+                l.height,
+                l.width
+            );
+        }
+        if !(l.perplexity > 0.0) {
+            bail!("layout.perplexity: must be positive, got {}", l.perplexity);
+        }
+        let t = &self.train;
+        if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
+            bail!(
+                "train.validation_fraction: must lie in (0, 1), got {}",
+                t.validation_fraction
+            );
+        }
+        if t.epochs == 0 || t.batch_size == 0 {
+            bail!("train.epochs and train.batch_size must be at least 1");
+        }
+        if self.model.width < 4 {
+            bail!("model.width: must be at least 4, got {}", self.model.width);
+        }
+        Ok(())
+    }
+
+    pub fn top_k_for(&self, modality: &str) -> usize {
+        self.select
+            .top_k_per_modality
+            .get(modality)
+            .copied()
+            .unwrap_or(self.select.top_k)
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.output_dir.join(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+[data]
+labels = "labels.parquet"
+[data.modalities]
+genomics = "g.parquet"
+"#;
+
+    #[test]
+    fn defaults_follow_deepinsight() {
+        let c = PipelineConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!((c.layout.height, c.layout.width), (224, 224));
+        assert_eq!(c.normalise.method, NormMethod::Norm2);
+        assert_eq!(c.model.width, 64);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("[data]", "[train]\nepoch = 3\n[data]");
+        let err = format!("{:#}", PipelineConfig::from_toml(&text).unwrap_err());
+        assert!(err.contains("epoch"), "{err}");
+    }
+
+    #[test]
+    fn override_for_unknown_modality_is_rejected() {
+        let text = format!("{MINIMAL}\n[select.top_k_per_modality]\nproteomics = 5\n");
+        let err = format!("{:#}", PipelineConfig::from_toml(&text).unwrap_err());
+        assert!(
+            err.contains("select.top_k_per_modality.proteomics"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! manifest.json: everything needed to know what a run did and to score new samples exactly
+//! as its training samples were scored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::PipelineConfig;
+use crate::layout::LayoutReport;
+use crate::model::Metrics;
+use crate::model::train::EpochStats;
+use crate::omics::DroppedSample;
+use crate::select::FeatureSpace;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputFile {
+    /// Modality name, or "labels".
+    pub role: String,
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SampleCounts {
+    pub aligned: usize,
+    pub train: usize,
+    pub validation: usize,
+    pub dropped: Vec<DroppedSample>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureEntry {
+    pub modality: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub architecture: String,
+    pub record: String,
+    pub config_file: String,
+    pub parameters: usize,
+    pub best_epoch: usize,
+    pub history: Vec<EpochStats>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tool: String,
+    pub version: String,
+    pub config: PipelineConfig,
+    pub inputs: Vec<InputFile>,
+    pub samples: SampleCounts,
+    pub classes: Vec<String>,
+    /// Columns of the feature vector, in order: the layout's feature indices refer to these.
+    pub features: Vec<FeatureEntry>,
+    /// Imputation, normalisation and selection, fitted on training samples.
+    pub feature_space: FeatureSpace,
+    pub layout_file: String,
+    pub layout: Vec<LayoutReport>,
+    pub model: ModelSummary,
+    /// Validation metrics of the kept (best) epoch.
+    pub metrics: Metrics,
+    pub stage_seconds: BTreeMap<String, f64>,
+    /// sha256 of every other file of the run.
+    pub files: BTreeMap<String, String>,
+}

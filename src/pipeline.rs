@@ -1,0 +1,233 @@
+//! Runs the stages in order on one pipeline file: load -> select -> layout -> render -> train
+//! -> write. Nothing is written until every stage has succeeded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Axis;
+
+use crate::artefact::{self, StagedDir};
+use crate::config::PipelineConfig;
+use crate::layout::Layout;
+use crate::manifest::{FeatureEntry, InputFile, Manifest, ModelSummary, SampleCounts};
+use crate::model::train::{ImageSet, TrainOptions, predict_proba};
+use crate::model::{self, Metrics, ResNetConfig, split};
+use crate::omics::{self, DroppedSample};
+use crate::predictions::{self, PredictionRow};
+use crate::render;
+use crate::select::FeatureSpace;
+
+/// What a run did, for the summary printed at the end.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub stages: Vec<(String, f64)>,
+    pub samples: usize,
+    pub train: usize,
+    pub validation: usize,
+    pub dropped: Vec<DroppedSample>,
+    pub features: usize,
+    pub classes: Vec<String>,
+    pub best_epoch: usize,
+    pub metrics: Metrics,
+}
+
+/// Times stages and shows a spinner while each runs.
+struct Stages {
+    times: Vec<(String, f64)>,
+}
+
+impl Stages {
+    fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let spinner = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("static template"),
+        );
+        spinner.set_message(name.to_string());
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let started = Instant::now();
+        let out = f();
+        spinner.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(stage = name, seconds, "stage done");
+        self.times.push((name.to_string(), seconds));
+        out
+    }
+}
+
+pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
+    let device = model::device(&config.model.device)?;
+    let mut stages = Stages { times: Vec::new() };
+
+    let cohort = stages.run("load", || omics::load_cohort(&config.data))?;
+    let (train_rows, valid_rows) = split::stratified(
+        &cohort.labels,
+        config.train.validation_fraction,
+        config.seed,
+    );
+    let (space, values) = stages.run("select", || {
+        let space = FeatureSpace::fit(&cohort, &train_rows, config)?;
+        let values = space.transform(&cohort)?;
+        Ok((space, values))
+    })?;
+    let layout = stages.run("layout", || {
+        let mut groups = Vec::new();
+        let mut offset = 0;
+        for m in &space.modalities {
+            groups.push((
+                m.name.clone(),
+                (offset..offset + m.features.len()).collect(),
+            ));
+            offset += m.features.len();
+        }
+        let train_values = values.select(Axis(0), &train_rows);
+        Layout::fit(train_values.view(), &groups, &config.layout, config.seed)
+    })?;
+    let images = stages.run("render", || render::render_batch(&layout, values.view()))?;
+
+    let shape = [layout.n_channels(), layout.height, layout.width];
+    let resnet =
+        ResNetConfig::new(layout.n_channels(), cohort.classes.len()).with_width(config.model.width);
+    let pick = |rows: &[usize]| -> (Vec<f32>, Vec<usize>) {
+        let len = layout.image_len();
+        let mut out = Vec::with_capacity(rows.len() * len);
+        for &r in rows {
+            out.extend_from_slice(&images[r * len..(r + 1) * len]);
+        }
+        (out, rows.iter().map(|&r| cohort.labels[r]).collect())
+    };
+    let (train_images, train_labels) = pick(&train_rows);
+    let (valid_images, valid_labels) = pick(&valid_rows);
+    let options = TrainOptions {
+        epochs: config.train.epochs,
+        batch_size: config.train.batch_size,
+        learning_rate: config.train.learning_rate,
+        seed: config.seed,
+    };
+    let trained = stages.run("train", || {
+        model::train::train(
+            &resnet,
+            ImageSet {
+                images: &train_images,
+                labels: &train_labels,
+                shape,
+            },
+            ImageSet {
+                images: &valid_images,
+                labels: &valid_labels,
+                shape,
+            },
+            &options,
+            &device,
+        )
+    })?;
+
+    // The manifest records the stages before writing; the write itself is timed in the summary.
+    let stage_seconds: BTreeMap<String, f64> = stages.times.iter().cloned().collect();
+    let run_dir = stages.run("write", || {
+        let staged = StagedDir::new(&config.run_dir())?;
+        let mut files = BTreeMap::new();
+        let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+            staged.write(name, bytes)?;
+            files.insert(name.to_string(), artefact::sha256_hex(bytes));
+            Ok(())
+        };
+        put("layout.json", &layout.save_json()?)?;
+        put("model.bpk", &trained.record)?;
+        put("model-config.json", &serde_json::to_vec_pretty(&resnet)?)?;
+
+        let modality_of: Vec<usize> = space
+            .modalities
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| std::iter::repeat_n(i, m.features.len()))
+            .collect();
+        let mut png = Vec::new();
+        render::feature_map::draw(&layout, &modality_of)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        put("feature_map.png", &png)?;
+
+        let probabilities =
+            predict_proba(&trained.model, &images, shape, options.batch_size, &device);
+        let mut split_of = vec!["train"; cohort.sample_ids.len()];
+        for &r in &valid_rows {
+            split_of[r] = "validation";
+        }
+        let rows: Vec<PredictionRow> = (0..cohort.sample_ids.len())
+            .map(|i| PredictionRow {
+                sample_id: &cohort.sample_ids[i],
+                split: split_of[i],
+                label: &cohort.classes[cohort.labels[i]],
+                probabilities: &probabilities[i],
+            })
+            .collect();
+        put(
+            "predictions.parquet",
+            &predictions::to_parquet(&rows, &cohort.classes)?,
+        )?;
+
+        let mut inputs = Vec::new();
+        for (role, path) in config.data.modalities.iter().chain(std::iter::once((
+            &"labels".to_string(),
+            &config.data.labels,
+        ))) {
+            inputs.push(InputFile {
+                role: role.clone(),
+                path: path.clone(),
+                sha256: artefact::sha256_file(path)?,
+            });
+        }
+        let manifest = Manifest {
+            tool: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            config: config.clone(),
+            inputs,
+            samples: SampleCounts {
+                aligned: cohort.sample_ids.len(),
+                train: train_rows.len(),
+                validation: valid_rows.len(),
+                dropped: cohort.dropped.clone(),
+            },
+            classes: cohort.classes.clone(),
+            features: space
+                .feature_list()
+                .into_iter()
+                .map(|(modality, name)| FeatureEntry { modality, name })
+                .collect(),
+            feature_space: space.clone(),
+            layout_file: "layout.json".into(),
+            layout: layout.report(),
+            model: ModelSummary {
+                architecture: "resnet18".into(),
+                record: "model.bpk".into(),
+                config_file: "model-config.json".into(),
+                parameters: trained.model.num_params(),
+                best_epoch: trained.best_epoch,
+                history: trained.history.clone(),
+            },
+            metrics: trained.metrics.clone(),
+            stage_seconds,
+            files: files.clone(),
+        };
+        staged.write("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
+        staged
+            .commit()
+            .context("cannot move the finished run into place")
+    })?;
+
+    Ok(RunSummary {
+        run_dir,
+        stages: stages.times,
+        samples: cohort.sample_ids.len(),
+        train: train_rows.len(),
+        validation: valid_rows.len(),
+        dropped: cohort.dropped,
+        features: space.n_features(),
+        classes: cohort.classes,
+        best_epoch: trained.best_epoch,
+        metrics: trained.metrics,
+    })
+}

@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests: small cohorts written as CSV, pipeline files,
+//! and running the CLI.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Repository root (where `data/` and `pipelines/` live).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the deepinsight binary in `dir` with `args`.
+pub fn deepinsight(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepinsight"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A small two-modality cohort with a class signal, as CSV files in `dir`: 24 samples,
+/// `a.csv` with 6 features and `b.csv` with 5, and `labels.csv`.
+pub fn write_small_cohort(dir: &Path) {
+    let mut a = String::from("sample_id");
+    for j in 0..6 {
+        a.push_str(&format!(",a{j}"));
+    }
+    a.push('\n');
+    let mut b = String::from("sample_id,b0,b1,b2,b3,b4\n");
+    let mut labels = String::from("sample_id,label\n");
+    for i in 0..24 {
+        let class = i % 2;
+        let id = format!("S{i}");
+        let x =
+            |j: usize| ((i * 7 + j * 13) % 11) as f64 + if class == 1 && j < 2 { 8.0 } else { 0.0 };
+        a.push_str(&id);
+        for j in 0..6 {
+            a.push_str(&format!(",{}", x(j)));
+        }
+        a.push('\n');
+        b.push_str(&id);
+        for j in 0..5 {
+            b.push_str(&format!(",{}", x(j + 6) * 0.5));
+        }
+        b.push('\n');
+        labels.push_str(&format!(
+            "{id},{}\n",
+            if class == 1 { "case" } else { "control" }
+        ));
+    }
+    std::fs::write(dir.join("a.csv"), a).unwrap();
+    std::fs::write(dir.join("b.csv"), b).unwrap();
+    std::fs::write(dir.join("labels.csv"), labels).unwrap();
+}
+
+/// A quick pipeline over the small cohort: PCA layout, 16x16, a narrow ResNet, one epoch.
+pub fn small_pipeline(extra: &str) -> String {
+    format!(
+        r#"name = "small"
+output_dir = "models"
+seed = 1
+{extra}
+[data]
+labels = "labels.csv"
+[data.modalities]
+a = "a.csv"
+b = "b.csv"
+[layout]
+method = "pca"
+height = 16
+width = 16
+[model]
+width = 4
+[train]
+epochs = 1
+batch_size = 8
+"#
+    )
+}
