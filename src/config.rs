@@ -273,7 +273,7 @@ impl PipelineConfig {
                 l.width
             );
         }
-        if !(l.perplexity > 0.0) {
+        if l.perplexity.is_nan() || l.perplexity <= 0.0 {
             bail!("layout.perplexity: must be positive, got {}", l.perplexity);
         }
         let t = &self.train;

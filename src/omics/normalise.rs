@@ -28,7 +28,7 @@ fn median(values: impl Iterator<Item = f32>) -> Option<f32> {
     }
     v.sort_by(f32::total_cmp);
     let mid = v.len() / 2;
-    Some(if v.len() % 2 == 0 {
+    Some(if v.len().is_multiple_of(2) {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]
