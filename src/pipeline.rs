@@ -74,17 +74,13 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         Ok((space, values))
     })?;
     let layout = stages.run("layout", || {
-        let mut groups = Vec::new();
-        let mut offset = 0;
-        for m in &space.modalities {
-            groups.push((
-                m.name.clone(),
-                (offset..offset + m.features.len()).collect(),
-            ));
-            offset += m.features.len();
-        }
         let train_values = values.select(Axis(0), &train_rows);
-        Layout::fit(train_values.view(), &groups, &config.layout, config.seed)
+        Layout::fit(
+            train_values.view(),
+            &space.groups(),
+            &config.layout,
+            config.seed,
+        )
     })?;
     let images = stages.run("render", || render::render_batch(&layout, values.view()))?;
 

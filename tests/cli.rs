@@ -106,27 +106,13 @@ fn run_writes_every_artefact_with_matching_checksums() {
     let file = std::fs::File::open(run.join("predictions.parquet")).unwrap();
     let predictions = ParquetReader::new(file).finish().unwrap();
     assert_eq!(predictions.height(), aligned);
-    let total = predictions
-        .column("prob_healthy")
-        .unwrap()
-        .f32()
-        .unwrap()
-        .get(0)
-        .unwrap()
-        + predictions
-            .column("prob_subtype_A")
-            .unwrap()
-            .f32()
-            .unwrap()
-            .get(0)
-            .unwrap()
-        + predictions
-            .column("prob_subtype_B")
-            .unwrap()
-            .f32()
-            .unwrap()
-            .get(0)
-            .unwrap();
+    let total: f32 = ["healthy", "subtype_A", "subtype_B"]
+        .iter()
+        .map(|class| {
+            let column = predictions.column(&format!("prob_{class}")).unwrap();
+            column.f32().unwrap().get(0).unwrap()
+        })
+        .sum();
     assert!((total - 1.0).abs() < 1e-4);
 
     // The feature map has one panel per modality channel.

@@ -173,15 +173,7 @@ fn tiny_resnet_beats_chance_on_the_bundled_cohort() {
     let (train_rows, valid_rows) = split::stratified(&cohort.labels, 0.25, 5);
     let space = FeatureSpace::fit(&cohort, &train_rows, &config).unwrap();
     let values = space.transform(&cohort).unwrap();
-    let mut groups = Vec::new();
-    let mut offset = 0;
-    for m in &space.modalities {
-        groups.push((
-            m.name.clone(),
-            (offset..offset + m.features.len()).collect(),
-        ));
-        offset += m.features.len();
-    }
+    let groups = space.groups();
     let layout_config = LayoutConfig {
         method: EmbedMethod::Pca,
         mode: ChannelMode::Channels,

@@ -45,6 +45,19 @@ impl FeatureSpace {
         self.modalities.iter().map(|m| m.features.len()).sum()
     }
 
+    /// Each modality with its columns in the feature vector, for the layout.
+    pub fn groups(&self) -> Vec<(String, Vec<usize>)> {
+        let mut offset = 0;
+        self.modalities
+            .iter()
+            .map(|m| {
+                let columns = (offset..offset + m.features.len()).collect();
+                offset += m.features.len();
+                (m.name.clone(), columns)
+            })
+            .collect()
+    }
+
     /// (modality, feature) for every column of `transform`'s output, in order.
     pub fn feature_list(&self) -> Vec<(String, String)> {
         self.modalities
