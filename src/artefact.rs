@@ -90,8 +90,12 @@ impl StagedDir {
             std::fs::rename(&self.target, &old).with_context(|| {
                 format!("cannot move the previous {} aside", self.target.display())
             })?;
-            std::fs::rename(&staging, &self.target)
-                .with_context(|| format!("cannot rename into {}", self.target.display()))?;
+            if let Err(e) = std::fs::rename(&staging, &self.target) {
+                // Put the previous run back rather than leave no run at all.
+                let _ = std::fs::rename(&old, &self.target);
+                return Err(e)
+                    .with_context(|| format!("cannot rename into {}", self.target.display()));
+            }
             std::fs::remove_dir_all(&old)
                 .with_context(|| format!("cannot remove the previous run {}", old.display()))?;
         } else {
