@@ -36,12 +36,6 @@ pub struct Cohort {
     pub dropped: Vec<DroppedSample>,
 }
 
-impl Cohort {
-    pub fn n_features(&self) -> usize {
-        self.modalities.iter().map(|m| m.feature_names.len()).sum()
-    }
-}
-
 /// Keeps the samples found in every table (sorted by id, so the result does not depend on row
 /// order), reports the others, and attaches labels. A kept sample without a label is an error.
 pub fn align(
