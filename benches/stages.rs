@@ -1,13 +1,15 @@
 //! Benchmarks of the stages at sizes users meet: a 300-sample cohort with 3,000 features.
 //!
 //! `cargo bench --bench stages` prints criterion's table; compare runs made on the same machine.
+//! The larger sizes of the layout targets (5,000 and 20,000 features) are timed by
+//! `deepinsight bench layout`, which also prints peak memory.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use deepinsight::PipelineConfig;
-use deepinsight::config::{ChannelMode, EmbedMethod, LayoutConfig};
+use deepinsight::config::{ChannelMode, Collisions, EmbedMethod, LayoutConfig};
 use deepinsight::layout::Layout;
 use deepinsight::omics::{Cohort, Modality};
-use deepinsight::render::render_batch;
+use deepinsight::render::RenderPlan;
 use deepinsight::select::FeatureSpace;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -48,11 +50,30 @@ fn stages(c: &mut Criterion) {
         ..LayoutConfig::default()
     };
     c.bench_function("layout: PCA fit 1000 features, 224x224", |b| {
-        b.iter(|| Layout::fit(black_box(values.view()), &groups, &pca, 1).unwrap())
+        b.iter(|| Layout::fit(black_box(values.view()), &groups, &space.feature_list(), &pca, 1).unwrap())
     });
-    let layout = Layout::fit(values.view(), &groups, &pca, 1).unwrap();
+    let tsne = LayoutConfig {
+        method: EmbedMethod::Tsne,
+        ..pca.clone()
+    };
+    c.bench_function("layout: t-SNE fit 1000 features, 224x224", |b| {
+        b.iter(|| Layout::fit(black_box(values.view()), &groups, &space.feature_list(), &tsne, 1).unwrap())
+    });
+    let assign = LayoutConfig {
+        collisions: Collisions::Assign,
+        ..pca.clone()
+    };
+    c.bench_function("layout: PCA + assign 1000 features, 224x224", |b| {
+        b.iter(|| Layout::fit(black_box(values.view()), &groups, &space.feature_list(), &assign, 1).unwrap())
+    });
+    let layout = Layout::fit(values.view(), &groups, &space.feature_list(), &pca, 1).unwrap();
+    let plan = RenderPlan::new(&layout);
     c.bench_function("render: 300 samples, 1000 features, 224x224", |b| {
-        b.iter(|| render_batch(black_box(&layout), values.view()).unwrap())
+        b.iter(|| plan.render_batch(black_box(values.view())).unwrap())
+    });
+    let mut one = vec![0.0; plan.image_len()];
+    c.bench_function("render: 1 sample, 1000 features, 224x224", |b| {
+        b.iter(|| plan.render_into(black_box(values.row(0)), &mut one))
     });
 }
 

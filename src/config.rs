@@ -87,8 +87,38 @@ impl Default for SelectConfig {
 #[serde(rename_all = "lowercase")]
 pub enum EmbedMethod {
     Pca,
+    /// Kernel PCA with an RBF kernel.
+    Kpca,
     #[default]
     Tsne,
+    /// Coordinates read from `layout.coordinates`.
+    Precomputed,
+}
+
+/// What happens when several features land on one pixel.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Collisions {
+    /// Each feature goes to the pixel its position falls in; features sharing a pixel are
+    /// averaged (pyDeepInsight's behaviour).
+    #[default]
+    Bin,
+    /// Each axis first replaced by its quantiles (ranks), which spreads crowded regions, then
+    /// binned.
+    Quantile,
+    /// One feature per pixel, with the least total squared displacement.
+    Assign,
+}
+
+/// Starting point of the t-SNE optimisation.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TsneInit {
+    /// First two principal components (scikit-learn's default): the same layout for any seed.
+    #[default]
+    Pca,
+    /// Gaussian noise drawn from the seed.
+    Random,
 }
 
 /// Distance between features for t-SNE.
@@ -129,6 +159,49 @@ pub struct LayoutConfig {
     pub iterations: usize,
     #[serde(default)]
     pub metric: Metric,
+    #[serde(default)]
+    pub collisions: Collisions,
+    /// t-SNE step size; unset means scikit-learn's "auto", max(features / 48, 50).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    #[serde(default)]
+    pub init: TsneInit,
+    /// RBF width of kernel PCA; unset means 1 / training samples (scikit-learn's default).
+    #[serde(default)]
+    pub gamma: Option<f64>,
+    /// Table of feature coordinates for `method = "precomputed"`: columns `feature`, `x`, `y`
+    /// and optionally `modality`.
+    #[serde(default)]
+    pub coordinates: Option<PathBuf>,
+    /// Seed of the layout; unset means the pipeline's seed.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Per-modality settings in `channels` mode, e.g. `[layout.modality.microbiome]`.
+    #[serde(default)]
+    pub modality: BTreeMap<String, ChannelOverride>,
+}
+
+/// Settings that may differ between channels.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelOverride {
+    pub method: Option<EmbedMethod>,
+    pub perplexity: Option<f64>,
+    pub metric: Option<Metric>,
+}
+
+impl LayoutConfig {
+    /// The settings of one modality's channel: the overrides of `[layout.modality.<name>]`
+    /// over the layout's own.
+    pub fn for_modality(&self, name: &str) -> LayoutConfig {
+        let mut out = self.clone();
+        if let Some(o) = self.modality.get(name) {
+            out.method = o.method.unwrap_or(self.method);
+            out.perplexity = o.perplexity.unwrap_or(self.perplexity);
+            out.metric = o.metric.unwrap_or(self.metric);
+        }
+        out
+    }
 }
 
 impl Default for LayoutConfig {
@@ -141,6 +214,13 @@ impl Default for LayoutConfig {
             perplexity: default_perplexity(),
             iterations: default_tsne_iterations(),
             metric: Metric::default(),
+            collisions: Collisions::default(),
+            learning_rate: None,
+            init: TsneInit::default(),
+            gamma: None,
+            coordinates: None,
+            seed: None,
+            modality: BTreeMap::new(),
         }
     }
 }
@@ -275,6 +355,34 @@ impl PipelineConfig {
         }
         if l.perplexity.is_nan() || l.perplexity <= 0.0 {
             bail!("layout.perplexity: must be positive, got {}", l.perplexity);
+        }
+        if let Some(rate) = l.learning_rate
+            && !(rate > 0.0 && rate.is_finite())
+        {
+            bail!("layout.learning_rate: must be positive, got {rate}");
+        }
+        if let Some(gamma) = l.gamma
+            && !(gamma > 0.0 && gamma.is_finite())
+        {
+            bail!("layout.gamma: must be positive, got {gamma}");
+        }
+        let precomputed = l.method == EmbedMethod::Precomputed
+            || l.modality.values().any(|o| o.method == Some(EmbedMethod::Precomputed));
+        if precomputed && l.coordinates.is_none() {
+            bail!("layout.coordinates: method = \"precomputed\" needs a coordinates table");
+        }
+        for (key, o) in &l.modality {
+            if !self.data.modalities.contains_key(key) {
+                bail!("layout.modality.{key}: no modality of that name in data.modalities");
+            }
+            if l.mode == ChannelMode::Shared {
+                bail!("layout.modality.{key}: per-modality settings need mode = \"channels\"");
+            }
+            if let Some(p) = o.perplexity
+                && !(p > 0.0)
+            {
+                bail!("layout.modality.{key}.perplexity: must be positive, got {p}");
+            }
         }
         let t = &self.train;
         if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {

@@ -4,6 +4,7 @@
 //! Each stage is a module; `pipeline` runs them in order from a pipeline file.
 
 pub mod artefact;
+pub mod bench;
 pub mod config;
 pub mod layout;
 pub mod manifest;

@@ -31,6 +31,19 @@ enum Command {
         #[arg(long, default_value = "data")]
         out: PathBuf,
     },
+    /// Time a stage at the sizes users meet and print a table (targets, pyDeepInsight times).
+    Bench {
+        #[arg(value_enum)]
+        stage: BenchStage,
+        /// Small sizes, for a quick check that everything runs.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchStage {
+    Layout,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +82,13 @@ fn execute(command: Command) -> Result<()> {
                 .collect();
             println!("class signal in: {}", signal.join(", "));
         }
+        Command::Bench {
+            stage: BenchStage::Layout,
+            quick,
+        } => {
+            let rows = deepinsight::bench::layout(quick)?;
+            deepinsight::bench::print(&rows);
+        }
     }
     Ok(())
 }
@@ -101,6 +121,25 @@ fn print_summary(s: &RunSummary) {
         s.metrics.macro_f1,
         1.0 / s.classes.len() as f64
     );
+    println!(
+        "{:<12} {:>8} {:>7} {:>9} {:>8} {:>7} {:>10}",
+        "channel", "features", "pixels", "mean/px", "max/px", "shared", "moved(px)"
+    );
+    for r in &s.layout {
+        let moved = r
+            .displacement
+            .map_or("-".to_string(), |d| format!("{:.2}/{:.1}", d.mean, d.max));
+        println!(
+            "{:<12} {:>8} {:>7} {:>9.2} {:>8} {:>6.1}% {:>10}",
+            r.channel,
+            r.features,
+            r.pixels_used,
+            r.mean_features_per_pixel,
+            r.max_features_per_pixel,
+            100.0 * r.shared_fraction,
+            moved
+        );
+    }
     println!("{:<10} {:>9}", "stage", "seconds");
     for (name, secs) in &s.stages {
         println!("{name:<10} {secs:>9.2}");

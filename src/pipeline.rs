@@ -12,7 +12,7 @@ use ndarray::Axis;
 
 use crate::artefact::{self, StagedDir};
 use crate::config::PipelineConfig;
-use crate::layout::Layout;
+use crate::layout::{Layout, LayoutReport};
 use crate::manifest::{FeatureEntry, InputFile, Manifest, ModelSummary, SampleCounts};
 use crate::model::train::{ImageSet, TrainOptions, predict_proba};
 use crate::model::{self, Metrics, ResNetConfig, split};
@@ -34,6 +34,13 @@ pub struct RunSummary {
     pub classes: Vec<String>,
     pub best_epoch: usize,
     pub metrics: Metrics,
+    pub layout: Vec<LayoutReport>,
+}
+
+fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    Ok(png)
 }
 
 /// Times stages and shows a spinner while each runs.
@@ -78,6 +85,7 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         Layout::fit(
             train_values.view(),
             &space.groups(),
+            &space.feature_list(),
             &config.layout,
             config.seed,
         )
@@ -145,6 +153,17 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         render::feature_map::draw(&layout, &modality_of)
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
         put("feature_map.png", &png)?;
+        put("density_map.png", &png_bytes(&render::pictures::density_map(&layout))?)?;
+        put(
+            "class_images.png",
+            &png_bytes(&render::pictures::class_images(
+                &layout,
+                &train_images,
+                &train_labels,
+                cohort.classes.len(),
+                3,
+            ))?,
+        )?;
 
         let probabilities =
             predict_proba(&trained.model, &images, shape, options.batch_size, &device);
@@ -225,5 +244,6 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         classes: cohort.classes,
         best_epoch: trained.best_epoch,
         metrics: trained.metrics,
+        layout: layout.report(),
     })
 }

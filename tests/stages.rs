@@ -97,6 +97,7 @@ fn perfectly_correlated_features_share_or_neighbour_a_pixel_under_pca() {
     let layout = Layout::fit(
         values.view(),
         &[("m".into(), (0..30).collect())],
+        &space.feature_list(),
         &layout_config,
         1,
     )
@@ -134,6 +135,7 @@ fn saved_then_loaded_layout_transforms_identically() {
     let layout = Layout::fit(
         train_values.view(),
         &[("m".into(), (0..25).collect())],
+        &space.feature_list(),
         &layout_config,
         9,
     )
@@ -184,6 +186,7 @@ fn tiny_resnet_beats_chance_on_the_bundled_cohort() {
     let layout = Layout::fit(
         values.select(Axis(0), &train_rows).view(),
         &groups,
+        &space.feature_list(),
         &layout_config,
         5,
     )

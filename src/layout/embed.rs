@@ -1,18 +1,14 @@
 //! 2-D embeddings of features: each feature is a point whose coordinates are its values over
 //! the training samples.
 
-use anyhow::{Context, Result, bail};
-use linfa::DatasetBase;
-use linfa::traits::{Fit, Predict, Transformer};
-use linfa_reduction::Pca;
-use linfa_tsne::TSneParams;
+use anyhow::{Result, bail};
 use std::collections::HashMap;
 
 use ndarray::{Array2, ArrayView2, Axis};
-use ndarray_rand::rand::SeedableRng;
-use ndarray_rand::rand::rngs::StdRng;
 
-use crate::config::{EmbedMethod, Metric};
+use super::pca;
+use super::tsne::{self, Init, TsneParams};
+use crate::config::{EmbedMethod, LayoutConfig, Metric, TsneInit};
 
 /// Settings of the embedding, copied from the layout config.
 #[derive(Debug, Clone, Copy)]
@@ -21,43 +17,63 @@ pub struct EmbedSettings {
     pub perplexity: f64,
     pub iterations: usize,
     pub metric: Metric,
+    pub learning_rate: Option<f64>,
+    pub init: TsneInit,
+    pub gamma: Option<f64>,
     pub seed: u64,
 }
 
+impl EmbedSettings {
+    pub fn new(config: &LayoutConfig, seed: u64) -> Self {
+        Self {
+            method: config.method,
+            perplexity: config.perplexity,
+            iterations: config.iterations,
+            metric: config.metric,
+            learning_rate: config.learning_rate,
+            init: config.init,
+            gamma: config.gamma,
+            seed: config.seed.unwrap_or(seed),
+        }
+    }
+}
+
+/// An embedding and what the method reports about its quality.
+pub struct Embedded {
+    pub coordinates: Array2<f64>,
+    /// Final KL divergence of t-SNE.
+    pub kl_divergence: Option<f64>,
+}
+
 /// Embeds the rows of `points` (features x samples) in 2-D.
-pub fn embed(points: ArrayView2<f32>, settings: &EmbedSettings) -> Result<Array2<f64>> {
+pub fn embed(points: ArrayView2<f32>, settings: &EmbedSettings) -> Result<Embedded> {
     let n = points.nrows();
     if n < 3 {
         bail!("a layout needs at least 3 features, got {n}");
     }
-    let x = points.mapv(f64::from);
+    let plain = |coordinates| Embedded {
+        coordinates,
+        kl_divergence: None,
+    };
     match settings.method {
-        EmbedMethod::Pca => pca(x),
-        EmbedMethod::Tsne => tsne(x, settings),
+        EmbedMethod::Pca => Ok(plain(pca::pca(points, settings.seed))),
+        EmbedMethod::Kpca => {
+            let gamma = settings
+                .gamma
+                .unwrap_or_else(|| pca::default_gamma(points.ncols()));
+            Ok(plain(pca::kernel_pca(points, gamma, settings.seed)?))
+        }
+        EmbedMethod::Tsne => Ok(tsne_embed(points, settings)),
+        EmbedMethod::Precomputed => bail!("precomputed coordinates are read, not embedded"),
     }
 }
 
-fn pca(x: Array2<f64>) -> Result<Array2<f64>> {
-    if x.ncols() < 2 {
-        // One sample dimension: the second axis carries nothing.
-        let mut out = Array2::zeros((x.nrows(), 2));
-        out.column_mut(0).assign(&x.column(0));
-        return Ok(out);
-    }
-    let dataset = DatasetBase::from(x);
-    let model = Pca::params(2)
-        .fit(&dataset)
-        .context("PCA of the features failed")?;
-    Ok(model.predict(dataset.records()))
-}
-
-/// Scales each row to unit length, after centring it for the correlation metric. Euclidean
-/// distance between such rows is a monotone function of the cosine (or correlation) distance,
-/// which is how the Barnes-Hut t-SNE here, Euclidean only, gets pyDeepInsight's cosine metric.
-/// Bounded distances also keep the perplexity search from underflowing: with raw values in
-/// hundreds of dimensions every Gaussian affinity rounds to zero, the affinities become NaN and
-/// bhtsne's space-partitioning tree recurses until the stack overflows.
-fn unit_rows(mut x: Array2<f64>, metric: Metric) -> Array2<f64> {
+/// Scales each row to unit length, after centring it for the correlation metric. The squared
+/// Euclidean distance between such rows is 2 x the cosine (or correlation) distance, and t-SNE's
+/// perplexity search is blind to a constant factor on distances: the affinities are exactly
+/// those of scikit-learn's `metric="cosine"`, which pyDeepInsight uses.
+fn unit_rows(x: ArrayView2<f32>, metric: Metric) -> Array2<f32> {
+    let mut x = x.to_owned();
     for mut row in x.rows_mut() {
         if metric == Metric::Correlation {
             let mean = row.mean().unwrap_or(0.0);
@@ -71,19 +87,16 @@ fn unit_rows(mut x: Array2<f64>, metric: Metric) -> Array2<f64> {
     x
 }
 
-/// Largest number of distinct feature profiles embedded with exact (O(n^2)) t-SNE.
-pub const EXACT_UP_TO: usize = 1000;
-
-/// Distinct rows (to 1e-9) and, for each input row, the index of its distinct row.
-fn distinct_rows(x: &Array2<f64>) -> (Array2<f64>, Vec<usize>) {
-    let mut index: HashMap<Vec<i64>, usize> = HashMap::new();
+/// Distinct rows and, for each input row, the index of its distinct row.
+fn distinct_rows(x: &Array2<f32>) -> (Array2<f32>, Vec<usize>) {
+    let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
     let mut keep = Vec::new();
     let map = x
         .rows()
         .into_iter()
         .enumerate()
         .map(|(i, row)| {
-            let key: Vec<i64> = row.iter().map(|v| (v * 1e9).round() as i64).collect();
+            let key: Vec<u32> = row.iter().map(|v| v.to_bits()).collect();
             *index.entry(key).or_insert_with(|| {
                 keep.push(i);
                 keep.len() - 1
@@ -93,24 +106,21 @@ fn distinct_rows(x: &Array2<f64>) -> (Array2<f64>, Vec<usize>) {
     (x.select(Axis(0), &keep), map)
 }
 
-/// t-SNE of the distinct profiles; features with the same profile share its position.
-/// Barnes-Hut t-SNE pulls duplicates onto the same spot, where bhtsne's tree never stops
-/// splitting: embedding each profile once avoids that, and duplicates belong together anyway.
-fn tsne(x: Array2<f64>, settings: &EmbedSettings) -> Result<Array2<f64>> {
+/// t-SNE of the distinct profiles; features with the same profile share its position (they
+/// carry the same information, and a zero distance says nothing about where to put them).
+fn tsne_embed(x: ArrayView2<f32>, settings: &EmbedSettings) -> Embedded {
     let (distinct, map) = distinct_rows(&unit_rows(x, settings.metric));
-    if distinct.nrows() < 3 {
+    let n = distinct.nrows();
+    if n < 3 {
         // One or two profiles: nothing to optimise; put them on a line.
-        return Ok(Array2::from_shape_fn((map.len(), 2), |(i, k)| {
-            if k == 0 { map[i] as f64 } else { 0.0 }
-        }));
+        return Embedded {
+            coordinates: Array2::from_shape_fn((map.len(), 2), |(i, k)| {
+                if k == 0 { map[i] as f64 } else { 0.0 }
+            }),
+            kl_divergence: None,
+        };
     }
-    let embedded = tsne_distinct(distinct, settings)?;
-    Ok(embedded.select(Axis(0), &map))
-}
-
-fn tsne_distinct(x: Array2<f64>, settings: &EmbedSettings) -> Result<Array2<f64>> {
-    let n = x.nrows();
-    // Barnes-Hut t-SNE needs n - 1 >= 3 * perplexity; small layouts get a smaller perplexity.
+    // Each point needs 3 x perplexity neighbours: small layouts get a smaller perplexity.
     let max_perplexity = ((n - 1) as f64 / 3.0).max(1.0);
     let perplexity = if settings.perplexity > max_perplexity {
         tracing::warn!(
@@ -123,18 +133,22 @@ fn tsne_distinct(x: Array2<f64>, settings: &EmbedSettings) -> Result<Array2<f64>
     } else {
         settings.perplexity
     };
-    let rng = StdRng::seed_from_u64(settings.seed);
-    // bhtsne's Barnes-Hut tree (theta > 0) recurses until the stack overflows on some inputs
-    // with few points per neighbourhood (seen here with 120 and 200 random features in 300
-    // dimensions at perplexity 30): below EXACT_UP_TO features use the exact gradient, which
-    // has no tree. Above it the tree has held in every case tried (300 to 2,000 features).
-    let theta = if n <= EXACT_UP_TO { 0.0 } else { 0.5 };
-    TSneParams::embedding_size_with_rng(2, rng)
-        .perplexity(perplexity)
-        .approx_threshold(theta)
-        .max_iter(settings.iterations)
-        .transform(x)
-        .context("t-SNE of the features failed")
+    let params = TsneParams {
+        perplexity,
+        iterations: settings.iterations,
+        learning_rate: settings.learning_rate,
+        init: match settings.init {
+            TsneInit::Pca => Init::Pca,
+            TsneInit::Random => Init::Random,
+        },
+        seed: settings.seed,
+        ..TsneParams::default()
+    };
+    let fitted = tsne::fit(distinct.view(), &params);
+    Embedded {
+        coordinates: fitted.coordinates.select(Axis(0), &map),
+        kl_divergence: Some(fitted.kl_divergence),
+    }
 }
 
 #[cfg(test)]
@@ -144,17 +158,17 @@ mod tests {
 
     #[test]
     fn unit_rows_give_cosine_and_correlation_geometry() {
-        let x = array![[3.0, 4.0], [6.0, 8.0], [1.0, 3.0]];
-        let cos = unit_rows(x.clone(), Metric::Cosine);
+        let x = array![[3.0f32, 4.0], [6.0, 8.0], [1.0, 3.0]];
+        let cos = unit_rows(x.view(), Metric::Cosine);
         assert_eq!(
             cos.row(0),
             cos.row(1),
             "parallel rows coincide under cosine"
         );
-        assert!((cos.row(2).dot(&cos.row(2)) - 1.0).abs() < 1e-12);
-        let corr = unit_rows(x, Metric::Correlation);
+        assert!((cos.row(2).dot(&cos.row(2)) - 1.0).abs() < 1e-6);
+        let corr = unit_rows(x.view(), Metric::Correlation);
         // After centring, [3, 4], [6, 8] and [1, 3] all point along (-1, 1).
-        assert!((corr.row(0).dot(&corr.row(2)) - 1.0).abs() < 1e-12);
+        assert!((corr.row(0).dot(&corr.row(2)) - 1.0).abs() < 1e-6);
     }
 
     #[test]
@@ -169,13 +183,10 @@ mod tests {
             x.row_mut(i).assign(&copy);
         }
         let settings = EmbedSettings {
-            method: EmbedMethod::Tsne,
-            perplexity: 30.0,
             iterations: 250,
-            metric: Metric::Cosine,
-            seed: 1,
+            ..EmbedSettings::new(&LayoutConfig::default(), 1)
         };
-        let e = embed(x.view(), &settings).unwrap();
+        let e = embed(x.view(), &settings).unwrap().coordinates;
         assert_eq!(e.dim(), (120, 2));
         assert!(e.iter().all(|v| v.is_finite()));
         let spread = e.column(0).fold(f64::MIN, |a, &b| a.max(b))

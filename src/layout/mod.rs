@@ -4,9 +4,14 @@
 //! `Layout::fit` learns the placement from training samples; `Layout::transform` turns any
 //! sample's normalised feature vector into a C x H x W image with that placement.
 
+pub mod assign;
 pub mod embed;
 pub mod geometry;
 pub mod grid;
+pub mod linalg;
+pub mod pca;
+pub mod precomputed;
+pub mod tsne;
 
 use std::path::Path;
 
@@ -14,15 +19,17 @@ use anyhow::{Context, Result};
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ChannelMode, EmbedMethod, LayoutConfig};
+use crate::config::{ChannelMode, Collisions, EmbedMethod, LayoutConfig};
 use embed::EmbedSettings;
 use geometry::Frame;
+use grid::Displacement;
 
 /// Placement of one channel's features.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChannelLayout {
     /// "shared", or the modality this channel shows.
     pub name: String,
+    pub method: EmbedMethod,
     /// Column of each placed feature in the feature vector (see `FeatureSpace::feature_list`).
     pub features: Vec<usize>,
     /// 2-D embedding of each feature, before rotation (for the feature map).
@@ -30,6 +37,10 @@ pub struct ChannelLayout {
     /// (row, column) of each feature.
     pub pixels: Vec<[u32; 2]>,
     pub frame: Frame,
+    /// How far `assign` moved features off their positions.
+    pub displacement: Option<Displacement>,
+    /// Final KL divergence of t-SNE.
+    pub kl_divergence: Option<f64>,
 }
 
 /// A fitted layout: the state needed to turn samples into images.
@@ -39,6 +50,7 @@ pub struct Layout {
     pub width: usize,
     pub method: EmbedMethod,
     pub mode: ChannelMode,
+    pub collisions: Collisions,
     pub channels: Vec<ChannelLayout>,
 }
 
@@ -46,49 +58,47 @@ pub struct Layout {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LayoutReport {
     pub channel: String,
+    pub method: EmbedMethod,
     pub features: usize,
     pub pixels_used: usize,
+    /// Mean over used pixels.
+    pub mean_features_per_pixel: f64,
     pub max_features_per_pixel: usize,
     /// Fraction of features that share their pixel with another feature.
     pub shared_fraction: f64,
+    /// `assign` only: displacement from the embedded position, in pixels.
+    pub displacement: Option<Displacement>,
+    pub kl_divergence: Option<f64>,
 }
 
 impl Layout {
     /// Fits the layout on training values (samples x features). `groups` gives, per modality,
-    /// its name and its columns in the feature vector.
+    /// its name and its columns in the feature vector; `names` the (modality, feature) of every
+    /// column (see `FeatureSpace::feature_list`).
     pub fn fit(
         train: ArrayView2<f32>,
         groups: &[(String, Vec<usize>)],
+        names: &[(String, String)],
         config: &LayoutConfig,
         seed: u64,
     ) -> Result<Self> {
-        let settings = EmbedSettings {
-            method: config.method,
-            perplexity: config.perplexity,
-            iterations: config.iterations,
-            metric: config.metric,
-            seed,
-        };
-        let channel_groups: Vec<(String, Vec<usize>)> = match config.mode {
+        let channel_groups: Vec<(String, Vec<usize>, LayoutConfig)> = match config.mode {
             ChannelMode::Shared => {
                 vec![(
                     "shared".into(),
                     groups.iter().flat_map(|(_, c)| c.clone()).collect(),
+                    config.clone(),
                 )]
             }
-            ChannelMode::Channels => groups.to_vec(),
+            ChannelMode::Channels => groups
+                .iter()
+                .map(|(name, cols)| (name.clone(), cols.clone(), config.for_modality(name)))
+                .collect(),
         };
         let channels = channel_groups
             .into_iter()
-            .map(|(name, features)| {
-                fit_channel(
-                    train,
-                    name,
-                    features,
-                    &settings,
-                    config.height,
-                    config.width,
-                )
+            .map(|(name, features, channel_config)| {
+                fit_channel(train, name, features, names, &channel_config, seed)
             })
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -96,6 +106,7 @@ impl Layout {
             width: config.width,
             method: config.method,
             mode: config.mode,
+            collisions: config.collisions,
             channels,
         })
     }
@@ -129,10 +140,15 @@ impl Layout {
                 let sharing: usize = per_pixel.values().filter(|&&n| n > 1).sum();
                 LayoutReport {
                     channel: c.name.clone(),
+                    method: c.method,
                     features: c.features.len(),
                     pixels_used: per_pixel.len(),
+                    mean_features_per_pixel: c.features.len() as f64
+                        / per_pixel.len().max(1) as f64,
                     max_features_per_pixel: per_pixel.values().copied().max().unwrap_or(0),
                     shared_fraction: sharing as f64 / c.features.len().max(1) as f64,
+                    displacement: c.displacement,
+                    kl_divergence: c.kl_divergence,
                 }
             })
             .collect()
@@ -154,22 +170,39 @@ fn fit_channel(
     train: ArrayView2<f32>,
     name: String,
     features: Vec<usize>,
-    settings: &EmbedSettings,
-    height: usize,
-    width: usize,
+    names: &[(String, String)],
+    config: &LayoutConfig,
+    seed: u64,
 ) -> Result<ChannelLayout> {
-    // Features are the points: one row per feature, one column per training sample.
-    let points = train.select(Axis(1), &features).reversed_axes();
-    let embedding = embed::embed(points.view(), settings)
+    let _span = tracing::info_span!("layout", channel = %name, features = features.len()).entered();
+    let embedded = if config.method == EmbedMethod::Precomputed {
+        let path = config
+            .coordinates
+            .as_deref()
+            .context("layout.coordinates: method = \"precomputed\" needs a coordinates table")?;
+        let wanted: Vec<(String, String)> = features.iter().map(|&f| names[f].clone()).collect();
+        embed::Embedded {
+            coordinates: precomputed::read(path, &wanted)?,
+            kl_divergence: None,
+        }
+    } else {
+        // Features are the points: one row per feature, one column per training sample.
+        let points = train.select(Axis(1), &features).reversed_axes();
+        embed::embed(points.view(), &EmbedSettings::new(config, seed))
+            .with_context(|| format!("layout of channel '{name}'"))?
+    };
+    let (frame, rotated) = geometry::align_to_rectangle(&embedded.coordinates);
+    let placement = grid::place(&rotated, config.height, config.width, config.collisions)
         .with_context(|| format!("layout of channel '{name}'"))?;
-    let (frame, rotated) = geometry::align_to_rectangle(&embedding);
-    let pixels = grid::to_pixels(&rotated, height, width);
     Ok(ChannelLayout {
         name,
+        method: config.method,
         features,
-        embedding: rows_of(&embedding),
-        pixels,
+        embedding: rows_of(&embedded.coordinates),
+        pixels: placement.pixels,
         frame,
+        displacement: placement.displacement,
+        kl_divergence: embedded.kl_divergence,
     })
 }
 

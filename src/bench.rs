@@ -1,0 +1,178 @@
+//! `deepinsight bench layout`: times the layout stages at the sizes users meet and prints a
+//! table with the targets and pyDeepInsight's times measured on this kind of machine.
+//!
+//! Peak memory is the process's high-water mark (VmHWM), reset before each case through
+//! /proc/self/clear_refs, so each row shows the resident peak reached during that case.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+use crate::config::{Collisions, EmbedMethod, LayoutConfig};
+use crate::layout::{Layout, grid};
+use crate::render::RenderPlan;
+
+pub struct Row {
+    pub case: String,
+    pub seconds: f64,
+    pub peak_mb: Option<f64>,
+    /// Target of the layout issue, in seconds.
+    pub target: Option<f64>,
+    /// pyDeepInsight 0.2.3, one thread, measured on this 2-core machine (FIELD-NOTES).
+    pub reference: Option<f64>,
+}
+
+/// Omics-like data: samples x features from 12 latent factors plus noise, in [0, 1].
+pub fn synthetic(samples: usize, features: usize, seed: u64) -> Array2<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let factors = 12;
+    let z = Array2::<f32>::from_shape_fn((samples, factors), |_| rng.sample(StandardNormal));
+    let w = Array2::<f32>::from_shape_fn((factors, features), |(f, j)| {
+        if j % factors == f { 1.0 } else { 0.15 * rng.sample::<f32, _>(StandardNormal) }
+    });
+    let mut x = z.dot(&w);
+    x.mapv_inplace(|v| 1.0 / (1.0 + (-v).exp()));
+    x += &Array2::from_shape_fn((samples, features), |_| 0.05 * rng.random::<f32>());
+    x
+}
+
+fn peak_reset() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, f64, Option<f64>) {
+    peak_reset();
+    let started = Instant::now();
+    let out = f();
+    (out, started.elapsed().as_secs_f64(), peak_mb())
+}
+
+/// Sizes: (samples, features) of the fits; `quick` shrinks everything for a smoke run.
+pub fn layout(quick: bool) -> Result<Vec<Row>> {
+    let fits: &[(usize, usize, Option<f64>, Option<f64>, Option<f64>, Option<f64>)] = if quick {
+        &[(60, 400, None, None, None, None)]
+    } else {
+        // (samples, features, t-SNE target, t-SNE reference, PCA target, PCA reference)
+        &[
+            (1000, 5000, Some(2.0), Some(19.0), Some(0.05), Some(0.14)),
+            (200, 20000, Some(15.0), Some(186.0), None, None),
+        ]
+    };
+    let mut rows = Vec::new();
+    for &(samples, features, tsne_target, tsne_ref, pca_target, pca_ref) in fits {
+        let x = synthetic(samples, features, 1);
+        let groups = vec![("m".to_string(), (0..features).collect::<Vec<_>>())];
+        let names: Vec<(String, String)> =
+            (0..features).map(|j| ("m".to_string(), format!("f{j}"))).collect();
+        for (method, target, reference) in [
+            (EmbedMethod::Pca, pca_target, pca_ref),
+            (EmbedMethod::Tsne, tsne_target, tsne_ref),
+        ] {
+            let config = LayoutConfig {
+                method,
+                mode: crate::config::ChannelMode::Shared,
+                ..LayoutConfig::default()
+            };
+            let (fitted, seconds, peak) = time(|| Layout::fit(x.view(), &groups, &names, &config, 1));
+            fitted?;
+            rows.push(Row {
+                case: format!("{method:?} fit {samples} x {features}").to_lowercase(),
+                seconds,
+                peak_mb: peak,
+                target,
+                reference,
+            });
+        }
+    }
+    let assigns: &[(usize, Option<f64>, Option<f64>)] = if quick {
+        &[(400, None, None)]
+    } else {
+        &[(5000, None, Some(400.0)), (20000, Some(30.0), None)]
+    };
+    for &(features, target, reference) in assigns {
+        // Clumped positions, as t-SNE leaves them: 40 Gaussian clusters of varied spread.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let centres: Vec<[f64; 3]> = (0..40)
+            .map(|_| [rng.random_range(0.0..100.0), rng.random_range(0.0..100.0), rng.random_range(0.5..4.0)])
+            .collect();
+        let points = Array2::from_shape_fn((features, 2), |(i, k)| {
+            let c = centres[i % centres.len()];
+            c[k] + c[2] * rng.sample::<f64, _>(StandardNormal)
+        });
+        let (placed, seconds, peak) = time(|| grid::place(&points, 224, 224, Collisions::Assign));
+        placed?;
+        rows.push(Row {
+            case: format!("assign {features} features, 224x224"),
+            seconds,
+            peak_mb: peak,
+            target,
+            reference,
+        });
+    }
+    let features = if quick { 400 } else { 5000 };
+    let x = synthetic(if quick { 50 } else { 1000 }, features, 2);
+    let groups = vec![("m".to_string(), (0..features).collect::<Vec<_>>())];
+    let names: Vec<(String, String)> =
+        (0..features).map(|j| ("m".to_string(), format!("f{j}"))).collect();
+    let config = LayoutConfig {
+        method: EmbedMethod::Pca,
+        mode: crate::config::ChannelMode::Shared,
+        ..LayoutConfig::default()
+    };
+    let layout = Layout::fit(x.view(), &groups, &names, &config, 1)?;
+    let plan = RenderPlan::new(&layout);
+    let mut one = vec![0.0; plan.image_len()];
+    let repeats = 200;
+    let (_, seconds, peak) = time(|| {
+        for _ in 0..repeats {
+            plan.render_into(x.row(0), &mut one);
+        }
+    });
+    rows.push(Row {
+        case: "transform 1 sample, 224x224".into(),
+        seconds: seconds / repeats as f64,
+        peak_mb: peak,
+        target: Some(0.0005),
+        reference: Some(0.018),
+    });
+    let mut batch = vec![0.0; x.nrows() * plan.image_len()];
+    let (done, seconds, peak) = time(|| plan.render_batch_into(x.view(), &mut batch));
+    done?;
+    rows.push(Row {
+        case: format!("transform {} samples, 224x224", x.nrows()),
+        seconds,
+        peak_mb: peak,
+        target: Some(0.05),
+        reference: Some(0.08),
+    });
+    Ok(rows)
+}
+
+pub fn print(rows: &[Row]) {
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
+    println!(
+        "{:<34} {:>10} {:>9} {:>10} {:>13} {:>9}",
+        "case", "seconds", "peak MB", "target s", "pyDeepInsight", "speed-up"
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:>10.4} {:>9} {:>10} {:>13} {:>9}",
+            r.case,
+            r.seconds,
+            opt(r.peak_mb, &|v| format!("{v:.0}")),
+            opt(r.target, &|v| format!("{v}")),
+            opt(r.reference, &|v| format!("{v}")),
+            opt(r.reference, &|v| format!("{:.1}x", v / r.seconds)),
+        );
+    }
+}
