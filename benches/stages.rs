@@ -50,21 +50,48 @@ fn stages(c: &mut Criterion) {
         ..LayoutConfig::default()
     };
     c.bench_function("layout: PCA fit 1000 features, 224x224", |b| {
-        b.iter(|| Layout::fit(black_box(values.view()), &groups, &space.feature_list(), &pca, 1).unwrap())
+        b.iter(|| {
+            Layout::fit(
+                black_box(values.view()),
+                &groups,
+                &space.feature_list(),
+                &pca,
+                1,
+            )
+            .unwrap()
+        })
     });
     let tsne = LayoutConfig {
         method: EmbedMethod::Tsne,
         ..pca.clone()
     };
     c.bench_function("layout: t-SNE fit 1000 features, 224x224", |b| {
-        b.iter(|| Layout::fit(black_box(values.view()), &groups, &space.feature_list(), &tsne, 1).unwrap())
+        b.iter(|| {
+            Layout::fit(
+                black_box(values.view()),
+                &groups,
+                &space.feature_list(),
+                &tsne,
+                1,
+            )
+            .unwrap()
+        })
     });
     let assign = LayoutConfig {
         collisions: Collisions::Assign,
         ..pca.clone()
     };
     c.bench_function("layout: PCA + assign 1000 features, 224x224", |b| {
-        b.iter(|| Layout::fit(black_box(values.view()), &groups, &space.feature_list(), &assign, 1).unwrap())
+        b.iter(|| {
+            Layout::fit(
+                black_box(values.view()),
+                &groups,
+                &space.feature_list(),
+                &assign,
+                1,
+            )
+            .unwrap()
+        })
     });
     let layout = Layout::fit(values.view(), &groups, &space.feature_list(), &pca, 1).unwrap();
     let plan = RenderPlan::new(&layout);

@@ -367,7 +367,9 @@ impl PipelineConfig {
             bail!("layout.gamma: must be positive, got {gamma}");
         }
         let precomputed = l.method == EmbedMethod::Precomputed
-            || l.modality.values().any(|o| o.method == Some(EmbedMethod::Precomputed));
+            || l.modality
+                .values()
+                .any(|o| o.method == Some(EmbedMethod::Precomputed));
         if precomputed && l.coordinates.is_none() {
             bail!("layout.coordinates: method = \"precomputed\" needs a coordinates table");
         }
@@ -379,7 +381,7 @@ impl PipelineConfig {
                 bail!("layout.modality.{key}: per-modality settings need mode = \"channels\"");
             }
             if let Some(p) = o.perplexity
-                && !(p > 0.0)
+                && (p.is_nan() || p <= 0.0)
             {
                 bail!("layout.modality.{key}.perplexity: must be positive, got {p}");
             }

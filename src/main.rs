@@ -38,6 +38,9 @@ enum Command {
         /// Small sizes, for a quick check that everything runs.
         #[arg(long)]
         quick: bool,
+        /// Only the cases whose name contains this text, e.g. "tsne" or "assign".
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -85,8 +88,9 @@ fn execute(command: Command) -> Result<()> {
         Command::Bench {
             stage: BenchStage::Layout,
             quick,
+            only,
         } => {
-            let rows = deepinsight::bench::layout(quick)?;
+            let rows = deepinsight::bench::layout(quick, only.as_deref())?;
             deepinsight::bench::print(&rows);
         }
     }

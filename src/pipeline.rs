@@ -153,7 +153,10 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         render::feature_map::draw(&layout, &modality_of)
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
         put("feature_map.png", &png)?;
-        put("density_map.png", &png_bytes(&render::pictures::density_map(&layout))?)?;
+        put(
+            "density_map.png",
+            &png_bytes(&render::pictures::density_map(&layout))?,
+        )?;
         put(
             "class_images.png",
             &png_bytes(&render::pictures::class_images(

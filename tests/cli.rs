@@ -46,6 +46,42 @@ batch_size = 32
 }
 
 #[test]
+fn bench_layout_prints_a_row_per_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::deepinsight(dir.path(), &["bench", "layout", "--quick"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    for case in [
+        "pca fit",
+        "tsne fit",
+        "assign",
+        "transform 1 sample",
+        "transform 50 samples",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(case))
+            .unwrap_or_else(|| panic!("{case}: {stdout}"));
+        let seconds: f64 = line[34..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(seconds > 0.0 && seconds < 60.0, "{line}");
+    }
+    let only = common::deepinsight(
+        dir.path(),
+        &["bench", "layout", "--quick", "--only", "assign"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&only.stdout).lines().count(),
+        2,
+        "header + the assign row"
+    );
+}
+
+#[test]
 fn run_writes_every_artefact_with_matching_checksums() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.toml"), reduced_pipeline()).unwrap();
@@ -73,6 +109,8 @@ fn run_writes_every_artefact_with_matching_checksums() {
         "model.bpk",
         "model-config.json",
         "feature_map.png",
+        "density_map.png",
+        "class_images.png",
         "predictions.parquet",
     ] {
         let bytes = std::fs::read(run.join(name)).unwrap();
@@ -118,6 +156,20 @@ fn run_writes_every_artefact_with_matching_checksums() {
     // The feature map has one panel per modality channel.
     let png = image::open(run.join("feature_map.png")).unwrap();
     assert_eq!((png.width(), png.height()), (4 * 420, 420));
+    // Density map: 4 panels of 16 x 16 cells zoomed 25x, 6-pixel gaps. Class images: 3 class
+    // rows of (mean + 3 examples) tiles, each 4 channels of 16 x 16 zoomed 6x.
+    let density = image::open(run.join("density_map.png")).unwrap();
+    assert_eq!((density.width(), density.height()), (4 * 400 + 3 * 6, 400));
+    let classes = image::open(run.join("class_images.png")).unwrap();
+    assert_eq!(classes.height(), 3 * 96 + 2 * 6);
+    assert_eq!(classes.width(), 4 * (4 * 96) + 3 * 12);
+    // The layout report is printed: a line per channel.
+    for channel in ["genomics", "metabolomics", "microbiome", "proteomics"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(channel)),
+            "{channel} in the report: {stdout}"
+        );
+    }
 
     // The saved layout reloads and places 40 features in each of 4 channels.
     let layout = Layout::load(&run.join("layout.json")).unwrap();

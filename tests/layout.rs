@@ -46,14 +46,31 @@ fn every_method_gives_a_complete_layout_in_both_modes() {
     let (x, groups) = two_modalities();
     let names = names(&groups);
     for method in [EmbedMethod::Pca, EmbedMethod::Kpca, EmbedMethod::Tsne] {
-        let shared = Layout::fit(x.view(), &groups, &names, &small(method, ChannelMode::Shared, Collisions::Assign), 1).unwrap();
+        let shared = Layout::fit(
+            x.view(),
+            &groups,
+            &names,
+            &small(method, ChannelMode::Shared, Collisions::Assign),
+            1,
+        )
+        .unwrap();
         assert_eq!(shared.n_channels(), 1);
         assert_eq!(shared.channels[0].features.len(), 150);
-        let channels = Layout::fit(x.view(), &groups, &names, &small(method, ChannelMode::Channels, Collisions::Assign), 1).unwrap();
+        let channels = Layout::fit(
+            x.view(),
+            &groups,
+            &names,
+            &small(method, ChannelMode::Channels, Collisions::Assign),
+            1,
+        )
+        .unwrap();
         assert_eq!(channels.n_channels(), 2, "{method:?}");
         assert_eq!(channels.channels[1].name, "beta");
         for report in shared.report().iter().chain(&channels.report()) {
-            assert_eq!(report.shared_fraction, 0.0, "{method:?}: assign shares no pixel");
+            assert_eq!(
+                report.shared_fraction, 0.0,
+                "{method:?}: assign shares no pixel"
+            );
             assert_eq!(report.pixels_used, report.features);
             assert!(report.displacement.is_some());
             assert_eq!(report.kl_divergence.is_some(), method == EmbedMethod::Tsne);
@@ -96,13 +113,22 @@ fn precomputed_coordinates_are_used_and_checked() {
     let px = &layout.channels[0].pixels;
     assert_eq!(layout.channels[0].embedding, vec![[0.0, 0.0], [3.0, 3.0]]);
     assert_ne!(px[0], px[1]);
-    assert_eq!(px[0][0], px[1][0], "the diagonal is turned horizontal: one row");
+    assert_eq!(
+        px[0][0], px[1][0],
+        "the diagonal is turned horizontal: one row"
+    );
 
     std::fs::write(&path, "feature,x,y\nf0,0.0,0.0\n").unwrap();
-    let err = format!("{:#}", Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap_err()
+    );
     assert!(err.contains("coords.csv") && err.contains("'f1'"), "{err}");
     std::fs::write(&path, "feature,x,y\nf0,0.0,0.0\nf1,zero,1\n").unwrap();
-    let err = format!("{:#}", Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap_err()
+    );
     assert!(err.contains("row 2"), "{err}");
 }
 
@@ -112,7 +138,10 @@ fn fewer_than_three_features_is_a_clear_error_for_embeddings() {
     let groups = vec![("m".to_string(), vec![0, 1])];
     for method in [EmbedMethod::Pca, EmbedMethod::Tsne] {
         let config = small(method, ChannelMode::Shared, Collisions::Bin);
-        let err = format!("{:#}", Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap_err()
+        );
         assert!(err.contains("at least 3 features, got 2"), "{err}");
     }
 }
@@ -136,14 +165,29 @@ fn more_features_than_pixels_under_assign_says_what_to_change() {
     let mut config = small(EmbedMethod::Pca, ChannelMode::Shared, Collisions::Assign);
     config.height = 8;
     config.width = 8;
-    let err = format!("{:#}", Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap_err());
-    assert!(err.contains("80 features") && err.contains("64 pixels") && err.contains("collisions = \"bin\""), "{err}");
+    let err = format!(
+        "{:#}",
+        Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap_err()
+    );
+    assert!(
+        err.contains("80 features")
+            && err.contains("64 pixels")
+            && err.contains("collisions = \"bin\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn transform_is_the_same_one_by_one_and_in_parallel() {
     let (x, groups) = two_modalities();
-    let layout = Layout::fit(x.view(), &groups, &names(&groups), &small(EmbedMethod::Pca, ChannelMode::Channels, Collisions::Bin), 1).unwrap();
+    let layout = Layout::fit(
+        x.view(),
+        &groups,
+        &names(&groups),
+        &small(EmbedMethod::Pca, ChannelMode::Channels, Collisions::Bin),
+        1,
+    )
+    .unwrap();
     let plan = RenderPlan::new(&layout);
     let batch = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
@@ -158,5 +202,9 @@ fn transform_is_the_same_one_by_one_and_in_parallel() {
     // Bin leaves shared pixels here, whose value is the mean of their features.
     let report = layout.report();
     assert!(report.iter().any(|r| r.shared_fraction > 0.0));
-    assert!(report.iter().all(|r| r.max_features_per_pixel >= 1 && r.mean_features_per_pixel >= 1.0));
+    assert!(
+        report
+            .iter()
+            .all(|r| r.max_features_per_pixel >= 1 && r.mean_features_per_pixel >= 1.0)
+    );
 }

@@ -98,8 +98,8 @@ fn initial_radii(points: &[[f64; 2]], grid: &Grid) -> Vec<u32> {
     }
     for r in 1..=h {
         for c in 1..=w {
-            sums[r * (w + 1) + c] +=
-                sums[(r - 1) * (w + 1) + c] + sums[r * (w + 1) + c - 1] - sums[(r - 1) * (w + 1) + c - 1];
+            sums[r * (w + 1) + c] += sums[(r - 1) * (w + 1) + c] + sums[r * (w + 1) + c - 1]
+                - sums[(r - 1) * (w + 1) + c - 1];
         }
     }
     let count = |(r0, r1, c0, c1): (usize, usize, usize, usize)| {
@@ -218,7 +218,9 @@ impl<'a> Solver<'a> {
                         self.reset();
                         return Err(scanned.iter().map(|s| s.0).collect());
                     }
-                    Some(Entry(d, px)) if !self.done[px as usize] && d == self.dist[px as usize] => {
+                    Some(Entry(d, px))
+                        if !self.done[px as usize] && d == self.dist[px as usize] =>
+                    {
                         break px as usize;
                     }
                     Some(_) => {}
@@ -317,16 +319,30 @@ mod tests {
                     if i % 2 == 0 {
                         [rng.random_range(2.0..3.0), rng.random_range(2.0..3.5)]
                     } else {
-                        [rng.random_range(0.0..w as f64), rng.random_range(0.0..h as f64)]
+                        [
+                            rng.random_range(0.0..w as f64),
+                            rng.random_range(0.0..h as f64),
+                        ]
                     }
                 })
                 .collect();
-            let grid = Grid { height: h, width: w };
+            let grid = Grid {
+                height: h,
+                width: w,
+            };
             let got = assign(&points, h, w).unwrap();
             let mut seen = std::collections::HashSet::new();
-            assert!(got.pixel.iter().all(|&p| (p as usize) < h * w && seen.insert(p)));
+            assert!(
+                got.pixel
+                    .iter()
+                    .all(|&p| (p as usize) < h * w && seen.insert(p))
+            );
             let exact = hungarian(&points, &grid);
-            assert!(got.cost <= exact * 1.01 + 1e-6, "seed {seed}: {} vs exact {exact}", got.cost);
+            assert!(
+                got.cost <= exact * 1.01 + 1e-6,
+                "seed {seed}: {} vs exact {exact}",
+                got.cost
+            );
             assert!(got.cost >= exact - 1e-3, "cannot beat the optimum");
         }
     }
@@ -340,6 +356,9 @@ mod tests {
         px.dedup();
         assert_eq!(px.len(), 64);
         let err = assign(&vec![[0.0, 0.0]; 65], 8, 8).unwrap_err().to_string();
-        assert!(err.contains("65 features") && err.contains("64 pixels"), "{err}");
+        assert!(
+            err.contains("65 features") && err.contains("64 pixels"),
+            "{err}"
+        );
     }
 }

@@ -199,23 +199,48 @@ mod tests {
         for _ in 0..50 {
             let n = rng.random_range(3..60);
             let pts: MultiPoint<f64> = (0..n)
-                .map(|_| Point::new(rng.random_range(-5.0..5.0), rng.random_range(-1.0..1.0) * 3.0))
+                .map(|_| {
+                    Point::new(
+                        rng.random_range(-5.0..5.0),
+                        rng.random_range(-1.0..1.0) * 3.0,
+                    )
+                })
                 .collect();
-            let hull: Vec<[f64; 2]> = pts.convex_hull().exterior().coords_iter().map(|c| [c.x, c.y]).collect();
+            let hull: Vec<[f64; 2]> = pts
+                .convex_hull()
+                .exterior()
+                .coords_iter()
+                .map(|c| [c.x, c.y])
+                .collect();
             let ours = polygon_area(&minimum_area_rectangle(&hull));
             let reference = pts.minimum_rotated_rect().unwrap();
-            let theirs = polygon_area(&reference.exterior().coords_iter().map(|c| [c.x, c.y]).collect::<Vec<_>>());
-            assert!((ours - theirs).abs() < 1e-9 * theirs.max(1.0), "{ours} vs {theirs}");
+            let theirs = polygon_area(
+                &reference
+                    .exterior()
+                    .coords_iter()
+                    .map(|c| [c.x, c.y])
+                    .collect::<Vec<_>>(),
+            );
+            assert!(
+                (ours - theirs).abs() < 1e-9 * theirs.max(1.0),
+                "{ours} vs {theirs}"
+            );
         }
     }
 
     #[test]
     fn collinear_and_single_points_give_a_defined_frame() {
-        let line = Array2::from_shape_fn((5, 2), |(i, k)| if k == 0 { i as f64 } else { 2.0 * i as f64 });
+        let line = Array2::from_shape_fn(
+            (5, 2),
+            |(i, k)| if k == 0 { i as f64 } else { 2.0 * i as f64 },
+        );
         let (frame, rotated) = align_to_rectangle(&line);
         assert!(rotated.iter().all(|v| v.is_finite()));
         let ys = rotated.column(1);
-        assert!(ys.iter().all(|&y| (y - ys[0]).abs() < 1e-9), "the line is turned horizontal");
+        assert!(
+            ys.iter().all(|&y| (y - ys[0]).abs() < 1e-9),
+            "the line is turned horizontal"
+        );
         assert!(frame.rotation != 0.0);
         for n in [1, 2] {
             let pts = Array2::from_shape_fn((n, 2), |(i, _)| i as f64);

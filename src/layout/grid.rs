@@ -69,7 +69,9 @@ pub fn place(
 fn to_grid(xs: &[f64], ys: &[f64], height: usize, width: usize) -> Vec<[f64; 2]> {
     let span = |v: &[f64]| {
         v.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            })
     };
     let (x_lo, x_hi) = span(xs);
     let (y_lo, y_hi) = span(ys);
@@ -81,8 +83,16 @@ fn to_grid(xs: &[f64], ys: &[f64], height: usize, width: usize) -> Vec<[f64; 2]>
     xs.iter()
         .zip(ys)
         .map(|(&x, &y)| {
-            let u = if x_flat { 0.5 } else { (x - x_lo) / (x_hi - x_lo) };
-            let v = if y_flat { 0.5 } else { (y_hi - y) / (y_hi - y_lo) };
+            let u = if x_flat {
+                0.5
+            } else {
+                (x - x_lo) / (x_hi - x_lo)
+            };
+            let v = if y_flat {
+                0.5
+            } else {
+                (y_hi - y) / (y_hi - y_lo)
+            };
             [scale(u, width), scale(v, height)]
         })
         .collect()
@@ -161,8 +171,15 @@ mod tests {
         let bin = place(&pts, 16, 16, Collisions::Bin).unwrap();
         let quantile = place(&pts, 16, 16, Collisions::Quantile).unwrap();
         let assign = place(&pts, 16, 16, Collisions::Assign).unwrap();
-        assert!(shared(&bin.pixels) > 140, "bin piles the crowd up: {}", shared(&bin.pixels));
-        assert!(shared(&quantile.pixels) < shared(&bin.pixels), "quantiles spread it");
+        assert!(
+            shared(&bin.pixels) > 140,
+            "bin piles the crowd up: {}",
+            shared(&bin.pixels)
+        );
+        assert!(
+            shared(&quantile.pixels) < shared(&bin.pixels),
+            "quantiles spread it"
+        );
         assert_eq!(shared(&assign.pixels), 0);
         let d = assign.displacement.unwrap();
         assert!(d.mean > 0.0 && d.max >= d.mean && d.rms >= d.mean - 1e-12);
@@ -171,6 +188,9 @@ mod tests {
 
     #[test]
     fn quantiles_average_ties() {
-        assert_eq!(quantiles(&[3.0, 1.0, 3.0, 2.0]), vec![2.5 / 3.0, 0.0, 2.5 / 3.0, 1.0 / 3.0]);
+        assert_eq!(
+            quantiles(&[3.0, 1.0, 3.0, 2.0]),
+            vec![2.5 / 3.0, 0.0, 2.5 / 3.0, 1.0 / 3.0]
+        );
     }
 }

@@ -12,7 +12,12 @@ pub fn symmetric_eigen(a: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
     let n = a.nrows();
     let mut a = a.clone();
     let mut v = Array2::<f64>::eye(n);
-    let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+    let scale: f64 = a
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
     for _sweep in 0..100 {
         let off: f64 = (0..n)
             .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
@@ -107,10 +112,10 @@ pub fn dominant(
 /// `svd_flip`), which makes the sign of a component reproducible.
 pub fn flip_signs(scores: &mut Array2<f64>) {
     for mut col in scores.columns_mut() {
-        let largest = col
-            .iter()
-            .copied()
-            .fold(0.0f64, |best, v| if v.abs() > best.abs() { v } else { best });
+        let largest = col.iter().copied().fold(
+            0.0f64,
+            |best, v| if v.abs() > best.abs() { v } else { best },
+        );
         if largest < 0.0 {
             col.mapv_inplace(|v| -v);
         }
@@ -132,14 +137,24 @@ mod tests {
             let residual = &a.dot(&col) - &(&col * lambda);
             assert!(residual.iter().all(|r| r.abs() < 1e-10));
         }
-        assert!((values.iter().sum::<f64>() - 8.0).abs() < 1e-10, "trace kept");
+        assert!(
+            (values.iter().sum::<f64>() - 8.0).abs() < 1e-10,
+            "trace kept"
+        );
     }
 
     #[test]
     fn subspace_iteration_finds_the_top_eigenvectors() {
         // A = U diag(10, 5, 1, 0.5, ...) U^T with a known U (a permutation here).
         let dim = 30;
-        let diag: Vec<f64> = (0..dim).map(|i| [10.0, 5.0].get(i).copied().unwrap_or(1.0 / (i as f64 + 1.0))).collect();
+        let diag: Vec<f64> = (0..dim)
+            .map(|i| {
+                [10.0, 5.0]
+                    .get(i)
+                    .copied()
+                    .unwrap_or(1.0 / (i as f64 + 1.0))
+            })
+            .collect();
         let perm: Vec<usize> = (0..dim).map(|i| (i * 7) % dim).collect();
         let apply = |q: ArrayView2<f64>| {
             let mut out = Array2::zeros(q.dim());

@@ -56,7 +56,9 @@ fn transpose_times(a: &Array2<f32>, z: &Array2<f64>) -> Array2<f64> {
         .into_par_iter()
         .map(|b| {
             let rows = b * ROWS_PER_BLOCK..((b + 1) * ROWS_PER_BLOCK).min(a.nrows());
-            a.slice(s![rows.clone(), ..]).t().dot(&z32.slice(s![rows, ..]))
+            a.slice(s![rows.clone(), ..])
+                .t()
+                .dot(&z32.slice(s![rows, ..]))
         })
         .collect();
     let mut sum = Array2::<f64>::zeros((a.ncols(), z.ncols()));
@@ -104,14 +106,7 @@ pub fn kernel_pca(x: ArrayView2<f32>, gamma: f64, seed: u64) -> Result<Array2<f6
         );
     }
     let kernel = centred_kernel(x, gamma);
-    let (values, vectors) = dominant(
-        |q| times(&kernel, q),
-        n,
-        2,
-        OVERSAMPLE,
-        KERNEL_PASSES,
-        seed,
-    );
+    let (values, vectors) = dominant(|q| times(&kernel, q), n, 2, OVERSAMPLE, KERNEL_PASSES, seed);
     let mut scores = vectors;
     for (mut col, &lambda) in scores.columns_mut().into_iter().zip(values.iter()) {
         col.mapv_inplace(|v| v * lambda.max(0.0).sqrt());
@@ -167,7 +162,9 @@ mod tests {
         let x = Array2::from_shape_fn((400, 12), |(i, j)| {
             let t = (i as f32 * 0.37).sin() * 5.0;
             let u = (i as f32 * 0.11).cos() * 2.0;
-            t * (j as f32 / 12.0) + u * if j % 2 == 0 { 1.0 } else { -1.0 } + rng.random_range(-0.1..0.1)
+            t * (j as f32 / 12.0)
+                + u * if j % 2 == 0 { 1.0 } else { -1.0 }
+                + rng.random_range(-0.1..0.1)
         });
         let scores = pca(x.view(), 0);
         let xc = centred(x.view()).mapv(f64::from);
@@ -192,9 +189,16 @@ mod tests {
         let radius_score = |i: usize| scores[[i, 0]];
         let inner: Vec<f64> = (0..n / 2).map(radius_score).collect();
         let outer: Vec<f64> = (n / 2..n).map(radius_score).collect();
-        let (imin, imax) = inner.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        let (omin, omax) = outer.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        assert!(imax < omin || omax < imin, "rings overlap on the first component: inner [{imin}, {imax}], outer [{omin}, {omax}]");
+        let (imin, imax) = inner
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (omin, omax) = outer
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(
+            imax < omin || omax < imin,
+            "rings overlap on the first component: inner [{imin}, {imax}], outer [{omin}, {omax}]"
+        );
         assert!(kernel_pca(Array2::<f32>::zeros((KERNEL_PCA_MAX + 1, 1)).view(), 1.0, 0).is_err());
     }
 }

@@ -20,10 +20,15 @@ pub fn read(path: &Path, features: &[(String, String)]) -> Result<Array2<f64>> {
         let col = col
             .cast(&DataType::String)
             .with_context(|| format!("{}: column '{name}' is not text", path.display()))?;
-        Ok(Some(col.str()?.iter().map(|v| v.map(str::to_string)).collect()))
+        Ok(Some(
+            col.str()?.iter().map(|v| v.map(str::to_string)).collect(),
+        ))
     };
     let Some(names) = text("feature")? else {
-        bail!("{}: no 'feature' column (expected feature, x, y)", path.display());
+        bail!(
+            "{}: no 'feature' column (expected feature, x, y)",
+            path.display()
+        );
     };
     let modalities = text("modality")?;
     let xs = numbers(&frame, "x", path)?;
@@ -34,7 +39,11 @@ pub fn read(path: &Path, features: &[(String, String)]) -> Result<Array2<f64>> {
             bail!("{}: row {}: empty feature name", path.display(), row + 1);
         };
         if !(xs[row].is_finite() && ys[row].is_finite()) {
-            bail!("{}: row {}: coordinates of '{name}' are not finite", path.display(), row + 1);
+            bail!(
+                "{}: row {}: coordinates of '{name}' are not finite",
+                path.display(),
+                row + 1
+            );
         }
         let modality = modalities.as_ref().and_then(|m| m[row].clone());
         if let Some(first) = at.insert((modality, name.clone()), row) {
@@ -48,7 +57,10 @@ pub fn read(path: &Path, features: &[(String, String)]) -> Result<Array2<f64>> {
     }
     let mut out = Array2::zeros((features.len(), 2));
     for (i, (modality, feature)) in features.iter().enumerate() {
-        let key = (modalities.as_ref().map(|_| modality.clone()), feature.clone());
+        let key = (
+            modalities.as_ref().map(|_| modality.clone()),
+            feature.clone(),
+        );
         let Some(&row) = at.get(&key) else {
             bail!(
                 "{}: no coordinates for feature '{feature}' of modality '{modality}'",
@@ -64,7 +76,12 @@ pub fn read(path: &Path, features: &[(String, String)]) -> Result<Array2<f64>> {
 fn numbers(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<f64>> {
     let col = frame
         .column(name)
-        .map_err(|_| anyhow::anyhow!("{}: no '{name}' column (expected feature, x, y)", path.display()))?
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{}: no '{name}' column (expected feature, x, y)",
+                path.display()
+            )
+        })?
         .cast(&DataType::Float64)
         .with_context(|| format!("{}: column '{name}' is not numeric", path.display()))?;
     Ok(col.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())

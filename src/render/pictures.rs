@@ -17,7 +17,11 @@ const VIRIDIS: [[f32; 3]; 5] = [
 const GAP: u32 = 6;
 
 pub fn ramp(t: f32) -> Rgb<u8> {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 } * 4.0;
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    } * 4.0;
     let i = (t.floor() as usize).min(3);
     let f = t - i as f32;
     let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
@@ -86,7 +90,12 @@ pub fn density_map(layout: &Layout) -> RgbImage {
 }
 
 /// Mean image of each class (N x C x H x W `images`, class index per image).
-pub fn class_means(images: &[f32], labels: &[usize], n_classes: usize, image_len: usize) -> Vec<Vec<f32>> {
+pub fn class_means(
+    images: &[f32],
+    labels: &[usize],
+    n_classes: usize,
+    image_len: usize,
+) -> Vec<Vec<f32>> {
     let mut sums = vec![vec![0.0f64; image_len]; n_classes];
     let mut counts = vec![0usize; n_classes];
     for (image, &label) in images.chunks(image_len).zip(labels) {
@@ -97,13 +106,17 @@ pub fn class_means(images: &[f32], labels: &[usize], n_classes: usize, image_len
     }
     sums.into_iter()
         .zip(counts)
-        .map(|(s, n)| s.into_iter().map(|v| (v / n.max(1) as f64) as f32).collect())
+        .map(|(s, n)| {
+            s.into_iter()
+                .map(|v| (v / n.max(1) as f64) as f32)
+                .collect()
+        })
         .collect()
 }
 
 /// One row per class: its mean image, then up to `examples` of its images; within each
-/// tile the channels sit side by side. All tiles share one colour scale, 0 to the largest
-/// value shown.
+/// tile the channels sit side by side. Each channel has one colour scale over all tiles, 0 to
+/// its largest value shown.
 pub fn class_images(
     layout: &Layout,
     images: &[f32],
@@ -127,11 +140,16 @@ pub fn class_images(
             std::iter::once(means[k].as_slice()).chain(picks).collect()
         })
         .collect();
-    let top = rows
-        .iter()
-        .flatten()
-        .flat_map(|t| t.iter().copied())
-        .fold(f32::MIN_POSITIVE, f32::max);
+    // One scale per channel: modalities differ in range (relative abundances are small).
+    let plane = h * w;
+    let top: Vec<f32> = (0..c)
+        .map(|ch| {
+            rows.iter()
+                .flatten()
+                .flat_map(|t| t[ch * plane..(ch + 1) * plane].iter().copied())
+                .fold(f32::MIN_POSITIVE, f32::max)
+        })
+        .collect();
     let cols = 1 + examples as u32;
     let mut img = RgbImage::from_pixel(
         cols * tw + (cols - 1) * 2 * GAP,
@@ -143,8 +161,10 @@ pub fn class_images(
             for ch in 0..c {
                 let x0 = t as u32 * (tw + 2 * GAP) + ch as u32 * w as u32 * scale;
                 let y0 = k as u32 * (th + GAP);
-                let plane = &tile[ch * h * w..(ch + 1) * h * w];
-                blit(&mut img, plane, (h, w), (x0, y0, scale), |v| ramp(v / top));
+                let values = &tile[ch * plane..(ch + 1) * plane];
+                blit(&mut img, values, (h, w), (x0, y0, scale), |v| {
+                    ramp(v / top[ch])
+                });
             }
         }
     }
@@ -164,7 +184,8 @@ mod tests {
 
     #[test]
     fn ramp_runs_dark_to_bright() {
-        let luma = |p: Rgb<u8>| 0.3 * f32::from(p[0]) + 0.59 * f32::from(p[1]) + 0.11 * f32::from(p[2]);
+        let luma =
+            |p: Rgb<u8>| 0.3 * f32::from(p[0]) + 0.59 * f32::from(p[1]) + 0.11 * f32::from(p[2]);
         let steps: Vec<f32> = (0..=10).map(|i| luma(ramp(i as f32 / 10.0))).collect();
         assert!(steps.windows(2).all(|w| w[1] > w[0]), "{steps:?}");
         assert_eq!(ramp(f32::NAN), ramp(0.0));

@@ -58,10 +58,18 @@ fn search_beta(dist: &[f32], target: f64, out: &mut [f64]) {
         }
         if gap > 0.0 {
             lo = beta;
-            beta = if hi.is_finite() { (beta + hi) / 2.0 } else { beta * 2.0 };
+            beta = if hi.is_finite() {
+                (beta + hi) / 2.0
+            } else {
+                beta * 2.0
+            };
         } else {
             hi = beta;
-            beta = if lo.is_finite() { (beta + lo) / 2.0 } else { beta / 2.0 };
+            beta = if lo.is_finite() {
+                (beta + lo) / 2.0
+            } else {
+                beta / 2.0
+            };
         }
     }
 }
@@ -97,7 +105,9 @@ pub fn joint(nb: &Neighbours, perplexity: f64) -> Sparse {
         offsets[i + 1] += offsets[i];
     }
     let total: f64 = values.iter().sum();
-    values.iter_mut().for_each(|v| *v /= total.max(f64::MIN_POSITIVE));
+    values
+        .iter_mut()
+        .for_each(|v| *v /= total.max(f64::MIN_POSITIVE));
     Sparse {
         offsets,
         columns,
@@ -129,8 +139,16 @@ mod tests {
         let perplexity = 2.0;
         let cond = conditional(&nb, perplexity);
         for row in cond.chunks(k) {
-            let entropy: f64 = -row.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
-            assert!((entropy.exp() - perplexity).abs() < 1e-3, "perplexity {}", entropy.exp());
+            let entropy: f64 = -row
+                .iter()
+                .filter(|&&p| p > 0.0)
+                .map(|p| p * p.ln())
+                .sum::<f64>();
+            assert!(
+                (entropy.exp() - perplexity).abs() < 1e-3,
+                "perplexity {}",
+                entropy.exp()
+            );
         }
         let p = joint(&nb, perplexity);
         let total: f64 = p.values.iter().sum();

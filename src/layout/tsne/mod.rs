@@ -75,7 +75,11 @@ pub fn fit(x: ArrayView2<f32>, params: &TsneParams) -> Embedding {
     let y = initial(x, params);
     let y = optimise(&p, y, params);
     let kl_divergence = kl(&p, &y);
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), kl_divergence, "t-SNE done");
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        kl_divergence,
+        "t-SNE done"
+    );
     Embedding {
         coordinates: Array2::from_shape_vec((n, 2), y).expect("n x 2 coordinates"),
         kl_divergence,
@@ -109,7 +113,11 @@ fn optimise(p: &Sparse, mut y: Vec<f64>, params: &TsneParams) -> Vec<f64> {
     let mut grad = vec![0.0; 2 * n];
     for it in 0..params.iterations {
         let early = it < params.exaggeration_iterations;
-        let exaggeration = if early { params.early_exaggeration } else { 1.0 };
+        let exaggeration = if early {
+            params.early_exaggeration
+        } else {
+            1.0
+        };
         let momentum = if early { 0.5 } else { 0.8 };
         gradient(p, &y, exaggeration, params.theta, &mut grad);
         for c in 0..2 * n {
@@ -136,7 +144,11 @@ fn gradient(p: &Sparse, y: &[f64], exaggeration: f64, theta: f64, grad: &mut [f6
         .into_par_iter()
         .map_init(Vec::new, |stack, i| tree.repulsion(i, theta, stack))
         .collect();
-    let z: f64 = repulsion.iter().map(|r| r.2).sum::<f64>().max(f64::MIN_POSITIVE);
+    let z: f64 = repulsion
+        .iter()
+        .map(|r| r.2)
+        .sum::<f64>()
+        .max(f64::MIN_POSITIVE);
     grad.par_chunks_mut(2)
         .zip(repulsion.par_iter())
         .enumerate()
@@ -212,13 +224,19 @@ mod tests {
             let nearest = (0..y.nrows())
                 .filter(|&j| j != i)
                 .min_by(|&a, &b| {
-                    let d = |j: usize| (y[[i, 0]] - y[[j, 0]]).powi(2) + (y[[i, 1]] - y[[j, 1]]).powi(2);
+                    let d = |j: usize| {
+                        (y[[i, 0]] - y[[j, 0]]).powi(2) + (y[[i, 1]] - y[[j, 1]]).powi(2)
+                    };
                     d(a).total_cmp(&d(b))
                 })
                 .unwrap();
             assert_eq!(labels[i], labels[nearest], "point {i}");
         }
-        assert!(e.kl_divergence.is_finite() && e.kl_divergence > 0.0 && e.kl_divergence < 2.0, "KL {}", e.kl_divergence);
+        assert!(
+            e.kl_divergence.is_finite() && e.kl_divergence > 0.0 && e.kl_divergence < 2.0,
+            "KL {}",
+            e.kl_divergence
+        );
     }
 
     #[test]
@@ -237,10 +255,25 @@ mod tests {
                 .install(|| fit(x.view(), &params).coordinates)
         };
         let (one, two) = (run(1), run(2));
-        assert!(one.iter().zip(two.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
-        let random = TsneParams { init: Init::Random, seed: 3, ..params };
+        assert!(
+            one.iter()
+                .zip(two.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        let random = TsneParams {
+            init: Init::Random,
+            seed: 3,
+            ..params
+        };
         let r1 = fit(x.view(), &random).coordinates;
-        assert_eq!(r1, fit(x.view(), &random).coordinates, "same seed, same layout");
-        assert_ne!(r1, fit(x.view(), &TsneParams { seed: 4, ..random }).coordinates);
+        assert_eq!(
+            r1,
+            fit(x.view(), &random).coordinates,
+            "same seed, same layout"
+        );
+        assert_ne!(
+            r1,
+            fit(x.view(), &TsneParams { seed: 4, ..random }).coordinates
+        );
     }
 }

@@ -45,7 +45,8 @@ pub fn nearest(x: ArrayView2<f32>, k: usize) -> Neighbours {
                         ((norms[i] + norms[j] - 2.0 * d).max(0.0), j as u32)
                     },
                 ));
-                let by_distance = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+                let by_distance =
+                    |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
                 candidates.select_nth_unstable_by(k - 1, by_distance);
                 candidates[..k].sort_unstable_by(by_distance);
                 for (slot, &(d, j)) in candidates[..k].iter().enumerate() {
@@ -83,7 +84,10 @@ mod tests {
                 })
                 .collect();
             brute.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let got: Vec<usize> = nb.index[i * k..(i + 1) * k].iter().map(|&j| j as usize).collect();
+            let got: Vec<usize> = nb.index[i * k..(i + 1) * k]
+                .iter()
+                .map(|&j| j as usize)
+                .collect();
             let want: Vec<usize> = brute[..k].iter().map(|p| p.1).collect();
             assert_eq!(got, want, "neighbours of row {i}");
             for (slot, p) in brute[..k].iter().enumerate() {

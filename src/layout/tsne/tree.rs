@@ -183,7 +183,9 @@ mod tests {
     #[test]
     fn theta_zero_is_exact_and_half_is_close() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let mut y: Vec<f64> = (0..2 * 500).map(|_| rng.random_range(-20.0..20.0)).collect();
+        let mut y: Vec<f64> = (0..2 * 500)
+            .map(|_| rng.random_range(-20.0..20.0))
+            .collect();
         // Duplicated positions must not break the tree.
         y[2] = y[0];
         y[3] = y[1];
