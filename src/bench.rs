@@ -51,6 +51,18 @@ struct FitCase {
     pca: (Option<f64>, Option<f64>),
 }
 
+/// Modality name and its columns, as `Layout::fit` takes them.
+type Groups = Vec<(String, Vec<usize>)>;
+
+/// Layout inputs for one modality "m" of `features` columns: its group and the feature names.
+fn one_modality(features: usize) -> (Groups, Vec<(String, String)>) {
+    let groups = vec![("m".to_string(), (0..features).collect())];
+    let names = (0..features)
+        .map(|j| ("m".to_string(), format!("f{j}")))
+        .collect();
+    (groups, names)
+}
+
 fn peak_reset() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
@@ -99,10 +111,7 @@ pub fn layout(quick: bool, only: Option<&str>) -> Result<Vec<Row>> {
     for case in fits {
         let (samples, features) = (case.samples, case.features);
         let x = synthetic(samples, features, 1);
-        let groups = vec![("m".to_string(), (0..features).collect::<Vec<_>>())];
-        let names: Vec<(String, String)> = (0..features)
-            .map(|j| ("m".to_string(), format!("f{j}")))
-            .collect();
+        let (groups, names) = one_modality(features);
         for (method, (target, reference)) in
             [(EmbedMethod::Pca, case.pca), (EmbedMethod::Tsne, case.tsne)]
         {
@@ -169,10 +178,7 @@ pub fn layout(quick: bool, only: Option<&str>) -> Result<Vec<Row>> {
     }
     let features = if quick { 400 } else { 5000 };
     let x = synthetic(if quick { 50 } else { 1000 }, features, 2);
-    let groups = vec![("m".to_string(), (0..features).collect::<Vec<_>>())];
-    let names: Vec<(String, String)> = (0..features)
-        .map(|j| ("m".to_string(), format!("f{j}")))
-        .collect();
+    let (groups, names) = one_modality(features);
     let config = LayoutConfig {
         method: EmbedMethod::Pca,
         mode: crate::config::ChannelMode::Shared,

@@ -149,10 +149,10 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
             .enumerate()
             .flat_map(|(i, m)| std::iter::repeat_n(i, m.features.len()))
             .collect();
-        let mut png = Vec::new();
-        render::feature_map::draw(&layout, &modality_of)
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-        put("feature_map.png", &png)?;
+        put(
+            "feature_map.png",
+            &png_bytes(&render::feature_map::draw(&layout, &modality_of))?,
+        )?;
         put(
             "density_map.png",
             &png_bytes(&render::pictures::density_map(&layout))?,

@@ -102,16 +102,10 @@ impl RenderPlan {
 
     /// Renders every row of `samples` (samples x features) into one N x C x H x W buffer.
     pub fn render_batch(&self, samples: ArrayView2<f32>) -> Result<Vec<f32>> {
-        self.check(samples)?;
         let mut out = vec![0.0; samples.nrows() * self.image_len];
         self.render_batch_into(samples, &mut out)?;
         Ok(out)
     }
-}
-
-/// Renders one sample with a plan made for the call; hold a `RenderPlan` to render many.
-pub fn render_into(layout: &Layout, sample: ArrayView1<f32>, out: &mut [f32]) {
-    RenderPlan::new(layout).render_into(sample, out);
 }
 
 /// Renders every row of `samples` (samples x features) into one N x C x H x W buffer.
