@@ -72,6 +72,52 @@ pub struct SelectConfig {
     /// Per-modality overrides of `top_k`.
     #[serde(default)]
     pub top_k_per_modality: BTreeMap<String, usize>,
+    /// Pathway-grouped selection from GMT gene sets; replaces `top_k` when set.
+    #[serde(default)]
+    pub pathways: Option<PathwayConfig>,
+}
+
+/// How features are ranked within a pathway, and pathways against each other.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureScore {
+    /// One-way ANOVA F statistic of the feature across classes, on training samples.
+    #[default]
+    Anova,
+    /// Variance of the normalised feature on training samples (unsupervised).
+    Variance,
+}
+
+/// `[select.pathways]`: gene sets from a GMT file, matched to features by name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PathwayConfig {
+    /// GMT file (MSigDB/GSEA format): name, description, members, tab-separated.
+    pub gmt: PathBuf,
+    /// Match members to feature names ignoring case.
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// Optional ID-mapping table (Parquet, CSV or TSV): its first two columns (or `id_map_columns`)
+    /// are two names of one feature, e.g. Ensembl id and gene symbol; a member matches a
+    /// feature under either name.
+    #[serde(default)]
+    pub id_map: Option<PathBuf>,
+    #[serde(default)]
+    pub id_map_columns: Option<[String; 2]>,
+    /// Pathways with fewer matched (non-constant) features are left out.
+    #[serde(default = "default_min_members")]
+    pub min_members: usize,
+    /// Features kept per pathway, the best by `score`.
+    #[serde(default = "default_pathway_top_k")]
+    pub top_k: usize,
+    #[serde(default)]
+    pub score: FeatureScore,
+    /// Keep the best pathways by the mean score of their kept features; unset keeps all.
+    #[serde(default)]
+    pub top_pathways: Option<usize>,
+    /// Features in no pathway: keep the best this many as an "unassigned" group (0 drops them).
+    #[serde(default)]
+    pub unassigned: usize,
 }
 
 impl Default for SelectConfig {
@@ -79,6 +125,7 @@ impl Default for SelectConfig {
         Self {
             top_k: default_top_k(),
             top_k_per_modality: BTreeMap::new(),
+            pathways: None,
         }
     }
 }
@@ -142,6 +189,18 @@ pub enum ChannelMode {
     Channels,
 }
 
+/// What decides where a feature goes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrange {
+    /// One embedding of all the channel's features (DeepInsight).
+    #[default]
+    Embedding,
+    /// Each pathway of `select.pathways` gets one rectangular block (a treemap, area in
+    /// proportion to its features); its features are embedded inside the block.
+    Pathways,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LayoutConfig {
@@ -149,6 +208,8 @@ pub struct LayoutConfig {
     pub method: EmbedMethod,
     #[serde(default)]
     pub mode: ChannelMode,
+    #[serde(default)]
+    pub arrange: Arrange,
     #[serde(default = "default_image_size")]
     pub height: usize,
     #[serde(default = "default_image_size")]
@@ -209,6 +270,7 @@ impl Default for LayoutConfig {
         Self {
             method: EmbedMethod::default(),
             mode: ChannelMode::default(),
+            arrange: Arrange::default(),
             height: default_image_size(),
             width: default_image_size(),
             perplexity: default_perplexity(),
@@ -285,6 +347,12 @@ fn default_label_column() -> String {
 fn default_top_k() -> usize {
     1000
 }
+fn default_min_members() -> usize {
+    5
+}
+fn default_pathway_top_k() -> usize {
+    10
+}
 fn default_image_size() -> usize {
     224
 }
@@ -345,7 +413,20 @@ impl PipelineConfig {
                 );
             }
         }
+        if let Some(p) = &self.select.pathways
+            && p.top_k == 0
+        {
+            bail!("select.pathways.top_k: must be at least 1");
+        }
+        if let Some(0) = self.select.pathways.as_ref().and_then(|p| p.top_pathways) {
+            bail!("select.pathways.top_pathways: must be at least 1 (leave it out to keep all)");
+        }
         let l = &self.layout;
+        if l.arrange == Arrange::Pathways && self.select.pathways.is_none() {
+            bail!(
+                "layout.arrange = \"pathways\" needs gene sets: add a [select.pathways] section with a gmt file"
+            );
+        }
         if l.height < 8 || l.width < 8 {
             bail!(
                 "layout.height/layout.width: images must be at least 8x8, got {}x{}",

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod config;
 pub mod layout;
 pub mod manifest;
+pub mod mapping;
 pub mod model;
 pub mod omics;
 pub mod pipeline;

@@ -97,6 +97,44 @@ fn execute(command: Command) -> Result<()> {
     Ok(())
 }
 
+fn print_pathways(p: &deepinsight::select::pathways::PathwaySelection) {
+    let c = &p.coverage;
+    let covered: Vec<String> = c
+        .modalities
+        .iter()
+        .map(|m| format!("{} {}/{}", m.modality, m.in_pathway, m.features))
+        .collect();
+    println!(
+        "gene sets: {} in {}, {} with >= {} features, {} match nothing; features in a set: {}",
+        c.gene_sets,
+        p.gmt,
+        c.sets_with_min_members,
+        c.min_members,
+        c.empty_sets.len(),
+        covered.join(", ")
+    );
+    if c.unknown_members > 0 {
+        println!(
+            "  {} member names are not features (e.g. {})",
+            c.unknown_members,
+            c.unknown_examples.join(", ")
+        );
+    }
+    println!(
+        "{:<5} {:<24} {:>10} {:>8}",
+        "rank", "pathway", "score", "features"
+    );
+    for g in &p.groups {
+        let rank = g.rank.map_or("-".to_string(), |r| r.to_string());
+        println!(
+            "{rank:<5} {:<24} {:>10.2} {:>8}",
+            g.name,
+            g.score,
+            g.features.len()
+        );
+    }
+}
+
 fn print_summary(s: &RunSummary) {
     println!("run written to {}", s.run_dir.display());
     println!(
@@ -143,6 +181,9 @@ fn print_summary(s: &RunSummary) {
             100.0 * r.shared_fraction,
             moved
         );
+    }
+    if let Some(p) = &s.pathways {
+        print_pathways(p);
     }
     println!("{:<10} {:>9}", "stage", "seconds");
     for (name, secs) in &s.stages {

@@ -11,9 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Axis;
 
 use crate::artefact::{self, StagedDir};
-use crate::config::PipelineConfig;
+use crate::config::{Arrange, PipelineConfig};
 use crate::layout::{Layout, LayoutReport};
 use crate::manifest::{FeatureEntry, InputFile, Manifest, ModelSummary, SampleCounts};
+use crate::mapping;
 use crate::model::train::{ImageSet, TrainOptions, predict_proba};
 use crate::model::{self, Metrics, ResNetConfig, split};
 use crate::omics::{self, DroppedSample};
@@ -35,6 +36,7 @@ pub struct RunSummary {
     pub best_epoch: usize,
     pub metrics: Metrics,
     pub layout: Vec<LayoutReport>,
+    pub pathways: Option<crate::select::pathways::PathwaySelection>,
 }
 
 fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
@@ -82,13 +84,23 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
     })?;
     let layout = stages.run("layout", || {
         let train_values = values.select(Axis(0), &train_rows);
-        Layout::fit(
-            train_values.view(),
-            &space.groups(),
-            &space.feature_list(),
-            &config.layout,
-            config.seed,
-        )
+        match (config.layout.arrange, space.pathway_blocks()) {
+            (Arrange::Pathways, Some(blocks)) => Layout::fit_grouped(
+                train_values.view(),
+                &space.groups(),
+                &space.feature_list(),
+                &blocks,
+                &config.layout,
+                config.seed,
+            ),
+            _ => Layout::fit(
+                train_values.view(),
+                &space.groups(),
+                &space.feature_list(),
+                &config.layout,
+                config.seed,
+            ),
+        }
     })?;
     let images = stages.run("render", || render::render_batch(&layout, values.view()))?;
 
@@ -153,6 +165,25 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
             "feature_map.png",
             &png_bytes(&render::feature_map::draw(&layout, &modality_of))?,
         )?;
+        let mut table = mapping::mapping_table(&layout, &space)?;
+        put("mapping.parquet", &mapping::parquet_bytes(&mut table)?)?;
+        put("mapping.csv", &mapping::csv_bytes(&mut table)?)?;
+        if let Some(mut summary) = mapping::pathway_summary(&layout, &space)? {
+            put("pathway_summary.csv", &mapping::csv_bytes(&mut summary)?)?;
+        }
+        let block_label = |b: usize| {
+            let name = &layout.blocks[b].name;
+            let kept = space.pathways.as_ref().map_or(0, |s| {
+                s.groups
+                    .iter()
+                    .find(|g| &g.name == name)
+                    .map_or(0, |g| g.features.len())
+            });
+            format!("{} {name} ({kept})", b + 1)
+        };
+        if let Some(picture) = render::pathway_map::draw(&layout, block_label) {
+            put("pathway_map.png", &png_bytes(&picture)?)?;
+        }
         put(
             "density_map.png",
             &png_bytes(&render::pictures::density_map(&layout))?,
@@ -163,7 +194,7 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
                 &layout,
                 &train_images,
                 &train_labels,
-                cohort.classes.len(),
+                &cohort.classes,
                 3,
             ))?,
         )?;
@@ -248,5 +279,6 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         best_epoch: trained.best_epoch,
         metrics: trained.metrics,
         layout: layout.report(),
+        pathways: space.pathways,
     })
 }

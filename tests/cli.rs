@@ -100,26 +100,20 @@ fn run_writes_every_artefact_with_matching_checksums() {
     }
 
     let run = dir.path().join("out/reduced");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
-    let files: BTreeMap<String, String> =
-        serde_json::from_value(manifest["files"].clone()).unwrap();
-    for name in [
-        "layout.json",
-        "model.bpk",
-        "model-config.json",
-        "feature_map.png",
-        "density_map.png",
-        "class_images.png",
-        "predictions.parquet",
-    ] {
-        let bytes = std::fs::read(run.join(name)).unwrap();
-        assert_eq!(
-            files[name],
-            deepinsight::artefact::sha256_hex(&bytes),
-            "{name}"
-        );
-    }
+    let manifest = manifest_with_checksums(
+        &run,
+        &[
+            "layout.json",
+            "model.bpk",
+            "model-config.json",
+            "feature_map.png",
+            "density_map.png",
+            "class_images.png",
+            "mapping.parquet",
+            "mapping.csv",
+            "predictions.parquet",
+        ],
+    );
     // No staging folder or temporary file is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("out"))
         .unwrap()
@@ -161,8 +155,16 @@ fn run_writes_every_artefact_with_matching_checksums() {
     let density = image::open(run.join("density_map.png")).unwrap();
     assert_eq!((density.width(), density.height()), (4 * 400 + 3 * 6, 400));
     let classes = image::open(run.join("class_images.png")).unwrap();
-    assert_eq!(classes.height(), 3 * 96 + 2 * 6);
-    assert_eq!(classes.width(), 4 * (4 * 96) + 3 * 12);
+    // A heading line (8 px text + 2 gaps) on top, class names ("subtype_A": 9 x 8 px + 2 gaps)
+    // on the left, written in black.
+    assert_eq!(classes.height(), 20 + 3 * 96 + 2 * 6);
+    assert_eq!(classes.width(), 84 + 4 * (4 * 96) + 3 * 12);
+    let classes = classes.to_rgb8();
+    let ink_left = (0..84)
+        .flat_map(|x| (20..classes.height()).map(move |y| (x, y)))
+        .filter(|&(x, y)| classes.get_pixel(x, y).0 == [0, 0, 0])
+        .count();
+    assert!(ink_left > 50, "class names drawn: {ink_left} black pixels");
     // The layout report is printed: a line per channel.
     for channel in ["genomics", "metabolomics", "microbiome", "proteomics"] {
         assert!(
@@ -185,4 +187,76 @@ fn run_writes_every_artefact_with_matching_checksums() {
         .map(|r| r["pixels_used"].as_u64().unwrap())
         .sum();
     assert_eq!(lit as u64, pixels_used);
+}
+
+#[test]
+fn pathway_run_writes_the_mapping_the_summary_and_the_pathway_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let gmt = common::root().join("data/pathways.gmt");
+    let pipeline = reduced_pipeline()
+        .replace(
+            "[select]\ntop_k = 40\n",
+            &format!(
+                "[select.pathways]\ngmt = \"{}\"\ntop_k = 4\ntop_pathways = 6\n",
+                gmt.display()
+            ),
+        )
+        .replace(
+            "method = \"tsne\"",
+            "arrange = \"pathways\"\nmethod = \"pca\"\ncollisions = \"assign\"",
+        );
+    assert!(pipeline.contains("[select.pathways]") && pipeline.contains("arrange"));
+    std::fs::write(dir.path().join("p.toml"), pipeline).unwrap();
+    let out = common::deepinsight(dir.path(), &["run", "p.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    assert!(stdout.contains("gene sets: 40 in"), "{stdout}");
+
+    let run = dir.path().join("out/reduced");
+    let manifest = manifest_with_checksums(
+        &run,
+        &["pathway_summary.csv", "pathway_map.png", "mapping.csv"],
+    );
+    // The summary lists the 6 kept pathways; the bundled data's class signal lies in
+    // PATHWAY_04, _37, _39 and _40 (data/README.md), which the ANOVA ranking finds.
+    let summary = std::fs::read_to_string(run.join("pathway_summary.csv")).unwrap();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(lines.len(), 7, "{summary}");
+    assert!(lines[0].starts_with("pathway,rank,score,members,matched,kept,kept_"));
+    let kept: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    for signal in ["PATHWAY_04", "PATHWAY_37", "PATHWAY_39", "PATHWAY_40"] {
+        assert!(kept.contains(&signal), "{signal} not in {kept:?}");
+    }
+    let layout = Layout::load(&run.join("layout.json")).unwrap();
+    assert_eq!(layout.blocks.len(), 6);
+    let mapping = std::fs::read_to_string(run.join("mapping.csv")).unwrap();
+    assert_eq!(
+        mapping.lines().count(),
+        1 + manifest["features"].as_array().unwrap().len()
+    );
+    let picture = image::open(run.join("pathway_map.png")).unwrap();
+    assert!(
+        picture.width() > picture.height(),
+        "the legend sits beside the grid"
+    );
+}
+
+/// The run's manifest, after checking that each of `names` exists with the sha256 it records.
+fn manifest_with_checksums(run: &std::path::Path, names: &[&str]) -> serde_json::Value {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    let files: BTreeMap<String, String> =
+        serde_json::from_value(manifest["files"].clone()).unwrap();
+    for name in names {
+        let bytes = std::fs::read(run.join(name)).unwrap();
+        assert_eq!(
+            files[*name],
+            deepinsight::artefact::sha256_hex(&bytes),
+            "{name}"
+        );
+    }
+    manifest
 }

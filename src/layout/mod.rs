@@ -8,9 +8,11 @@ pub mod assign;
 pub mod embed;
 pub mod geometry;
 pub mod grid;
+pub mod grouped;
 pub mod linalg;
 pub mod pca;
 pub mod precomputed;
+pub mod treemap;
 pub mod tsne;
 
 use std::path::Path;
@@ -19,7 +21,7 @@ use anyhow::{Context, Result};
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ChannelMode, Collisions, EmbedMethod, LayoutConfig};
+use crate::config::{Arrange, ChannelMode, Collisions, EmbedMethod, LayoutConfig};
 use embed::EmbedSettings;
 use geometry::Frame;
 use grid::Displacement;
@@ -51,6 +53,11 @@ pub struct Layout {
     pub method: EmbedMethod,
     pub mode: ChannelMode,
     pub collisions: Collisions,
+    /// `pathways`: features grouped into the `blocks` of a treemap.
+    #[serde(default)]
+    pub arrange: Arrange,
+    #[serde(default)]
+    pub blocks: Vec<grouped::Block>,
     pub channels: Vec<ChannelLayout>,
 }
 
@@ -82,20 +89,7 @@ impl Layout {
         config: &LayoutConfig,
         seed: u64,
     ) -> Result<Self> {
-        let channel_groups: Vec<(String, Vec<usize>, LayoutConfig)> = match config.mode {
-            ChannelMode::Shared => {
-                vec![(
-                    "shared".into(),
-                    groups.iter().flat_map(|(_, c)| c.clone()).collect(),
-                    config.clone(),
-                )]
-            }
-            ChannelMode::Channels => groups
-                .iter()
-                .map(|(name, cols)| (name.clone(), cols.clone(), config.for_modality(name)))
-                .collect(),
-        };
-        let channels = channel_groups
+        let channels = channel_groups(groups, config)
             .into_iter()
             .map(|(name, features, channel_config)| {
                 fit_channel(train, name, features, names, &channel_config, seed)
@@ -107,8 +101,23 @@ impl Layout {
             method: config.method,
             mode: config.mode,
             collisions: config.collisions,
+            arrange: Arrange::Embedding,
+            blocks: Vec::new(),
             channels,
         })
+    }
+
+    /// Fits a pathway-grouped layout (see `grouped`): `blocks` gives each pathway's name and
+    /// feature columns.
+    pub fn fit_grouped(
+        train: ArrayView2<f32>,
+        groups: &[(String, Vec<usize>)],
+        names: &[(String, String)],
+        blocks: &[(String, Vec<usize>)],
+        config: &LayoutConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        grouped::fit(train, groups, names, blocks, config, seed)
     }
 
     pub fn n_channels(&self) -> usize {
@@ -166,6 +175,49 @@ impl Layout {
     }
 }
 
+/// The channels of a layout: name, feature columns and settings of each.
+fn channel_groups(
+    groups: &[(String, Vec<usize>)],
+    config: &LayoutConfig,
+) -> Vec<(String, Vec<usize>, LayoutConfig)> {
+    match config.mode {
+        ChannelMode::Shared => vec![(
+            "shared".into(),
+            groups.iter().flat_map(|(_, c)| c.clone()).collect(),
+            config.clone(),
+        )],
+        ChannelMode::Channels => groups
+            .iter()
+            .map(|(name, cols)| (name.clone(), cols.clone(), config.for_modality(name)))
+            .collect(),
+    }
+}
+
+/// 2-D coordinates of the feature columns `features`: read from the coordinates table, or
+/// embedded from their training profiles.
+fn embed_features(
+    train: ArrayView2<f32>,
+    features: &[usize],
+    names: &[(String, String)],
+    config: &LayoutConfig,
+    seed: u64,
+) -> Result<embed::Embedded> {
+    if config.method == EmbedMethod::Precomputed {
+        let path = config
+            .coordinates
+            .as_deref()
+            .context("layout.coordinates: method = \"precomputed\" needs a coordinates table")?;
+        let wanted: Vec<(String, String)> = features.iter().map(|&f| names[f].clone()).collect();
+        return Ok(embed::Embedded {
+            coordinates: precomputed::read(path, &wanted)?,
+            kl_divergence: None,
+        });
+    }
+    // Features are the points: one row per feature, one column per training sample.
+    let points = train.select(Axis(1), features).reversed_axes();
+    embed::embed(points.view(), &EmbedSettings::new(config, seed))
+}
+
 fn fit_channel(
     train: ArrayView2<f32>,
     name: String,
@@ -175,22 +227,8 @@ fn fit_channel(
     seed: u64,
 ) -> Result<ChannelLayout> {
     let _span = tracing::info_span!("layout", channel = %name, features = features.len()).entered();
-    let embedded = if config.method == EmbedMethod::Precomputed {
-        let path = config
-            .coordinates
-            .as_deref()
-            .context("layout.coordinates: method = \"precomputed\" needs a coordinates table")?;
-        let wanted: Vec<(String, String)> = features.iter().map(|&f| names[f].clone()).collect();
-        embed::Embedded {
-            coordinates: precomputed::read(path, &wanted)?,
-            kl_divergence: None,
-        }
-    } else {
-        // Features are the points: one row per feature, one column per training sample.
-        let points = train.select(Axis(1), &features).reversed_axes();
-        embed::embed(points.view(), &EmbedSettings::new(config, seed))
-            .with_context(|| format!("layout of channel '{name}'"))?
-    };
+    let embedded = embed_features(train, &features, names, config, seed)
+        .with_context(|| format!("layout of channel '{name}'"))?;
     let (frame, rotated) = geometry::align_to_rectangle(&embedded.coordinates);
     let placement = grid::place(&rotated, config.height, config.width, config.collisions)
         .with_context(|| format!("layout of channel '{name}'"))?;

@@ -1,7 +1,9 @@
 //! Images from samples (the DeepInsight transform), and pictures of the layout.
 
 pub mod feature_map;
+pub mod pathway_map;
 pub mod pictures;
+pub mod text;
 
 use anyhow::{Result, bail};
 use ndarray::{ArrayView1, ArrayView2};
@@ -145,6 +147,8 @@ mod tests {
             method: EmbedMethod::Pca,
             mode: ChannelMode::Channels,
             collisions: Collisions::Bin,
+            arrange: Default::default(),
+            blocks: Vec::new(),
             channels: vec![
                 channel("a", vec![0, 1], vec![[0, 0], [0, 0]]),
                 channel("b", vec![2], vec![[1, 1]]),

@@ -4,6 +4,7 @@
 
 use image::{Rgb, RgbImage};
 
+use super::text;
 use crate::layout::Layout;
 
 /// Control points of the viridis colour map at 0, 0.25, 0.5, 0.75 and 1.
@@ -29,7 +30,7 @@ pub fn ramp(t: f32) -> Rgb<u8> {
 }
 
 /// Integer zoom that makes an image side at least `target` pixels.
-fn zoom(side: usize, target: usize) -> u32 {
+pub(crate) fn zoom(side: usize, target: usize) -> u32 {
     target.div_ceil(side.max(1)).max(1) as u32
 }
 
@@ -114,16 +115,17 @@ pub fn class_means(
         .collect()
 }
 
-/// One row per class: its mean image, then up to `examples` of its images; within each
-/// tile the channels sit side by side. Each channel has one colour scale over all tiles, 0 to
-/// its largest value shown.
+/// One row per class, named on the left: its mean image, then up to `examples` of its images
+/// (columns headed "mean", "example 1"...); within each tile the channels sit side by side.
+/// Each channel has one colour scale over all tiles, 0 to its largest value shown.
 pub fn class_images(
     layout: &Layout,
     images: &[f32],
     labels: &[usize],
-    n_classes: usize,
+    classes: &[String],
     examples: usize,
 ) -> RgbImage {
+    let n_classes = classes.len();
     let (h, w, c) = (layout.height, layout.width, layout.n_channels());
     let len = layout.image_len();
     let scale = zoom(h.max(w), 96);
@@ -151,16 +153,29 @@ pub fn class_images(
         })
         .collect();
     let cols = 1 + examples as u32;
+    let left = classes.iter().map(|n| text::width(n, 1)).max().unwrap_or(0) + 2 * GAP;
+    let heading_height = text::CELL + 2 * GAP;
+    let ink = Rgb([0, 0, 0]);
     let mut img = RgbImage::from_pixel(
-        cols * tw + (cols - 1) * 2 * GAP,
-        n_classes as u32 * th + (n_classes as u32).saturating_sub(1) * GAP,
+        left + cols * tw + (cols - 1) * 2 * GAP,
+        heading_height + n_classes as u32 * th + (n_classes as u32).saturating_sub(1) * GAP,
         Rgb([255, 255, 255]),
     );
+    for t in 0..cols {
+        let heading = if t == 0 {
+            "mean".to_string()
+        } else {
+            format!("example {t}")
+        };
+        text::draw(&mut img, (left + t * (tw + 2 * GAP), GAP), &heading, 1, ink);
+    }
     for (k, tiles) in rows.iter().enumerate() {
+        let y_row = heading_height + k as u32 * (th + GAP);
+        text::draw(&mut img, (GAP, y_row + th / 2 - 4), &classes[k], 1, ink);
         for (t, tile) in tiles.iter().enumerate() {
             for ch in 0..c {
-                let x0 = t as u32 * (tw + 2 * GAP) + ch as u32 * w as u32 * scale;
-                let y0 = k as u32 * (th + GAP);
+                let x0 = left + t as u32 * (tw + 2 * GAP) + ch as u32 * w as u32 * scale;
+                let y0 = y_row;
                 let values = &tile[ch * plane..(ch + 1) * plane];
                 blit(&mut img, values, (h, w), (x0, y0, scale), |v| {
                     ramp(v / top[ch])

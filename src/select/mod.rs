@@ -1,12 +1,15 @@
 //! Feature selection: the selected features of each modality with their fitted normalisation.
 
+pub mod gmt;
+pub mod pathways;
+pub mod score;
 pub mod variance;
 
 use anyhow::{Result, bail};
 use ndarray::{Array2, Axis, concatenate};
 use serde::{Deserialize, Serialize};
 
-use crate::config::PipelineConfig;
+use crate::config::{FeatureScore, PathwayConfig, PipelineConfig};
 use crate::omics::normalise::{Normaliser, fit_medians, impute};
 use crate::omics::{Cohort, Modality};
 
@@ -28,17 +31,42 @@ pub struct SelectedModality {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FeatureSpace {
     pub modalities: Vec<SelectedModality>,
+    /// Pathway groups of the kept features, when selected by pathway.
+    #[serde(default)]
+    pub pathways: Option<pathways::PathwaySelection>,
 }
 
 impl FeatureSpace {
     /// Fits imputation, normalisation and selection on the training rows of the cohort.
     pub fn fit(cohort: &Cohort, train_rows: &[usize], config: &PipelineConfig) -> Result<Self> {
-        let modalities = cohort
+        let prepared: Vec<Prepared> = cohort
             .modalities
             .iter()
-            .map(|m| fit_modality(m, train_rows, config))
+            .map(|m| prepare(m, train_rows, config))
             .collect::<Result<_>>()?;
-        Ok(Self { modalities })
+        match &config.select.pathways {
+            None => {
+                let modalities = prepared
+                    .into_iter()
+                    .map(|p| {
+                        let keep = variance::top_k(
+                            p.normalised.view(),
+                            &p.non_constant,
+                            config.top_k_for(&p.modality.name),
+                        );
+                        p.keep(keep, config)
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(Self {
+                    modalities,
+                    pathways: None,
+                })
+            }
+            Some(pathway_config) => {
+                let labels: Vec<usize> = train_rows.iter().map(|&r| cohort.labels[r]).collect();
+                fit_by_pathway(prepared, &labels, cohort.classes.len(), pathway_config)
+            }
+        }
     }
 
     pub fn n_features(&self) -> usize {
@@ -64,6 +92,32 @@ impl FeatureSpace {
             .iter()
             .flat_map(|m| m.features.iter().map(|f| (m.name.clone(), f.clone())))
             .collect()
+    }
+
+    /// Each pathway group's name and feature columns, in rank order (the unassigned group
+    /// last); `None` without pathway selection.
+    pub fn pathway_blocks(&self) -> Option<Vec<(String, Vec<usize>)>> {
+        let selection = self.pathways.as_ref()?;
+        let column: std::collections::HashMap<(String, String), usize> = self
+            .feature_list()
+            .into_iter()
+            .enumerate()
+            .map(|(j, key)| (key, j))
+            .collect();
+        Some(
+            selection
+                .groups
+                .iter()
+                .map(|g| {
+                    let cols = g
+                        .features
+                        .iter()
+                        .map(|f| column[&(f.modality.clone(), f.name.clone())])
+                        .collect();
+                    (g.name.clone(), cols)
+                })
+                .collect(),
+        )
     }
 
     /// Normalised, selected values of every cohort sample: samples x `n_features()`.
@@ -98,39 +152,174 @@ fn column_indices(m: &Modality, features: &[String]) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn fit_modality(
-    m: &Modality,
+/// A modality's training values imputed and normalised, before any feature is dropped.
+struct Prepared<'a> {
+    modality: &'a Modality,
+    normaliser: Normaliser,
+    normalised: Array2<f32>,
+    non_constant: Vec<usize>,
+}
+
+fn prepare<'a>(
+    m: &'a Modality,
     train_rows: &[usize],
     config: &PipelineConfig,
-) -> Result<SelectedModality> {
+) -> Result<Prepared<'a>> {
     let mut train = m.values.select(Axis(0), train_rows);
     let medians = fit_medians(train.view(), &m.feature_names, &m.name)?;
     impute(&mut train, &medians);
     let non_constant = variance::non_constant(train.view());
     let normaliser = Normaliser::fit(config.normalise.method, train.view(), medians);
     let normalised = normaliser.transform(train.view());
-    let k = config.top_k_for(&m.name);
-    let keep = variance::top_k(normalised.view(), &non_constant, k);
-    if keep.len() < MIN_FEATURES {
+    Ok(Prepared {
+        modality: m,
+        normaliser,
+        normalised,
+        non_constant,
+    })
+}
+
+impl Prepared<'_> {
+    fn dropped_constant(&self) -> usize {
+        self.modality.feature_names.len() - self.non_constant.len()
+    }
+
+    /// Keeps the columns `keep` (ascending) after top-k selection by variance.
+    fn keep(self, keep: Vec<usize>, config: &PipelineConfig) -> Result<SelectedModality> {
+        let m = self.modality;
+        if keep.len() < MIN_FEATURES {
+            let k = config.top_k_for(&m.name);
+            bail!(
+                "modality '{}': only {} feature(s) left after selection ({} constant on training samples, select.top_k = {k}); \
+                 at least {MIN_FEATURES} are needed: raise select.top_k (or select.top_k_per_modality.{}) or provide more varying features",
+                m.name,
+                keep.len(),
+                self.dropped_constant(),
+                m.name
+            );
+        }
+        tracing::info!(
+            modality = %m.name,
+            kept = keep.len(),
+            constant = self.dropped_constant(),
+            "selected features by variance"
+        );
+        Ok(self.subset(keep))
+    }
+
+    fn subset(self, keep: Vec<usize>) -> SelectedModality {
+        SelectedModality {
+            name: self.modality.name.clone(),
+            dropped_constant: self.dropped_constant(),
+            features: keep
+                .iter()
+                .map(|&j| self.modality.feature_names[j].clone())
+                .collect(),
+            normaliser: self.normaliser.subset(&keep),
+        }
+    }
+}
+
+/// Selection by pathway over all modalities at once; a modality none of whose features is
+/// kept drops out of the feature space (and so out of the images).
+fn fit_by_pathway(
+    prepared: Vec<Prepared>,
+    labels: &[usize],
+    n_classes: usize,
+    config: &PathwayConfig,
+) -> Result<FeatureSpace> {
+    let sets = gmt::read(&config.gmt)?;
+    let matcher = pathways::Matcher::new(config)?;
+    let candidates: Vec<pathways::Candidates> = prepared
+        .iter()
+        .map(|p| {
+            let n = p.modality.feature_names.len();
+            let mut usable = vec![false; n];
+            for &j in &p.non_constant {
+                usable[j] = true;
+            }
+            let variance = variance::column_variances(p.normalised.view());
+            let score = match config.score {
+                FeatureScore::Variance => variance.clone(),
+                FeatureScore::Anova => score::anova_f(p.normalised.view(), labels, n_classes),
+            };
+            pathways::Candidates {
+                modality: &p.modality.name,
+                names: &p.modality.feature_names,
+                usable,
+                score,
+                variance,
+            }
+        })
+        .collect();
+    let selection = pathways::select(
+        &candidates,
+        &sets,
+        &matcher,
+        config,
+        &config.gmt.display().to_string(),
+    );
+    drop(candidates);
+    report_coverage(&selection);
+    if selection.groups.is_empty() {
         bail!(
-            "modality '{}': only {} feature(s) left after selection ({} constant on training samples, select.top_k = {k}); \
-             at least {MIN_FEATURES} are needed: raise select.top_k (or select.top_k_per_modality.{}) or provide more varying features",
-            m.name,
-            keep.len(),
-            m.feature_names.len() - non_constant.len(),
-            m.name
+            "{}: no gene set has {} or more features of the data (of {} sets, {} match no feature; \
+             first unknown members: {}); check the names, set case_insensitive = true, add an id_map, \
+             or lower select.pathways.min_members",
+            config.gmt.display(),
+            config.min_members,
+            selection.coverage.gene_sets,
+            selection.coverage.empty_sets.len(),
+            selection.coverage.unknown_examples.join(", ")
         );
     }
-    tracing::info!(
-        modality = %m.name,
-        kept = keep.len(),
-        constant = m.feature_names.len() - non_constant.len(),
-        "selected features by variance"
-    );
-    Ok(SelectedModality {
-        name: m.name.clone(),
-        features: keep.iter().map(|&j| m.feature_names[j].clone()).collect(),
-        normaliser: normaliser.subset(&keep),
-        dropped_constant: m.feature_names.len() - non_constant.len(),
+    let mut modalities = Vec::new();
+    for p in prepared {
+        let index: std::collections::HashMap<&str, usize> = p
+            .modality
+            .feature_names
+            .iter()
+            .enumerate()
+            .map(|(j, n)| (n.as_str(), j))
+            .collect();
+        let mut keep: Vec<usize> = selection
+            .groups
+            .iter()
+            .flat_map(|g| &g.features)
+            .filter(|f| f.modality == p.modality.name)
+            .map(|f| index[f.name.as_str()])
+            .collect();
+        keep.sort_unstable();
+        if keep.is_empty() {
+            tracing::warn!(modality = %p.modality.name, "no feature kept by pathway selection: the modality is left out");
+            continue;
+        }
+        tracing::info!(modality = %p.modality.name, kept = keep.len(), "selected features by pathway");
+        modalities.push(p.subset(keep));
+    }
+    Ok(FeatureSpace {
+        modalities,
+        pathways: Some(selection),
     })
+}
+
+fn report_coverage(selection: &pathways::PathwaySelection) {
+    let c = &selection.coverage;
+    for m in &c.modalities {
+        tracing::info!(modality = %m.modality, features = m.features, in_pathway = m.in_pathway, "gene-set coverage");
+    }
+    if !c.empty_sets.is_empty() {
+        tracing::warn!(
+            count = c.empty_sets.len(),
+            first = %c.empty_sets.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            "gene sets with no member among the features"
+        );
+    }
+    if c.unknown_members > 0 {
+        tracing::warn!(
+            count = c.unknown_members,
+            first = %c.unknown_examples.join(", "),
+            "gene-set members that are not features of the data"
+        );
+    }
 }
