@@ -4,6 +4,8 @@
 //! Peak memory is the process's high-water mark (VmHWM), reset before each case through
 //! /proc/self/clear_refs, so each row shows the resident peak reached during that case.
 
+pub mod score;
+
 use std::time::Instant;
 
 use anyhow::Result;

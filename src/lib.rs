@@ -14,6 +14,7 @@ pub mod omics;
 pub mod pipeline;
 pub mod predictions;
 pub mod render;
+pub mod score;
 pub mod select;
 pub mod synth;
 

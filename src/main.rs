@@ -28,8 +28,49 @@ enum Command {
     Synth {
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Samples to generate (the bundled cohort has 300).
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
         #[arg(long, default_value = "data")]
         out: PathBuf,
+    },
+    /// Score Parquet datasets with a trained run: streamed, joined on sample id in bounded
+    /// memory, sharded and resumable. Writes sample_id, predicted, prob_<class>, reason and
+    /// model_sha256.
+    Score {
+        /// Run folder written by `deepinsight run`, e.g. models/demo.
+        #[arg(long)]
+        model: PathBuf,
+        /// MODALITY=FILE_OR_GLOB, once per modality of the model (repeatable), e.g.
+        /// --input genomics='data/genomics-*.parquet'.
+        #[arg(long = "input", value_parser = parse_input, required = true)]
+        inputs: Vec<(String, String)>,
+        /// Output Parquet file; written under a temporary name and renamed when complete.
+        #[arg(long)]
+        output: PathBuf,
+        /// Score only shard K of N (0-based: K/N with 0 <= K < N), chosen by a hash of the
+        /// sample id: the shards of a job are disjoint and together cover every sample.
+        #[arg(long, default_value = "0/1")]
+        shard: deepinsight::score::Shard,
+        /// Keep the finished parts of an interrupted run of the same job; do nothing if the
+        /// output is already complete.
+        #[arg(long)]
+        resume: bool,
+        /// Missing values (null, NaN, absent column): impute (training medians), skip or fail.
+        #[arg(long, default_value = "impute")]
+        missing_values: deepinsight::score::Policy,
+        /// Samples absent from some modality's input: skip (as training does), impute or fail.
+        #[arg(long, default_value = "skip")]
+        missing_samples: deepinsight::score::Policy,
+        /// Target rows per bucket: bounds the memory of the join and scoring step.
+        #[arg(long, default_value_t = 16384)]
+        bucket_rows: usize,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Score at most N parts, then stop; `--resume` continues (for time-limited jobs).
+        #[arg(long)]
+        max_parts: Option<usize>,
     },
     /// Time a stage at the sizes users meet and print a table (targets, pyDeepInsight times).
     Bench {
@@ -44,9 +85,20 @@ enum Command {
     },
 }
 
+fn parse_input(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((m, p)) if !m.is_empty() && !p.is_empty() => Ok((m.to_string(), p.to_string())),
+        _ => Err(format!(
+            "'{s}': expected MODALITY=FILE_OR_GLOB, e.g. genomics=data/genomics.parquet"
+        )),
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BenchStage {
     Layout,
+    /// Batch scoring of 10,000 and 100,000 synthetic samples (--quick: 1,000 and 2,000).
+    Score,
 }
 
 fn main() -> ExitCode {
@@ -73,8 +125,12 @@ fn execute(command: Command) -> Result<()> {
             let summary = pipeline::run(&config)?;
             print_summary(&summary);
         }
-        Command::Synth { seed, out } => {
-            let cohort = synth::generate(&SynthSpec::default(), seed);
+        Command::Synth { seed, samples, out } => {
+            let spec = SynthSpec {
+                samples,
+                ..SynthSpec::default()
+            };
+            let cohort = synth::generate(&spec, seed);
             for path in synth::write_cohort(&cohort, &out)? {
                 println!("wrote {}", path.display());
             }
@@ -85,6 +141,30 @@ fn execute(command: Command) -> Result<()> {
                 .collect();
             println!("class signal in: {}", signal.join(", "));
         }
+        Command::Score {
+            model,
+            inputs,
+            output,
+            shard,
+            resume,
+            missing_values,
+            missing_samples,
+            bucket_rows,
+            batch_size,
+            max_parts,
+        } => {
+            let options = deepinsight::score::ScoreOptions {
+                shard,
+                resume,
+                missing_values,
+                missing_samples,
+                bucket_rows,
+                batch_size,
+                max_parts,
+                ..deepinsight::score::ScoreOptions::new(model, inputs, output)
+            };
+            print_score_summary(&deepinsight::score::run(&options)?);
+        }
         Command::Bench {
             stage: BenchStage::Layout,
             quick,
@@ -93,8 +173,75 @@ fn execute(command: Command) -> Result<()> {
             let rows = deepinsight::bench::layout(quick, only.as_deref())?;
             deepinsight::bench::print(&rows);
         }
+        Command::Bench {
+            stage: BenchStage::Score,
+            quick,
+            ..
+        } => {
+            let rows = deepinsight::bench::score::run(quick)?;
+            deepinsight::bench::score::print(&rows);
+        }
     }
     Ok(())
+}
+
+fn print_score_summary(s: &deepinsight::score::ScoreSummary) {
+    if s.already_complete {
+        println!(
+            "{} is already complete for this job (shard {}): nothing to do",
+            s.output.display(),
+            s.shard
+        );
+        return;
+    }
+    let c = &s.counts;
+    if s.complete {
+        println!(
+            "scores written to {} (shard {})",
+            s.output.display(),
+            s.shard
+        );
+    } else {
+        println!(
+            "stopped after {} part(s): {} of {} buckets done; run again with --resume to finish",
+            s.parts_scored,
+            s.parts_reused + s.parts_scored,
+            s.buckets
+        );
+    }
+    let read: Vec<String> = s
+        .rows_read
+        .iter()
+        .map(|(m, n)| format!("{m} {n}"))
+        .collect();
+    println!("rows of this shard read: {}", read.join(", "));
+    println!(
+        "samples: {} ({} scored, {} skipped); parts: {} scored now, {} reused of {}",
+        c.samples,
+        c.scored,
+        c.skipped.values().sum::<usize>(),
+        s.parts_scored,
+        s.parts_reused,
+        s.buckets
+    );
+    for (reason, n) in &c.skipped {
+        println!("  skipped, {reason}: {n}");
+    }
+    if c.imputed_values > 0 {
+        println!(
+            "imputed: {} values in {} samples (training medians)",
+            c.imputed_values, c.imputed_samples
+        );
+    }
+    let total: f64 = s.stage_seconds.iter().map(|(_, t)| t).sum();
+    println!("{:<20} {:>9}", "stage", "seconds");
+    for (name, secs) in &s.stage_seconds {
+        println!("{name:<20} {secs:>9.2}");
+    }
+    println!("{:<20} {:>9.2}", "total", total);
+    if total > 0.0 && c.scored > 0 {
+        println!("{:.0} samples/s", c.samples as f64 / total);
+    }
 }
 
 fn print_pathways(p: &deepinsight::select::pathways::PathwaySelection) {

@@ -9,20 +9,9 @@ use deepinsight::render::render_batch;
 use polars::prelude::*;
 
 fn reduced_pipeline() -> String {
-    let data = common::root().join("data");
-    let d = |f: &str| data.join(f).display().to_string();
-    format!(
-        r#"name = "reduced"
-output_dir = "out"
-seed = 3
-[data]
-labels = "{}"
-[data.modalities]
-genomics = "{}"
-proteomics = "{}"
-metabolomics = "{}"
-microbiome = "{}"
-[select]
+    common::bundled_pipeline(
+        "name = \"reduced\"\noutput_dir = \"out\"\nseed = 3",
+        r#"[select]
 top_k = 40
 [layout]
 method = "tsne"
@@ -37,11 +26,6 @@ width = 4
 epochs = 2
 batch_size = 32
 "#,
-        d("labels.parquet"),
-        d("genomics.parquet"),
-        d("proteomics.parquet"),
-        d("metabolomics.parquet"),
-        d("microbiome.parquet")
     )
 }
 
@@ -259,4 +243,31 @@ fn manifest_with_checksums(run: &std::path::Path, names: &[&str]) -> serde_json:
         );
     }
     manifest
+}
+
+#[test]
+fn bench_score_prints_throughput_and_stage_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::deepinsight(dir.path(), &["bench", "score", "--quick"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains("rows/s") && lines[0].contains("model"),
+        "{stdout}"
+    );
+    for (line, rows) in lines[1..].iter().zip([1000, 2000]) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[0], rows.to_string(), "{line}");
+        let per_second: f64 = fields[2].parse().unwrap();
+        assert!(per_second > 0.0, "{line}");
+        // The stage shares are parts of the whole.
+        let shares: f64 = fields[4..fields.len() - 1]
+            .iter()
+            .map(|f| f.trim_end_matches('%').parse::<f64>().unwrap())
+            .sum();
+        assert!((50.0..=100.5).contains(&shares), "{line}: {shares}");
+    }
+    // The work folder is removed afterwards.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -17,3 +17,53 @@ fn readme_pipeline_example_is_a_valid_pipeline_file() {
     assert_eq!(config.top_k_for("genomics"), 2000);
     assert_eq!(config.top_k_for("proteomics"), 1000);
 }
+
+#[test]
+fn every_bundled_pipeline_file_is_valid() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(common::root().join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            PipelineConfig::from_file(&path)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "demo.toml and demo-pathways.toml");
+}
+
+#[test]
+fn readme_score_examples_use_only_real_flags() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let start = readme
+        .find("## Scoring new samples")
+        .expect("a scoring section");
+    let end = start + readme[start..].find("\n## Other commands").unwrap();
+    let section = &readme[start..end];
+    let dir = tempfile::tempdir().unwrap();
+    let help = common::deepinsight(dir.path(), &["score", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    let mut flags: Vec<&str> = section
+        .split(|c: char| c.is_whitespace() || c == '`' || c == '=' || c == '"')
+        .filter(|w| {
+            w.starts_with("--")
+                && w.len() > 2
+                && w[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .filter(|w| {
+            !w.starts_with("--cpus")
+                && !w.starts_with("--mem")
+                && !w.starts_with("--time")
+                && !w.starts_with("--array")
+        })
+        .collect();
+    flags.sort_unstable();
+    flags.dedup();
+    assert!(flags.len() >= 8, "{flags:?}");
+    for flag in flags {
+        assert!(
+            help.contains(flag),
+            "README uses {flag}, which `score` does not take"
+        );
+    }
+}

@@ -6,7 +6,7 @@ pub mod score;
 pub mod variance;
 
 use anyhow::{Result, bail};
-use ndarray::{Array2, Axis, concatenate};
+use ndarray::{Array2, ArrayView2, Axis, concatenate};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FeatureScore, PathwayConfig, PipelineConfig};
@@ -122,14 +122,40 @@ impl FeatureSpace {
 
     /// Normalised, selected values of every cohort sample: samples x `n_features()`.
     pub fn transform(&self, cohort: &Cohort) -> Result<Array2<f32>> {
-        let mut blocks = Vec::with_capacity(self.modalities.len());
+        let mut raw = Vec::with_capacity(self.modalities.len());
         for selected in &self.modalities {
             let Some(m) = cohort.modalities.iter().find(|m| m.name == selected.name) else {
                 bail!("modality '{}' is missing from the input", selected.name);
             };
             let columns = column_indices(m, &selected.features)?;
-            let raw = m.values.select(Axis(1), &columns);
-            blocks.push(selected.normaliser.transform(raw.view()));
+            raw.push(m.values.select(Axis(1), &columns));
+        }
+        let views: Vec<_> = raw.iter().map(|b| b.view()).collect();
+        self.transform_selected(&views)
+    }
+
+    /// Normalised values from the raw values of the kept features: one block per modality in
+    /// `modalities` order, rows aligned, columns in `features` order. NaN is imputed with the
+    /// training median.
+    pub fn transform_selected(&self, raw: &[ArrayView2<f32>]) -> Result<Array2<f32>> {
+        if raw.len() != self.modalities.len() {
+            bail!(
+                "{} modality blocks given, the feature space has {}",
+                raw.len(),
+                self.modalities.len()
+            );
+        }
+        let mut blocks = Vec::with_capacity(raw.len());
+        for (selected, values) in self.modalities.iter().zip(raw) {
+            if values.ncols() != selected.features.len() {
+                bail!(
+                    "modality '{}': {} columns given, {} features kept",
+                    selected.name,
+                    values.ncols(),
+                    selected.features.len()
+                );
+            }
+            blocks.push(selected.normaliser.transform(*values));
         }
         let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
         Ok(concatenate(Axis(1), &views)?)

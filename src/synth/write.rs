@@ -45,16 +45,22 @@ fn gmt(cohort: &SynthCohort) -> String {
         .collect()
 }
 
-/// Writes `<modality>.parquet`, `labels.parquet` and `pathways.gmt` into `dir`; returns the
-/// paths written.
-pub fn write_cohort(cohort: &SynthCohort, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Writes each modality's table as `<modality><suffix>.parquet` into `dir`.
+pub fn write_tables(cohort: &SynthCohort, dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
     for table in &cohort.tables {
-        let path = dir.join(format!("{}.parquet", table.modality));
+        let path = dir.join(format!("{}{suffix}.parquet", table.modality));
         artefact::write_atomic(&path, &parquet_bytes(&mut frame(table)?)?)?;
         written.push(path);
     }
+    Ok(written)
+}
+
+/// Writes `<modality>.parquet`, `labels.parquet` and `pathways.gmt` into `dir`; returns the
+/// paths written.
+pub fn write_cohort(cohort: &SynthCohort, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = write_tables(cohort, dir, "")?;
     let mut labels = DataFrame::new_infer_height(vec![
         Column::new("sample_id".into(), &cohort.sample_ids),
         Column::new(

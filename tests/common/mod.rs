@@ -83,3 +83,19 @@ batch_size = 8
 "#
     )
 }
+
+/// A pipeline file over the bundled data: `head` (name, output_dir, seed), then the `[data]`
+/// section with absolute paths to data/, then `stages` (select, layout, model, train).
+pub fn bundled_pipeline(head: &str, stages: &str) -> String {
+    let data = root().join("data");
+    let d = |f: &str| data.join(f).display().to_string();
+    format!(
+        "{head}\n[data]\nlabels = \"{}\"\n[data.modalities]\ngenomics = \"{}\"\nproteomics = \"{}\"\n\
+         metabolomics = \"{}\"\nmicrobiome = \"{}\"\n{stages}",
+        d("labels.parquet"),
+        d("genomics.parquet"),
+        d("proteomics.parquet"),
+        d("metabolomics.parquet"),
+        d("microbiome.parquet")
+    )
+}

@@ -1,0 +1,667 @@
+//! Batch scoring of Parquet datasets with a trained run, in bounded memory.
+//!
+//! 1. **Partition**: every modality's files are read in record batches (only the sample id and
+//!    the model's features are decoded); each row of this shard goes to a bucket file on disk
+//!    chosen by a stable hash of its sample id (`spill`).
+//! 2. **Score**: bucket by bucket, the modalities' rows are joined on sample id in memory, the
+//!    bad-row policies applied, and the samples normalised, rendered and scored; each bucket's
+//!    result is written as a part file (atomically) under `<output>.parts/`.
+//! 3. **Merge**: once every bucket has its part, the parts are copied into the output (through a
+//!    temporary file that is renamed), one row group per part, and the parts folder removed.
+//!
+//! Shards (`k/n`) take the samples whose id hash is k modulo n, so the shards of a job are
+//! disjoint and together hold every sample. `resume` keeps the parts of an interrupted run of
+//! the same job (same model, inputs, shard and policies) and skips a shard whose output is
+//! already complete.
+
+pub mod bundle;
+pub mod input;
+pub mod output;
+pub mod spill;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use bundle::Bundle;
+use input::{FileRows, ModalityInput};
+use output::Scored;
+
+/// What to do with a missing value, or with a sample absent from one modality's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Training medians (for an absent sample: every feature of that modality).
+    Impute,
+    /// Write the sample with no prediction and the reason.
+    Skip,
+    /// Stop with an error naming the sample, modality and column.
+    Fail,
+}
+
+impl FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "impute" => Ok(Self::Impute),
+            "skip" => Ok(Self::Skip),
+            "fail" => Ok(Self::Fail),
+            _ => Err(format!("'{s}': expected impute, skip or fail")),
+        }
+    }
+}
+
+/// Shard `index` of `count` (0-based, as Kubernetes' JOB_COMPLETION_INDEX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
+            _ => Err(format!(
+                "'{s}': expected k/n with 0 <= k < n, e.g. 0/4 (shards count from 0)"
+            )),
+        }
+    }
+}
+
+pub struct ScoreOptions {
+    /// A run folder written by `deepinsight run`.
+    pub model: PathBuf,
+    /// (modality, Parquet file or glob).
+    pub inputs: Vec<(String, String)>,
+    pub output: PathBuf,
+    pub shard: Shard,
+    pub resume: bool,
+    pub missing_values: Policy,
+    pub missing_samples: Policy,
+    /// Rows per record batch read from the input files.
+    pub read_rows: usize,
+    /// Target rows per bucket: the memory of the join and scoring step.
+    pub bucket_rows: usize,
+    /// Images per forward pass of the model.
+    pub batch_size: usize,
+    /// Score at most this many new parts, then stop (a later `resume` continues).
+    pub max_parts: Option<usize>,
+}
+
+impl ScoreOptions {
+    pub fn new(model: PathBuf, inputs: Vec<(String, String)>, output: PathBuf) -> Self {
+        Self {
+            model,
+            inputs,
+            output,
+            shard: Shard::WHOLE,
+            resume: false,
+            missing_values: Policy::Impute,
+            missing_samples: Policy::Skip,
+            read_rows: 8192,
+            bucket_rows: 16384,
+            batch_size: 32,
+            max_parts: None,
+        }
+    }
+}
+
+/// Counts of one part (one bucket), kept beside it so a resumed job can report the whole.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PartCounts {
+    pub samples: usize,
+    pub scored: usize,
+    /// Skipped samples by reason ("missing from <modality>", "missing value in <modality>").
+    pub skipped: BTreeMap<String, usize>,
+    pub imputed_values: usize,
+    pub imputed_samples: usize,
+}
+
+impl PartCounts {
+    fn add(&mut self, other: &PartCounts) {
+        self.samples += other.samples;
+        self.scored += other.scored;
+        for (k, v) in &other.skipped {
+            *self.skipped.entry(k.clone()).or_default() += v;
+        }
+        self.imputed_values += other.imputed_values;
+        self.imputed_samples += other.imputed_samples;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ScoreSummary {
+    pub output: PathBuf,
+    pub shard: Shard,
+    /// The output was already complete for this job (`resume`): nothing was done.
+    pub already_complete: bool,
+    /// Every part is done and the output written.
+    pub complete: bool,
+    pub buckets: usize,
+    pub parts_reused: usize,
+    pub parts_scored: usize,
+    /// Rows of this shard read per modality (this invocation).
+    pub rows_read: Vec<(String, u64)>,
+    /// Totals over all parts of the job so far.
+    pub counts: PartCounts,
+    pub stage_seconds: Vec<(String, f64)>,
+}
+
+/// Identity of a job: resuming is only allowed into a job with the same identity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Job {
+    model_sha256: String,
+    shard: Shard,
+    buckets: usize,
+    missing_values: Policy,
+    missing_samples: Policy,
+    /// (modality, file, size in bytes, modification time in ns since the epoch)
+    inputs: Vec<(String, String, u64, u128)>,
+}
+
+const JOB_KEY: &str = "deepinsight.job";
+
+pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
+    let mut clock = Clock::start();
+    let bundle = Bundle::load(&options.model)?;
+    let modalities: Vec<(String, Vec<String>)> = bundle
+        .manifest
+        .feature_space
+        .modalities
+        .iter()
+        .map(|m| (m.name.clone(), m.features.clone()))
+        .collect();
+    let inputs = input::resolve(&options.inputs, &modalities)?;
+    let total_rows: Vec<u64> = inputs
+        .iter()
+        .map(|m| input::count_rows(&m.files))
+        .collect::<Result<_>>()?;
+    let largest = total_rows.iter().copied().max().unwrap_or(0) as usize;
+    let buckets = (largest / options.shard.count)
+        .div_ceil(options.bucket_rows.max(1))
+        .clamp(1, 256);
+    let job = Job {
+        model_sha256: bundle.model_sha256.clone(),
+        shard: options.shard,
+        buckets,
+        missing_values: options.missing_values,
+        missing_samples: options.missing_samples,
+        inputs: input_identity(&inputs)?,
+    };
+    let job_id = crate::artefact::sha256_hex(&serde_json::to_vec(&job)?);
+    let mut summary = ScoreSummary {
+        output: options.output.clone(),
+        shard: options.shard,
+        already_complete: false,
+        complete: false,
+        buckets,
+        parts_reused: 0,
+        parts_scored: 0,
+        rows_read: Vec::new(),
+        counts: PartCounts::default(),
+        stage_seconds: Vec::new(),
+    };
+    if options.resume
+        && output::read_metadata(&options.output).is_some_and(|m| m.get(JOB_KEY) == Some(&job_id))
+    {
+        tracing::info!(output = %options.output.display(), "already complete: nothing to do");
+        summary.already_complete = true;
+        summary.complete = true;
+        return Ok(summary);
+    }
+
+    let parts_dir = parts_dir(&options.output);
+    let done = prepare_parts(&parts_dir, &job, options.resume)?;
+    summary.parts_reused = done.iter().filter(|&&d| d).count();
+    clock.lap("open");
+
+    let spill_dir = tempfile::Builder::new()
+        .prefix(".spill-")
+        .tempdir_in(&parts_dir)
+        .with_context(|| format!("cannot create a folder in {}", parts_dir.display()))?;
+    summary.rows_read = partition(
+        &inputs,
+        &total_rows,
+        &bundle,
+        options,
+        &done,
+        spill_dir.path(),
+    )?;
+    clock.lap("read + partition");
+
+    let todo: Vec<usize> = (0..buckets).filter(|&b| !done[b]).collect();
+    let limit = options.max_parts.unwrap_or(usize::MAX);
+    let bar = progress(todo.len().min(limit) as u64, "scoring parts");
+    for &b in todo.iter().take(limit) {
+        let (rows, counts) = join_bucket(spill_dir.path(), b, &inputs, options, &mut clock)?;
+        let scored = score_rows(&bundle, rows, options.batch_size, &mut clock)?;
+        let batch = output::batch(&scored, bundle.classes(), &bundle.model_sha256)?;
+        // The counts go first: a part file is the sign that its bucket is done.
+        crate::artefact::write_atomic(
+            &parts_dir.join(format!("part-{b:05}.json")),
+            &serde_json::to_vec(&counts)?,
+        )?;
+        crate::artefact::write_atomic(&part_path(&parts_dir, b), &output::part_bytes(&batch)?)?;
+        clock.lap("write");
+        summary.parts_scored += 1;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    drop(spill_dir);
+
+    let parts: Vec<PathBuf> = (0..buckets).map(|b| part_path(&parts_dir, b)).collect();
+    for b in 0..buckets {
+        let counts_path = parts_dir.join(format!("part-{b:05}.json"));
+        if let Ok(bytes) = std::fs::read(&counts_path) {
+            summary.counts.add(&serde_json::from_slice(&bytes)?);
+        }
+    }
+    if parts.iter().all(|p| p.exists()) {
+        let metadata = HashMap::from([
+            (JOB_KEY.to_string(), job_id),
+            (
+                "deepinsight.model_sha256".into(),
+                bundle.model_sha256.clone(),
+            ),
+            ("deepinsight.shard".into(), options.shard.to_string()),
+            (
+                "deepinsight.version".into(),
+                env!("CARGO_PKG_VERSION").into(),
+            ),
+        ]);
+        output::merge(
+            &parts,
+            &options.output,
+            output::schema(bundle.classes()),
+            &metadata,
+        )?;
+        std::fs::remove_dir_all(&parts_dir)
+            .with_context(|| format!("cannot remove {}", parts_dir.display()))?;
+        summary.complete = true;
+        clock.lap("merge");
+    }
+    summary.stage_seconds = clock.laps;
+    Ok(summary)
+}
+
+fn parts_dir(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".parts");
+    output.with_file_name(name)
+}
+
+fn part_path(dir: &Path, bucket: usize) -> PathBuf {
+    dir.join(format!("part-{bucket:05}.parquet"))
+}
+
+/// Size and modification time stand for the content: hashing terabytes to check a resume
+/// would cost more than the scoring.
+fn input_identity(inputs: &[ModalityInput]) -> Result<Vec<(String, String, u64, u128)>> {
+    let mut out = Vec::new();
+    for m in inputs {
+        for f in &m.files {
+            let meta =
+                std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            let path = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+            out.push((
+                m.name.clone(),
+                path.display().to_string(),
+                meta.len(),
+                modified,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the parts folder for `job`, or (with `resume`) keeps the parts of the same job.
+/// Returns which buckets already have their part.
+fn prepare_parts(dir: &Path, job: &Job, resume: bool) -> Result<Vec<bool>> {
+    let job_file = dir.join("job.json");
+    if dir.exists() {
+        let same = std::fs::read(&job_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Job>(&b).ok())
+            .is_some_and(|j| j == *job);
+        if resume && same {
+            let done: Vec<bool> = (0..job.buckets)
+                .map(|b| part_path(dir, b).exists())
+                .collect();
+            tracing::info!(
+                reused = done.iter().filter(|&&d| d).count(),
+                buckets = job.buckets,
+                "resuming"
+            );
+            return Ok(done);
+        }
+        if resume {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the parts there belong to another job (model, inputs, shard or policy differ): starting over"
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::artefact::write_atomic(&job_file, &serde_json::to_vec_pretty(job)?)?;
+    Ok(vec![false; job.buckets])
+}
+
+/// Reads every input file and spreads this shard's rows over the buckets not yet done.
+fn partition(
+    inputs: &[ModalityInput],
+    total_rows: &[u64],
+    bundle: &Bundle,
+    options: &ScoreOptions,
+    done: &[bool],
+    spill_dir: &Path,
+) -> Result<Vec<(String, u64)>> {
+    let buckets = done.len();
+    let mut spill = spill::SpillWriter::create(spill_dir, inputs.len(), buckets)?;
+    let bar = progress(total_rows.iter().sum(), "reading rows");
+    let mut read = Vec::new();
+    for (m, input) in inputs.iter().enumerate() {
+        let mut kept = 0u64;
+        for path in &input.files {
+            let (mut rows, missing) = FileRows::open(
+                path,
+                bundle.sample_id_column(),
+                &input.features,
+                options.read_rows,
+                options.missing_values == Policy::Impute,
+            )?;
+            if !missing.is_empty() {
+                tracing::warn!(
+                    file = %path.display(),
+                    columns = missing.len(),
+                    first = %missing[0],
+                    "feature columns missing: imputed with training medians"
+                );
+            }
+            while let Some(batch) = rows.next_rows()? {
+                bar.inc(batch.ids.len() as u64);
+                for (i, id) in batch.ids.iter().enumerate() {
+                    let hash = spill::id_hash(id);
+                    if spill::shard_of(hash, options.shard.count) != options.shard.index {
+                        continue;
+                    }
+                    let b = spill::bucket_of(hash, buckets);
+                    if done[b] {
+                        continue;
+                    }
+                    spill.push(m, b, id, batch.values.row(i))?;
+                    kept += 1;
+                }
+            }
+        }
+        read.push((input.name.clone(), kept));
+    }
+    bar.finish_and_clear();
+    spill.finish()?;
+    Ok(read)
+}
+
+/// The joined rows of one bucket, in sample-id order.
+struct Joined {
+    /// Every sample of the bucket with its reason when skipped.
+    ids: Vec<(String, Option<String>)>,
+    /// Per modality, the raw rows of the samples to score (NaN = impute).
+    raw: Vec<Array2<f32>>,
+}
+
+fn join_bucket(
+    spill_dir: &Path,
+    bucket: usize,
+    inputs: &[ModalityInput],
+    options: &ScoreOptions,
+    clock: &mut Clock,
+) -> Result<(Joined, PartCounts)> {
+    let tables: Vec<spill::BucketRows> = inputs
+        .iter()
+        .enumerate()
+        .map(|(m, input)| spill::read_bucket(spill_dir, m, bucket, input.features.len()))
+        .collect::<Result<_>>()?;
+    let mut index: Vec<HashMap<&str, usize>> = Vec::with_capacity(tables.len());
+    for (table, input) in tables.iter().zip(inputs) {
+        let mut map = HashMap::with_capacity(table.ids.len());
+        for (i, id) in table.ids.iter().enumerate() {
+            if map.insert(id.as_str(), i).is_some() {
+                bail!(
+                    "sample '{id}' appears more than once in the {} input ({})",
+                    input.name,
+                    files_list(input)
+                );
+            }
+        }
+        index.push(map);
+    }
+    let mut all: Vec<&str> = index.iter().flat_map(|m| m.keys().copied()).collect();
+    all.sort_unstable();
+    all.dedup();
+
+    let mut counts = PartCounts {
+        samples: all.len(),
+        ..PartCounts::default()
+    };
+    let mut ids = Vec::with_capacity(all.len());
+    let mut rows: Vec<Vec<f32>> = vec![Vec::new(); inputs.len()];
+    for id in all {
+        let absent: Vec<usize> = (0..inputs.len())
+            .filter(|&m| !index[m].contains_key(id))
+            .collect();
+        if let Some(&m) = absent.first() {
+            match options.missing_samples {
+                Policy::Skip => {
+                    let reason = format!("missing from {}", inputs[m].name);
+                    *counts.skipped.entry(reason.clone()).or_default() += 1;
+                    ids.push((id.to_string(), Some(reason)));
+                    continue;
+                }
+                Policy::Fail => bail!(
+                    "sample '{id}' has no row in the {} input ({}); --missing-samples skip or impute lets the job go on",
+                    inputs[m].name,
+                    files_list(&inputs[m])
+                ),
+                Policy::Impute => {}
+            }
+        }
+        // The first missing value, if any, decides for the whole sample.
+        let mut first_missing: Option<(usize, usize)> = None;
+        let mut missing_values = 0usize;
+        for (m, input) in inputs.iter().enumerate() {
+            match index[m].get(id) {
+                Some(&i) => {
+                    for (j, v) in tables[m].row(i).iter().enumerate() {
+                        if v.is_nan() {
+                            missing_values += 1;
+                            first_missing.get_or_insert((m, j));
+                        }
+                    }
+                }
+                None => missing_values += input.features.len(),
+            }
+        }
+        if let Some((m, j)) = first_missing {
+            match options.missing_values {
+                Policy::Skip => {
+                    let reason = format!("missing value in {}", inputs[m].name);
+                    *counts.skipped.entry(reason.clone()).or_default() += 1;
+                    ids.push((
+                        id.to_string(),
+                        Some(format!("{reason} column {}", inputs[m].features[j])),
+                    ));
+                    continue;
+                }
+                Policy::Fail => bail!(
+                    "sample '{id}': missing value in the {} input, column '{}' ({}); --missing-values impute or skip lets the job go on",
+                    inputs[m].name,
+                    inputs[m].features[j],
+                    files_list(&inputs[m])
+                ),
+                Policy::Impute => {}
+            }
+        }
+        if missing_values > 0 {
+            counts.imputed_values += missing_values;
+            counts.imputed_samples += 1;
+        }
+        for (m, input) in inputs.iter().enumerate() {
+            match index[m].get(id) {
+                Some(&i) => rows[m].extend_from_slice(tables[m].row(i)),
+                None => rows[m].extend(std::iter::repeat_n(f32::NAN, input.features.len())),
+            }
+        }
+        counts.scored += 1;
+        ids.push((id.to_string(), None));
+    }
+    let raw = rows
+        .into_iter()
+        .zip(inputs)
+        .map(|(flat, input)| {
+            let width = input.features.len();
+            Array2::from_shape_vec((flat.len() / width.max(1), width), flat)
+                .expect("rows of the modality's width")
+        })
+        .collect();
+    clock.lap("join");
+    Ok((Joined { ids, raw }, counts))
+}
+
+fn files_list(input: &ModalityInput) -> String {
+    let names: Vec<String> = input
+        .files
+        .iter()
+        .take(3)
+        .map(|f| f.display().to_string())
+        .collect();
+    if input.files.len() > 3 {
+        format!("{} and {} more", names.join(", "), input.files.len() - 3)
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Samples rendered at a time: bounds the image buffer (a bucket's images at 224 x 224 would
+/// take gigabytes) while giving every core whole batches to work on.
+const RENDER_CHUNK: usize = 512;
+
+fn score_rows(
+    bundle: &Bundle,
+    joined: Joined,
+    batch_size: usize,
+    clock: &mut Clock,
+) -> Result<Vec<Scored>> {
+    let views: Vec<_> = joined.raw.iter().map(|a| a.view()).collect();
+    let values = bundle.manifest.feature_space.transform_selected(&views)?;
+    drop(joined.raw);
+    clock.lap("normalise + render");
+    let mut probabilities = Vec::with_capacity(values.nrows());
+    for start in (0..values.nrows()).step_by(RENDER_CHUNK) {
+        let end = (start + RENDER_CHUNK).min(values.nrows());
+        let images = bundle.render(values.slice(ndarray::s![start..end, ..]))?;
+        clock.lap("normalise + render");
+        probabilities.extend(bundle.predict(&images, batch_size));
+        clock.lap("model");
+    }
+    let mut probabilities = probabilities.into_iter();
+    Ok(joined
+        .ids
+        .into_iter()
+        .map(|(sample_id, reason)| Scored {
+            probabilities: if reason.is_none() {
+                probabilities.next()
+            } else {
+                None
+            },
+            sample_id,
+            reason,
+        })
+        .collect())
+}
+
+fn progress(len: u64, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len).with_style(
+        ProgressStyle::with_template("{msg} {bar:30} {human_pos}/{human_len} {per_sec} eta {eta}")
+            .expect("static template"),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
+/// Wall time per stage, summed over buckets.
+#[derive(Default)]
+struct Clock {
+    last: Option<Instant>,
+    laps: Vec<(String, f64)>,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            last: Some(Instant::now()),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, stage: &str) {
+        let now = Instant::now();
+        let seconds = self
+            .last
+            .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+        self.last = Some(now);
+        match self.laps.iter_mut().find(|(s, _)| s == stage) {
+            Some((_, total)) => *total += seconds,
+            None => self.laps.push((stage.to_string(), seconds)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_and_policy_parse_or_explain() {
+        assert_eq!("2/5".parse::<Shard>(), Ok(Shard { index: 2, count: 5 }));
+        assert_eq!(" 0 / 1 ".parse::<Shard>(), Ok(Shard::WHOLE));
+        for bad in ["5/5", "1/0", "a/2", "3", "-1/2"] {
+            assert!(
+                bad.parse::<Shard>().unwrap_err().contains("0 <= k < n"),
+                "{bad}"
+            );
+        }
+        assert_eq!(Shard { index: 3, count: 8 }.to_string(), "3/8");
+        assert_eq!("skip".parse::<Policy>(), Ok(Policy::Skip));
+        assert!("drop".parse::<Policy>().is_err());
+        assert_eq!(
+            parts_dir(Path::new("out/scores.parquet")),
+            PathBuf::from("out/scores.parquet.parts")
+        );
+    }
+}
