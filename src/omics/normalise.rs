@@ -97,11 +97,12 @@ impl Normaliser {
 
     /// Imputes, then scales into [0, 1]; values outside the training range are clipped.
     pub fn transform(&self, raw: ArrayView2<f32>) -> Array2<f32> {
-        let mut out = raw.to_owned();
-        impute(&mut out, &self.medians);
-        for mut row in out.axis_iter_mut(Axis(0)) {
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = self.scale(j, *x);
+        // One pass in row order: imputing column by column first would walk a row-major
+        // array with a stride.
+        let mut out = Array2::zeros(raw.raw_dim());
+        for (src, mut dst) in raw.rows().into_iter().zip(out.rows_mut()) {
+            for (j, (&x, o)) in src.iter().zip(dst.iter_mut()).enumerate() {
+                *o = self.scale(j, if x.is_nan() { self.medians[j] } else { x });
             }
         }
         out

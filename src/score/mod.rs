@@ -27,6 +27,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use bundle::Bundle;
@@ -240,7 +241,7 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
         .prefix(".spill-")
         .tempdir_in(&parts_dir)
         .with_context(|| format!("cannot create a folder in {}", parts_dir.display()))?;
-    summary.rows_read = partition(
+    let spilled = partition(
         &inputs,
         &total_rows,
         &bundle,
@@ -248,14 +249,22 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
         &done,
         spill_dir.path(),
     )?;
+    summary.rows_read = spilled.rows_read;
     clock.lap("read + partition");
 
     let todo: Vec<usize> = (0..buckets).filter(|&b| !done[b]).collect();
     let limit = options.max_parts.unwrap_or(usize::MAX);
-    let bar = progress(todo.len().min(limit) as u64, "scoring parts");
+    let bar = progress(
+        todo.iter()
+            .take(limit)
+            .map(|&b| spilled.bucket_rows[b])
+            .sum(),
+        "scoring samples",
+    );
+    let mut scored_rows = 0u64;
     for &b in todo.iter().take(limit) {
         let (rows, counts) = join_bucket(spill_dir.path(), b, &inputs, options, &mut clock)?;
-        let scored = score_rows(&bundle, rows, options.batch_size, &mut clock)?;
+        let scored = score_rows(&bundle, rows, options.batch_size, &bar, &mut clock)?;
         let batch = output::batch(&scored, bundle.classes(), &bundle.model_sha256)?;
         // The counts go first: a part file is the sign that its bucket is done.
         crate::artefact::write_atomic(
@@ -265,7 +274,8 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
         crate::artefact::write_atomic(&part_path(&parts_dir, b), &output::part_bytes(&batch)?)?;
         clock.lap("write");
         summary.parts_scored += 1;
-        bar.inc(1);
+        scored_rows += spilled.bucket_rows[b];
+        bar.set_position(scored_rows);
     }
     bar.finish_and_clear();
     drop(spill_dir);
@@ -373,6 +383,13 @@ fn prepare_parts(dir: &Path, job: &Job, resume: bool) -> Result<Vec<bool>> {
     Ok(vec![false; job.buckets])
 }
 
+struct Spilled {
+    /// Rows of this shard kept per modality.
+    rows_read: Vec<(String, u64)>,
+    /// Rows per bucket of its largest modality: about the samples it holds.
+    bucket_rows: Vec<u64>,
+}
+
 /// Reads every input file and spreads this shard's rows over the buckets not yet done.
 fn partition(
     inputs: &[ModalityInput],
@@ -381,50 +398,78 @@ fn partition(
     options: &ScoreOptions,
     done: &[bool],
     spill_dir: &Path,
-) -> Result<Vec<(String, u64)>> {
-    let buckets = done.len();
-    let mut spill = spill::SpillWriter::create(spill_dir, inputs.len(), buckets)?;
+) -> Result<Spilled> {
     let bar = progress(total_rows.iter().sum(), "reading rows");
-    let mut read = Vec::new();
-    for (m, input) in inputs.iter().enumerate() {
-        let mut kept = 0u64;
-        for path in &input.files {
-            let (mut rows, missing) = FileRows::open(
-                path,
-                bundle.sample_id_column(),
-                &input.features,
-                options.read_rows,
-                options.missing_values == Policy::Impute,
-            )?;
-            if !missing.is_empty() {
-                tracing::warn!(
-                    file = %path.display(),
-                    columns = missing.len(),
-                    first = %missing[0],
-                    "feature columns missing: imputed with training medians"
-                );
-            }
-            while let Some(batch) = rows.next_rows()? {
-                bar.inc(batch.ids.len() as u64);
-                for (i, id) in batch.ids.iter().enumerate() {
-                    let hash = spill::id_hash(id);
-                    if spill::shard_of(hash, options.shard.count) != options.shard.index {
-                        continue;
-                    }
-                    let b = spill::bucket_of(hash, buckets);
-                    if done[b] {
-                        continue;
-                    }
-                    spill.push(m, b, id, batch.values.row(i))?;
-                    kept += 1;
+    // Modalities are independent until the join: one task each (decoding dominates).
+    let per_modality: Vec<Vec<u64>> = inputs
+        .par_iter()
+        .enumerate()
+        .map(|(m, input)| partition_modality(m, input, bundle, options, done, spill_dir, &bar))
+        .collect::<Result<_>>()?;
+    bar.finish_and_clear();
+    let mut bucket_rows = vec![0u64; done.len()];
+    for counts in &per_modality {
+        for (total, &n) in bucket_rows.iter_mut().zip(counts) {
+            *total = (*total).max(n);
+        }
+    }
+    Ok(Spilled {
+        rows_read: inputs
+            .iter()
+            .zip(&per_modality)
+            .map(|(input, counts)| (input.name.clone(), counts.iter().sum()))
+            .collect(),
+        bucket_rows,
+    })
+}
+
+/// Spills one modality's rows of this shard; returns the rows per bucket.
+fn partition_modality(
+    m: usize,
+    input: &ModalityInput,
+    bundle: &Bundle,
+    options: &ScoreOptions,
+    done: &[bool],
+    spill_dir: &Path,
+    bar: &ProgressBar,
+) -> Result<Vec<u64>> {
+    let buckets = done.len();
+    let mut spill = spill::SpillWriter::create(spill_dir, m, buckets)?;
+    let mut per_bucket = vec![0u64; buckets];
+    for path in &input.files {
+        let (mut rows, missing) = FileRows::open(
+            path,
+            bundle.sample_id_column(),
+            &input.features,
+            options.read_rows,
+            options.missing_values == Policy::Impute,
+        )?;
+        if !missing.is_empty() {
+            tracing::warn!(
+                file = %path.display(),
+                columns = missing.len(),
+                first = %missing[0],
+                "feature columns missing: imputed with training medians"
+            );
+        }
+        while let Some(batch) = rows.next_rows()? {
+            bar.inc(batch.ids.len() as u64);
+            for (i, id) in batch.ids.iter().enumerate() {
+                let hash = spill::id_hash(id);
+                if spill::shard_of(hash, options.shard.count) != options.shard.index {
+                    continue;
                 }
+                let b = spill::bucket_of(hash, buckets);
+                if done[b] {
+                    continue;
+                }
+                spill.push(b, id, batch.values.row(i))?;
+                per_bucket[b] += 1;
             }
         }
-        read.push((input.name.clone(), kept));
     }
-    bar.finish_and_clear();
     spill.finish()?;
-    Ok(read)
+    Ok(per_bucket)
 }
 
 /// The joined rows of one bucket, in sample-id order.
@@ -575,6 +620,7 @@ fn score_rows(
     bundle: &Bundle,
     joined: Joined,
     batch_size: usize,
+    bar: &ProgressBar,
     clock: &mut Clock,
 ) -> Result<Vec<Scored>> {
     let views: Vec<_> = joined.raw.iter().map(|a| a.view()).collect();
@@ -588,6 +634,7 @@ fn score_rows(
         clock.lap("normalise + render");
         probabilities.extend(bundle.predict(&images, batch_size));
         clock.lap("model");
+        bar.inc((end - start) as u64);
     }
     let mut probabilities = probabilities.into_iter();
     Ok(joined
@@ -607,8 +654,10 @@ fn score_rows(
 
 fn progress(len: u64, message: &str) -> ProgressBar {
     let bar = ProgressBar::new(len).with_style(
-        ProgressStyle::with_template("{msg} {bar:30} {human_pos}/{human_len} {per_sec} eta {eta}")
-            .expect("static template"),
+        ProgressStyle::with_template(
+            "{msg} {bar:30} {human_pos}/{human_len} {per_sec:0} eta {eta}",
+        )
+        .expect("static template"),
     );
     bar.set_message(message.to_string());
     bar

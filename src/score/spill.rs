@@ -32,8 +32,9 @@ pub fn bucket_of(hash: u64, buckets: usize) -> usize {
     ((hash >> 32) % buckets as u64) as usize
 }
 
+/// The bucket files of one modality (modalities are partitioned in parallel).
 pub struct SpillWriter {
-    writers: Vec<Vec<BufWriter<File>>>,
+    writers: Vec<BufWriter<File>>,
     record: Vec<u8>,
 }
 
@@ -42,18 +43,14 @@ fn bucket_path(dir: &Path, modality: usize, bucket: usize) -> std::path::PathBuf
 }
 
 impl SpillWriter {
-    /// Opens `buckets` files per modality in `dir`.
-    pub fn create(dir: &Path, modalities: usize, buckets: usize) -> Result<Self> {
-        let writers = (0..modalities)
-            .map(|m| {
-                (0..buckets)
-                    .map(|b| {
-                        let path = bucket_path(dir, m, b);
-                        File::create(&path)
-                            .map(|f| BufWriter::with_capacity(1 << 15, f))
-                            .with_context(|| format!("cannot create {}", path.display()))
-                    })
-                    .collect::<Result<Vec<_>>>()
+    /// Opens the `buckets` files of modality `modality` in `dir`.
+    pub fn create(dir: &Path, modality: usize, buckets: usize) -> Result<Self> {
+        let writers = (0..buckets)
+            .map(|b| {
+                let path = bucket_path(dir, modality, b);
+                File::create(&path)
+                    .map(|f| BufWriter::with_capacity(1 << 15, f))
+                    .with_context(|| format!("cannot create {}", path.display()))
             })
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -62,13 +59,7 @@ impl SpillWriter {
         })
     }
 
-    pub fn push(
-        &mut self,
-        modality: usize,
-        bucket: usize,
-        id: &str,
-        values: ArrayView1<f32>,
-    ) -> Result<()> {
+    pub fn push(&mut self, bucket: usize, id: &str, values: ArrayView1<f32>) -> Result<()> {
         // One write per row: a write per value costs more than the encoding.
         self.record.clear();
         self.record
@@ -86,12 +77,12 @@ impl SpillWriter {
                 }
             }
         }
-        self.writers[modality][bucket].write_all(&self.record)?;
+        self.writers[bucket].write_all(&self.record)?;
         Ok(())
     }
 
     pub fn finish(self) -> Result<()> {
-        for mut w in self.writers.into_iter().flatten() {
+        for mut w in self.writers {
             w.flush().context("cannot write the partition files")?;
         }
         Ok(())
@@ -149,11 +140,12 @@ mod tests {
     #[test]
     fn rows_come_back_from_their_bucket() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SpillWriter::create(dir.path(), 2, 3).unwrap();
-        w.push(0, 1, "S1", array![1.0f32, f32::NAN].view()).unwrap();
-        w.push(0, 1, "sample-ü", array![3.0f32, 4.0].view())
-            .unwrap();
-        w.push(1, 2, "S1", array![9.0f32].view()).unwrap();
+        let mut w = SpillWriter::create(dir.path(), 0, 3).unwrap();
+        w.push(1, "S1", array![1.0f32, f32::NAN].view()).unwrap();
+        w.push(1, "sample-ü", array![3.0f32, 4.0].view()).unwrap();
+        w.finish().unwrap();
+        let mut w = SpillWriter::create(dir.path(), 1, 3).unwrap();
+        w.push(2, "S1", array![9.0f32].view()).unwrap();
         w.finish().unwrap();
         let b = read_bucket(dir.path(), 0, 1, 2).unwrap();
         assert_eq!(b.ids, vec!["S1", "sample-ü"]);
