@@ -206,13 +206,11 @@ struct Moved {
     squares: f64,
     max: f64,
     count: usize,
-    any: bool,
 }
 
 impl Moved {
     fn add(&mut self, d: Option<Displacement>, n: usize) {
         if let Some(d) = d {
-            self.any = true;
             self.sum += d.mean * n as f64;
             self.squares += d.rms * d.rms * n as f64;
             self.max = self.max.max(d.max);
@@ -221,8 +219,8 @@ impl Moved {
     }
 
     fn total(&self) -> Option<Displacement> {
-        let n = self.count.max(1) as f64;
-        self.any.then(|| Displacement {
+        let n = self.count as f64;
+        (self.count > 0).then(|| Displacement {
             mean: self.sum / n,
             max: self.max,
             rms: (self.squares / n).sqrt(),

@@ -281,9 +281,13 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
     drop(spill_dir);
 
     let parts: Vec<PathBuf> = (0..buckets).map(|b| part_path(&parts_dir, b)).collect();
-    for b in 0..buckets {
+    // Only buckets whose part exists count: a crash between the two writes of a bucket
+    // leaves its counts without its part, and the bucket is scored again later.
+    for (b, part) in parts.iter().enumerate() {
         let counts_path = parts_dir.join(format!("part-{b:05}.json"));
-        if let Ok(bytes) = std::fs::read(&counts_path) {
+        if part.exists()
+            && let Ok(bytes) = std::fs::read(&counts_path)
+        {
             summary.counts.add(&serde_json::from_slice(&bytes)?);
         }
     }
