@@ -16,6 +16,7 @@ pub mod predictions;
 pub mod render;
 pub mod score;
 pub mod select;
+pub mod serve;
 pub mod synth;
 
 pub use config::PipelineConfig;

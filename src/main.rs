@@ -7,6 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 use deepinsight::PipelineConfig;
 use deepinsight::pipeline::{self, RunSummary};
+use deepinsight::serve::{ModelSpec, ServeConfig, Server};
 use deepinsight::synth::{self, SynthSpec};
 
 /// Multi-omics tables to images to a CNN, after the DeepInsight method.
@@ -72,6 +73,45 @@ enum Command {
         #[arg(long)]
         max_parts: Option<usize>,
     },
+    /// Serve trained runs over HTTP: KServe v2 (/v2/...), raw omics (/predict), the
+    /// optimisation API, /metrics and /openapi.json, each model behind a dynamic batcher.
+    /// SIGTERM or Ctrl-C stops accepting, answers what is queued, and exits 0.
+    Serve {
+        /// DIR or NAME=DIR of a run folder (repeatable); the name defaults to the folder's.
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// A serve file (TOML: addr, max_body_bytes, [batching], [[model]] name/dir/batching);
+        /// --model entries are added to its models.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (port 0 picks a free one). Default 127.0.0.1:8080.
+        #[arg(long)]
+        addr: Option<String>,
+        /// Request bodies larger than this are refused with 413.
+        #[arg(long)]
+        max_body_bytes: Option<usize>,
+        /// Most samples per batch (1 turns batching off).
+        #[arg(long)]
+        max_batch_size: Option<usize>,
+        /// Longest a request waits for companions, from its arrival.
+        #[arg(long)]
+        max_queue_delay_ms: Option<u64>,
+        /// Batch sizes that leave at once, e.g. 8,16.
+        #[arg(long, value_delimiter = ',')]
+        preferred_batch_sizes: Option<Vec<usize>>,
+        /// Most samples waiting; beyond it requests get 503 with Retry-After.
+        #[arg(long)]
+        queue_capacity: Option<usize>,
+        /// Batches computed at once, one worker thread each.
+        #[arg(long)]
+        max_concurrent_batches: Option<usize>,
+        /// Priority levels (1 = most urgent; requests default to the last).
+        #[arg(long)]
+        priority_levels: Option<u8>,
+        /// Deadline of requests that set none; past it the answer is 504.
+        #[arg(long)]
+        request_timeout_ms: Option<u64>,
+    },
     /// Time a stage at the sizes users meet and print a table (targets, pyDeepInsight times).
     Bench {
         #[arg(value_enum)]
@@ -79,9 +119,13 @@ enum Command {
         /// Small sizes, for a quick check that everything runs.
         #[arg(long)]
         quick: bool,
-        /// Only the cases whose name contains this text, e.g. "tsne" or "assign".
+        /// Only the cases whose name contains this text, e.g. "tsne" or "assign"; for serve,
+        /// one image size ("64" or "224").
         #[arg(long)]
         only: Option<String>,
+        /// serve: add 5 minutes at twice the measured capacity.
+        #[arg(long)]
+        overload: bool,
     },
 }
 
@@ -99,6 +143,9 @@ enum BenchStage {
     Layout,
     /// Batch scoring of 10,000 and 100,000 synthetic samples (--quick: 1,000 and 2,000).
     Score,
+    /// HTTP load with `hey`: batching off/on, 1 and 16 clients, 64x64 and 224x224
+    /// (--quick: 32x32, a narrow network, 2 s per row; --overload: 5 min at 2x capacity).
+    Serve,
 }
 
 fn main() -> ExitCode {
@@ -165,10 +212,48 @@ fn execute(command: Command) -> Result<()> {
             };
             print_score_summary(&deepinsight::score::run(&options)?);
         }
+        Command::Serve {
+            models,
+            config,
+            addr,
+            max_body_bytes,
+            max_batch_size,
+            max_queue_delay_ms,
+            preferred_batch_sizes,
+            queue_capacity,
+            max_concurrent_batches,
+            priority_levels,
+            request_timeout_ms,
+        } => {
+            let mut serve = match config {
+                Some(path) => ServeConfig::from_file(&path)?,
+                None => ServeConfig {
+                    addr: deepinsight::serve::DEFAULT_ADDR.to_string(),
+                    max_body_bytes: deepinsight::serve::DEFAULT_MAX_BODY_BYTES,
+                    batching: Default::default(),
+                    models: Vec::new(),
+                },
+            };
+            let b = &mut serve.batching;
+            set(&mut b.max_batch_size, max_batch_size);
+            set(&mut b.max_queue_delay_ms, max_queue_delay_ms);
+            set(&mut b.preferred_batch_sizes, preferred_batch_sizes);
+            set(&mut b.queue_capacity, queue_capacity);
+            set(&mut b.max_concurrent_batches, max_concurrent_batches);
+            set(&mut b.priority_levels, priority_levels);
+            set(&mut b.request_timeout_ms, request_timeout_ms);
+            set(&mut serve.addr, addr);
+            set(&mut serve.max_body_bytes, max_body_bytes);
+            for m in &models {
+                serve.models.push(ModelSpec::parse(m)?);
+            }
+            serve_until_signal(serve)?;
+        }
         Command::Bench {
             stage: BenchStage::Layout,
             quick,
             only,
+            ..
         } => {
             let rows = deepinsight::bench::layout(quick, only.as_deref())?;
             deepinsight::bench::print(&rows);
@@ -181,8 +266,37 @@ fn execute(command: Command) -> Result<()> {
             let rows = deepinsight::bench::score::run(quick)?;
             deepinsight::bench::score::print(&rows);
         }
+        Command::Bench {
+            stage: BenchStage::Serve,
+            quick,
+            overload,
+            only,
+        } => {
+            let report = deepinsight::bench::serve::run(quick, overload, only.as_deref())?;
+            deepinsight::bench::serve::print(&report);
+        }
     }
     Ok(())
+}
+
+fn set<T>(target: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *target = v;
+    }
+}
+
+fn serve_until_signal(config: ServeConfig) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        // Scripts (and the tests) read the bound address from this line.
+        println!("listening on http://{}", server.addr);
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        server.run_until_signal().await?;
+        println!("stopped");
+        Ok(())
+    })
 }
 
 fn print_score_summary(s: &deepinsight::score::ScoreSummary) {

@@ -271,3 +271,47 @@ fn bench_score_prints_throughput_and_stage_shares() {
     // The work folder is removed afterwards.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn bench_serve_loads_the_server_with_hey_and_prints_each_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::deepinsight(dir.path(), &["bench", "serve", "--quick"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(1)
+        .take(4)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // size, batching ("off" or "max 8"), clients, then QPS, p50, p95, p99, p99 bound, mean
+    // batch, batch ms, offline, QPS/offline, then the status codes.
+    let expected = [(false, 1), (false, 16), (true, 1), (true, 16)];
+    for (row, (batching, clients)) in rows.iter().zip(expected) {
+        assert_eq!(row[0], "32", "{row:?}");
+        let rest = if batching {
+            assert_eq!(&row[1..3], ["max", "8"], "{row:?}");
+            &row[3..]
+        } else {
+            assert_eq!(row[1], "off", "{row:?}");
+            &row[2..]
+        };
+        assert_eq!(rest[0], clients.to_string(), "{row:?}");
+        let numbers: Vec<f64> = rest[1..10].iter().map(|v| v.parse().unwrap()).collect();
+        let (qps, mean_batch) = (numbers[0], numbers[5]);
+        assert!(qps > 0.0, "{row:?}");
+        assert!(
+            numbers[6] > 0.0,
+            "batch compute time from the server's metrics: {row:?}"
+        );
+        // Every request was answered 200.
+        assert_eq!(rest[10..].len(), 1, "{row:?}");
+        assert!(rest[10].starts_with("200:"), "{row:?}");
+        if !batching {
+            assert_eq!(mean_batch, 1.0, "{row:?}");
+        } else if clients == 16 {
+            // Sixteen clients at once: the server formed batches of more than one sample.
+            assert!(mean_batch > 1.0, "{row:?}");
+        }
+    }
+}

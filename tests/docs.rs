@@ -32,16 +32,20 @@ fn every_bundled_pipeline_file_is_valid() {
     assert!(checked >= 2, "demo.toml and demo-pathways.toml");
 }
 
-#[test]
-fn readme_score_examples_use_only_real_flags() {
+/// The README section starting at `heading`, up to the next `## ` heading.
+fn readme_section(heading: &str) -> String {
     let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
     let start = readme
-        .find("## Scoring new samples")
-        .expect("a scoring section");
-    let end = start + readme[start..].find("\n## Other commands").unwrap();
-    let section = &readme[start..end];
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has {heading}"));
+    let end = start + 1 + readme[start + 1..].find("\n## ").unwrap();
+    readme[start..end].to_string()
+}
+
+/// Every `--flag` of `section` (Slurm's own left out) is one `deepinsight <command>` takes.
+fn assert_real_flags(section: &str, command: &str, at_least: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let help = common::deepinsight(dir.path(), &["score", "--help"]);
+    let help = common::deepinsight(dir.path(), &[command, "--help"]);
     let help = String::from_utf8_lossy(&help.stdout);
     let mut flags: Vec<&str> = section
         .split(|c: char| c.is_whitespace() || c == '`' || c == '=' || c == '"')
@@ -59,11 +63,29 @@ fn readme_score_examples_use_only_real_flags() {
         .collect();
     flags.sort_unstable();
     flags.dedup();
-    assert!(flags.len() >= 8, "{flags:?}");
+    assert!(flags.len() >= at_least, "{flags:?}");
     for flag in flags {
         assert!(
             help.contains(flag),
-            "README uses {flag}, which `score` does not take"
+            "README uses {flag}, which `{command}` does not take"
         );
     }
+}
+
+#[test]
+fn readme_score_examples_use_only_real_flags() {
+    assert_real_flags(&readme_section("## Scoring new samples"), "score", 8);
+}
+
+#[test]
+fn readme_serve_section_uses_real_flags_and_a_valid_serve_file() {
+    let section = readme_section("## Serving over HTTP");
+    assert_real_flags(&section, "serve", 8);
+    let start = section.find("```toml\n").expect("a serve file example") + 8;
+    let end = start + section[start..].find("```").unwrap();
+    let config: deepinsight::serve::ServeConfig = toml::from_str(&section[start..end]).unwrap();
+    assert_eq!(config.models.len(), 2);
+    assert_eq!(config.batching.max_batch_size, 8);
+    let own = config.models[1].batching.as_ref().unwrap();
+    assert_eq!((own.max_batch_size, own.queue_capacity), (16, 512));
 }

@@ -1,0 +1,577 @@
+//! `deepinsight bench serve`: load on loopback with `hey` (a standard HTTP load generator,
+//! `apt-get install hey`) against an in-process server, raw-omics POST /predict with one
+//! sample per request, batching off and on, 1 and 16 concurrent clients, at 64x64 and
+//! 224x224 (ResNet18 at full width). Each row shows QPS, latency percentiles, the mean batch
+//! size the server formed, and QPS as a fraction of the offline throughput (normalise +
+//! render + forward pass, no HTTP) measured in the same run at the same batch size.
+//!
+//! `--overload` adds a 5-minute run at twice the measured capacity: every request must be
+//! answered (200, 503 or 504) and the resident memory must stay bounded.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ndarray::Array2;
+use serde_json::{Value, json};
+
+use crate::config::PipelineConfig;
+use crate::score::bundle::Bundle;
+use crate::serve::{BatchConfig, ModelSpec, ServeConfig, Server};
+use crate::synth::{self, SynthSpec};
+
+pub struct Scenario {
+    pub size: usize,
+    pub batching: bool,
+    pub clients: usize,
+    pub requests: usize,
+    pub qps: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// Status code -> count; code 0 counts transport errors.
+    pub codes: Vec<(u16, usize)>,
+    pub mean_batch: f64,
+    /// Offline images/s at this scenario's batch size.
+    pub offline: f64,
+    /// Mean compute time of a batch in the server during this scenario (its own metric).
+    pub batch_ms: f64,
+    /// The issue's bound for p99: max queue delay + 2 x batch compute time, in ms.
+    pub p99_bound_ms: f64,
+}
+
+pub struct Overload {
+    pub size: usize,
+    pub target_qps: f64,
+    pub seconds: f64,
+    pub codes: Vec<(u16, usize)>,
+    pub rss_start_mb: f64,
+    pub rss_peak_mb: f64,
+    pub rss_end_mb: f64,
+}
+
+pub struct Report {
+    pub scenarios: Vec<Scenario>,
+    pub overload: Option<Overload>,
+}
+
+/// Batching "on": the settings the table is measured with.
+const MAX_BATCH: usize = 8;
+const DELAY_MS: u64 = 5;
+
+/// `only`: image sizes to run, e.g. "64" (all when `None`).
+pub fn run(quick: bool, overload: bool, only: Option<&str>) -> Result<Report> {
+    check_hey()?;
+    let work = tempfile::tempdir_in(".").context("cannot create a work folder here")?;
+    let (all, width, seconds): (&[usize], usize, u64) = if quick {
+        (&[32], 8, 2)
+    } else {
+        (&[64, 224], 64, 30)
+    };
+    let sizes: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|s| only.is_none_or(|o| s.to_string() == o))
+        .collect();
+    if sizes.is_empty() {
+        bail!("--only {}: the sizes are {all:?}", only.unwrap_or(""));
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut scenarios = Vec::new();
+    let mut overload_row = None;
+    for &size in &sizes {
+        let model = train(work.path(), size, width)?;
+        let sample = one_sample(work.path())?;
+        let body = work.path().join(format!("body-{size}.json"));
+        let request = json!({"samples": [sample], "allow_missing": true, "ignore_unknown": true});
+        std::fs::write(&body, request.to_string())?;
+        let offline_1 = offline(&model, &sample, 1, quick)?;
+        let offline_b = offline(&model, &sample, MAX_BATCH, quick)?;
+        for batching in [false, true] {
+            let config = serve_config(&model, batching, 30_000);
+            let server = runtime.block_on(Server::start(config))?;
+            for clients in [1, 16] {
+                tracing::info!(size, batching, clients, "load");
+                let before = batch_metrics(&runtime, server.addr)?;
+                let load = hey(server.addr, &body, clients, seconds, None)?;
+                let after = batch_metrics(&runtime, server.addr)?;
+                let count = (after.count - before.count).max(1.0);
+                let batch_ms = (after.seconds - before.seconds) / count * 1000.0;
+                let delay = if batching { DELAY_MS } else { 0 };
+                scenarios.push(Scenario {
+                    size,
+                    batching,
+                    clients,
+                    mean_batch: (after.samples - before.samples) / count,
+                    offline: if batching { offline_b } else { offline_1 },
+                    batch_ms,
+                    p99_bound_ms: delay as f64 + 2.0 * batch_ms,
+                    ..load
+                });
+            }
+            runtime.block_on(server.shutdown())?;
+        }
+        if overload && size == *sizes.last().expect("a size") {
+            let capacity = scenarios
+                .iter()
+                .filter(|s| s.size == size && s.batching)
+                .map(|s| s.qps)
+                .fold(0.0, f64::max);
+            overload_row = Some(run_overload(&runtime, &model, &body, size, capacity)?);
+        }
+    }
+    Ok(Report {
+        scenarios,
+        overload: overload_row,
+    })
+}
+
+fn check_hey() -> Result<()> {
+    let found = Command::new("hey").arg("-n").arg("0").output().is_ok();
+    if !found {
+        bail!(
+            "the load generator `hey` is not on PATH: install it (Debian/Ubuntu: apt-get install hey)"
+        );
+    }
+    Ok(())
+}
+
+fn serve_config(model: &Path, batching: bool, timeout_ms: u64) -> ServeConfig {
+    let batching = if batching {
+        BatchConfig {
+            max_batch_size: MAX_BATCH,
+            max_queue_delay_ms: DELAY_MS,
+            request_timeout_ms: timeout_ms,
+            ..BatchConfig::default()
+        }
+    } else {
+        BatchConfig {
+            max_batch_size: 1,
+            max_queue_delay_ms: 0,
+            request_timeout_ms: timeout_ms,
+            ..BatchConfig::default()
+        }
+    };
+    ServeConfig {
+        addr: "127.0.0.1:0".into(),
+        max_body_bytes: crate::serve::DEFAULT_MAX_BODY_BYTES,
+        batching,
+        models: vec![ModelSpec {
+            name: Some("bench".into()),
+            dir: model.to_path_buf(),
+            batching: None,
+        }],
+    }
+}
+
+/// A ResNet18 of `width` at `size` x `size`, trained for one epoch on a small synthetic
+/// cohort: its weights do not change the cost of a forward pass.
+fn train(dir: &Path, size: usize, width: usize) -> Result<PathBuf> {
+    let cohort_dir = dir.join("cohort");
+    if !cohort_dir.exists() {
+        let spec = SynthSpec {
+            samples: 90,
+            ..SynthSpec::default()
+        };
+        synth::write_cohort(&synth::generate(&spec, 7), &cohort_dir)?;
+    }
+    let c = |m: &str| {
+        cohort_dir
+            .join(format!("{m}.parquet"))
+            .display()
+            .to_string()
+    };
+    let text = format!(
+        r#"name = "bench-{size}"
+output_dir = "{}"
+[data]
+labels = "{}"
+[data.modalities]
+genomics = "{}"
+metabolomics = "{}"
+microbiome = "{}"
+proteomics = "{}"
+[select]
+top_k = 300
+[layout]
+method = "pca"
+height = {size}
+width = {size}
+[model]
+width = {width}
+[train]
+epochs = 1
+"#,
+        dir.display(),
+        c("labels"),
+        c("genomics"),
+        c("metabolomics"),
+        c("microbiome"),
+        c("proteomics")
+    );
+    let config = PipelineConfig::from_toml(&text)?;
+    Ok(crate::pipeline::run(&config)?.run_dir)
+}
+
+/// The first sample of the cohort as a /predict sample: every feature by name.
+fn one_sample(dir: &Path) -> Result<Value> {
+    let cohort = crate::omics::load_cohort(
+        &PipelineConfig::from_toml(&format!(
+            r#"name = "x"
+[data]
+labels = "{0}/labels.parquet"
+[data.modalities]
+genomics = "{0}/genomics.parquet"
+metabolomics = "{0}/metabolomics.parquet"
+microbiome = "{0}/microbiome.parquet"
+proteomics = "{0}/proteomics.parquet"
+"#,
+            dir.join("cohort").display()
+        ))?
+        .data,
+    )?;
+    let mut values = serde_json::Map::new();
+    for m in &cohort.modalities {
+        let row: serde_json::Map<String, Value> = m
+            .feature_names
+            .iter()
+            .zip(m.values.row(0))
+            .map(|(f, v)| (f.clone(), json!(v)))
+            .collect();
+        values.insert(m.name.clone(), Value::Object(row));
+    }
+    Ok(json!({"id": cohort.sample_ids[0], "values": values}))
+}
+
+/// Offline images/s at `batch`: normalise + render + forward, as the server does per batch.
+fn offline(model: &Path, sample: &Value, batch: usize, quick: bool) -> Result<f64> {
+    let bundle = Bundle::load(model)?;
+    let space = &bundle.manifest.feature_space;
+    let blocks: Vec<Array2<f32>> = space
+        .modalities
+        .iter()
+        .map(|m| {
+            Array2::from_shape_fn((batch, m.features.len()), |(_, j)| {
+                sample["values"][&m.name][&m.features[j]]
+                    .as_f64()
+                    .unwrap_or(f64::NAN) as f32
+            })
+        })
+        .collect();
+    let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
+    let budget = Duration::from_secs(if quick { 1 } else { 5 });
+    let once = || -> Result<()> {
+        let values = space.transform_selected(&views)?;
+        let images = bundle.render(values.view())?;
+        bundle.predict(&images, batch);
+        Ok(())
+    };
+    once()?;
+    let start = Instant::now();
+    let mut images = 0;
+    while start.elapsed() < budget {
+        once()?;
+        images += batch;
+    }
+    Ok(images as f64 / start.elapsed().as_secs_f64())
+}
+
+/// What the server's own metrics say of the batches computed so far.
+struct BatchMetrics {
+    count: f64,
+    samples: f64,
+    seconds: f64,
+}
+
+fn batch_metrics(
+    runtime: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+) -> Result<BatchMetrics> {
+    let text = runtime.block_on(get_text(addr, "/metrics"))?;
+    let read = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(BatchMetrics {
+        count: read("deepinsight_batch_size_count{"),
+        samples: read("deepinsight_batch_size_sum{"),
+        seconds: read("deepinsight_batch_compute_seconds_sum{"),
+    })
+}
+
+async fn get_text(addr: std::net::SocketAddr, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await?;
+    Ok(raw
+        .split_once("\r\n\r\n")
+        .map_or(raw.clone(), |(_, b)| b.to_string()))
+}
+
+/// Runs hey for `seconds` with `clients` workers (optionally rate-limited per worker) and
+/// reads its summary: requests/s, latency percentiles, status codes and transport errors.
+fn hey(
+    addr: std::net::SocketAddr,
+    body: &Path,
+    clients: usize,
+    seconds: u64,
+    per_client_qps: Option<f64>,
+) -> Result<Scenario> {
+    let mut cmd = Command::new("hey");
+    cmd.args(["-z", &format!("{seconds}s"), "-c", &clients.to_string()])
+        .args(["-m", "POST", "-T", "application/json", "-t", "60"])
+        .arg("-D")
+        .arg(body);
+    if let Some(q) = per_client_qps {
+        cmd.args(["-q", &format!("{q:.2}")]);
+    }
+    let out = cmd
+        .arg(format!("http://{addr}/predict"))
+        .output()
+        .context("running hey")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !text.contains("Summary:") {
+        bail!(
+            "hey failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(read_hey(&text, clients))
+}
+
+/// Reads hey's text summary.
+fn read_hey(text: &str, clients: usize) -> Scenario {
+    let number = |s: &str| s.trim().trim_end_matches("secs").trim().parse::<f64>().ok();
+    let mut qps = 0.0;
+    let (mut p50, mut p95, mut p99) = (f64::NAN, f64::NAN, f64::NAN);
+    let mut codes = std::collections::BTreeMap::<u16, usize>::new();
+    let mut section = "";
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            qps = number(v).unwrap_or(0.0);
+        } else if let Some((q, v)) = t.split_once("% in ") {
+            let ms = number(v).map_or(f64::NAN, |s| s * 1000.0);
+            match q {
+                "50" => p50 = ms,
+                "95" => p95 = ms,
+                "99" => p99 = ms,
+                _ => {}
+            }
+        } else if t.ends_with("distribution:") {
+            section = if t.starts_with("Status code") {
+                "codes"
+            } else if t.starts_with("Error") {
+                "errors"
+            } else {
+                ""
+            };
+        } else if let Some((head, rest)) = t.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            let rest = rest.trim();
+            match section {
+                // "[200]\t1234 responses"
+                "codes" => {
+                    if let (Ok(code), Some(n)) = (
+                        head.parse::<u16>(),
+                        rest.split_whitespace()
+                            .next()
+                            .and_then(|n| n.parse::<usize>().ok()),
+                    ) {
+                        *codes.entry(code).or_default() += n;
+                    }
+                }
+                // "[12]\tPost ...: connection refused"
+                "errors" => {
+                    if let Ok(n) = head.parse::<usize>() {
+                        *codes.entry(0).or_default() += n;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let requests = codes.values().sum();
+    let ok_share = codes.get(&200).copied().unwrap_or(0) as f64 / (requests as f64).max(1.0);
+    Scenario {
+        size: 0,
+        batching: false,
+        clients,
+        requests,
+        qps: qps * ok_share,
+        p50_ms: p50,
+        p95_ms: p95,
+        p99_ms: p99,
+        codes: codes.into_iter().collect(),
+        mean_batch: 0.0,
+        offline: 0.0,
+        batch_ms: 0.0,
+        p99_bound_ms: 0.0,
+    }
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Twice the measured capacity for 5 minutes. hey's clients are closed-loop (each waits for
+/// its answer), so the offered rate only reaches twice capacity with many more clients than the
+/// server can hold: 512 clients, a 256-sample queue and a 2 s deadline, so requests beyond the
+/// queue get 503 at once and those that wait too long get 504.
+fn run_overload(
+    runtime: &tokio::runtime::Runtime,
+    model: &Path,
+    body: &Path,
+    size: usize,
+    capacity: f64,
+) -> Result<Overload> {
+    let mut config = serve_config(model, true, 2_000);
+    config.batching.queue_capacity = 256;
+    let server = runtime.block_on(Server::start(config))?;
+    let clients = 512;
+    let target = 2.0 * capacity;
+    let rss_start = rss_mb();
+    let running = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let running = running.clone();
+        std::thread::spawn(move || {
+            let mut peak: f64 = 0.0;
+            while running.load(Ordering::Relaxed) {
+                peak = peak.max(rss_mb());
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            peak
+        })
+    };
+    let seconds = 300;
+    let load = hey(
+        server.addr,
+        body,
+        clients,
+        seconds,
+        Some(target / clients as f64),
+    )?;
+    running.store(false, Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(f64::NAN);
+    let rss_end = rss_mb();
+    runtime.block_on(server.shutdown())?;
+    Ok(Overload {
+        size,
+        target_qps: target,
+        seconds: seconds as f64,
+        codes: load.codes,
+        rss_start_mb: rss_start,
+        rss_peak_mb: peak,
+        rss_end_mb: rss_end,
+    })
+}
+
+fn codes_text(codes: &[(u16, usize)]) -> String {
+    codes
+        .iter()
+        .map(|(c, n)| {
+            if *c == 0 {
+                format!("errors:{n}")
+            } else {
+                format!("{c}:{n}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn print(report: &Report) {
+    println!(
+        "{:>5} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9}  codes",
+        "size",
+        "batching",
+        "clients",
+        "QPS",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "p99 bound",
+        "mean batch",
+        "batch ms",
+        "offline",
+        "QPS/offl"
+    );
+    for s in &report.scenarios {
+        println!(
+            "{:>5} {:>8} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.2} {:>9.1} {:>9.1} {:>9.2}  {}",
+            s.size,
+            if s.batching {
+                format!("max {MAX_BATCH}")
+            } else {
+                "off".into()
+            },
+            s.clients,
+            s.qps,
+            s.p50_ms,
+            s.p95_ms,
+            s.p99_ms,
+            s.p99_bound_ms,
+            s.mean_batch,
+            s.batch_ms,
+            s.offline,
+            s.qps / s.offline,
+            codes_text(&s.codes)
+        );
+    }
+    println!(
+        "batch ms = mean compute time of a batch in the server (its batch_compute_seconds metric); \
+         p99 bound = max queue delay ({DELAY_MS} ms on) + 2 x batch ms;\n\
+         offline = images/s of normalise + render + forward at the scenario's batch size (1 off, {MAX_BATCH} on), same process, no HTTP"
+    );
+    if let Some(o) = &report.overload {
+        println!(
+            "overload {}x{}: {:.0} QPS targeted (2x capacity) for {:.0} s, {:.0} requests/s sent: {}; RSS start {:.0} MB, peak {:.0} MB, end {:.0} MB",
+            o.size,
+            o.size,
+            o.target_qps,
+            o.seconds,
+            o.codes.iter().map(|c| c.1).sum::<usize>() as f64 / o.seconds,
+            codes_text(&o.codes),
+            o.rss_start_mb,
+            o.rss_peak_mb,
+            o.rss_end_mb
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_hey_s_summary() {
+        let text = "\nSummary:\n  Total:\t10.0012 secs\n  Requests/sec:\t200.0000\n\n\
+            Latency distribution:\n  10%% in 0.0010 secs\n  50% in 0.0050 secs\n  95% in 0.0200 secs\n  99% in 0.0400 secs\n\n\
+            Status code distribution:\n  [200]\t1500 responses\n  [503]\t500 responses\n\n\
+            Error distribution:\n  [3]\tPost \"http://x/predict\": EOF\n";
+        let s = read_hey(text, 16);
+        assert_eq!(s.codes, vec![(0, 3), (200, 1500), (503, 500)]);
+        assert_eq!(s.requests, 2003);
+        assert!((s.p50_ms - 5.0).abs() < 1e-9 && (s.p99_ms - 40.0).abs() < 1e-9);
+        // QPS counts answered 200s only.
+        assert!((s.qps - 200.0 * 1500.0 / 2003.0).abs() < 1e-9);
+    }
+}

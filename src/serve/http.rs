@@ -1,0 +1,470 @@
+//! The routes: KServe v2, raw-omics /predict, the optimisation API, /metrics and
+//! /openapi.json. Handlers only parse, check and hand work to a model's batcher.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use super::batcher::Submit;
+use super::error::{ApiError, ErrorBody, JsonBody};
+use super::kserve::{self, InferOutput, InferRequest, InferResponse, ModelMetadata};
+use super::metrics::Metrics;
+use super::model::{ImageJob, ModelStatus, ServedModel, check_name};
+use super::omics::{self, PredictRequest, PredictResponse, SampleInput, SamplePrediction};
+
+pub struct AppState {
+    pub models: BTreeMap<String, Arc<ServedModel>>,
+    pub metrics: Arc<Metrics>,
+    /// False once shutdown has begun: readiness probes fail so load balancers move on.
+    pub ready: AtomicBool,
+    pub started: Instant,
+}
+
+type Shared = State<Arc<AppState>>;
+
+impl AppState {
+    fn model(&self, name: &str) -> Result<&Arc<ServedModel>, ApiError> {
+        check_name(name).map_err(|e| ApiError::bad_request(e).with_field("model_name"))?;
+        self.models.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.models.keys().map(String::as_str).collect();
+            ApiError::not_found(format!(
+                "no model named '{name}' is loaded (loaded: {})",
+                known.join(", ")
+            ))
+            .with_field("model_name")
+        })
+    }
+
+    /// The named model, or the only one when no name is given.
+    fn model_or_only(&self, name: Option<&str>) -> Result<&Arc<ServedModel>, ApiError> {
+        match (name, self.models.len()) {
+            (Some(name), _) => self.model(name),
+            (None, 1) => Ok(self.models.values().next().expect("one model")),
+            (None, _) => Err(ApiError::field(
+                "model",
+                "several models are loaded: name one",
+            )),
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/features", get(model_features))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/predict", post(predict))
+        .route("/optimization/status", get(optimization_status))
+        .route("/optimization/batch-predict", post(batch_predict))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            super::metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::internal("the server failed on this request").into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; GET /openapi.json lists them")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; GET /openapi.json lists them",
+    )
+}
+
+fn model_path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(name)| name)
+        .map_err(|e| ApiError::bad_request(e.body_text()).with_field("model_name"))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Live {
+    live: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Ready {
+    ready: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct ModelReady {
+    name: String,
+    ready: bool,
+}
+
+#[utoipa::path(get, path = "/v2/health/live", responses((status = 200, body = Live)))]
+async fn live() -> Json<Live> {
+    Json(Live { live: true })
+}
+
+#[utoipa::path(get, path = "/v2/health/ready", responses(
+    (status = 200, body = Ready), (status = 503, body = Ready, description = "shutting down")))]
+async fn ready(State(state): Shared) -> (StatusCode, Json<Ready>) {
+    let ready = state.ready.load(Ordering::SeqCst);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(Ready { ready }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct ServerMetadata {
+    name: String,
+    version: String,
+    extensions: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v2", responses((status = 200, body = ServerMetadata)))]
+async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "deepinsight".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec![],
+    })
+}
+
+#[utoipa::path(get, path = "/v2/models/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody)))]
+async fn model_metadata(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let model = state.model(&model_path(path)?)?;
+    Ok(Json(kserve::metadata(
+        &model.name,
+        model.backend,
+        model.shape,
+        model.classes.len(),
+    )))
+}
+
+#[utoipa::path(get, path = "/v2/models/{name}/ready", params(("name" = String, Path)),
+    responses((status = 200, body = ModelReady), (status = 404, body = ErrorBody)))]
+async fn model_ready(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<ModelReady>), ApiError> {
+    let model = state.model(&model_path(path)?)?;
+    let ready = state.ready.load(Ordering::SeqCst);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((
+        code,
+        Json(ModelReady {
+            name: model.name.clone(),
+            ready,
+        }),
+    ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct ModalityFeatures {
+    name: String,
+    features: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Features {
+    name: String,
+    modalities: Vec<ModalityFeatures>,
+}
+
+/// The features /predict reads, per modality, in the order an array of values follows.
+#[utoipa::path(get, path = "/v2/models/{name}/features", params(("name" = String, Path)),
+    responses((status = 200, body = Features), (status = 404, body = ErrorBody)))]
+async fn model_features(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Features>, ApiError> {
+    let model = state.model(&model_path(path)?)?;
+    Ok(Json(Features {
+        name: model.name.clone(),
+        modalities: model
+            .feature_space
+            .modalities
+            .iter()
+            .map(|m| ModalityFeatures {
+                name: m.name.clone(),
+                features: m.features.clone(),
+            })
+            .collect(),
+    }))
+}
+
+fn submit_options(priority: Option<u8>, timeout_ms: Option<u64>) -> Submit {
+    Submit {
+        priority,
+        deadline: timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms)),
+    }
+}
+
+/// KServe v2 inference on FP32 images [N, C, H, W].
+#[utoipa::path(post, path = "/v2/models/{name}/infer", params(("name" = String, Path)),
+    request_body = InferRequest,
+    responses((status = 200, body = InferResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
+async fn infer(
+    State(state): Shared,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(request): JsonBody<InferRequest>,
+) -> Result<Json<InferResponse>, ApiError> {
+    let start = Instant::now();
+    let model = state.model(&model_path(path)?)?.clone();
+    let (want_probabilities, want_label) = kserve::requested_outputs(&request)?;
+    let (images, n) = kserve::images(&request, model.shape)?;
+    let options = submit_options(request.parameters.priority, request.parameters.timeout_ms);
+    let probabilities = model
+        .batcher
+        .submit(ImageJob { images, n }, options)
+        .await?;
+    let k = model.classes.len();
+    let mut outputs = Vec::new();
+    if want_probabilities {
+        outputs.push(InferOutput {
+            name: kserve::PROBABILITIES.into(),
+            shape: vec![n, k],
+            datatype: "FP32".into(),
+            data: json!(probabilities.concat()),
+        });
+    }
+    if want_label {
+        let labels: Vec<&str> = probabilities
+            .iter()
+            .map(|p| model.classes[crate::model::train::argmax(p)].as_str())
+            .collect();
+        outputs.push(InferOutput {
+            name: kserve::LABEL.into(),
+            shape: vec![n],
+            datatype: "BYTES".into(),
+            data: json!(labels),
+        });
+    }
+    model.live.request(start.elapsed());
+    Ok(Json(InferResponse {
+        model_name: model.name.clone(),
+        model_version: "1".into(),
+        id: request.id,
+        outputs,
+    }))
+}
+
+/// Preprocesses raw samples on a blocking thread when there are many of them.
+async fn prepare(
+    model: &Arc<ServedModel>,
+    samples: Vec<SampleInput>,
+    allow_missing: bool,
+    ignore_unknown: bool,
+) -> Result<(Vec<SampleInput>, omics::Prepared), ApiError> {
+    if samples.len() <= 64 {
+        let prepared = omics::prepare(model, &samples, allow_missing, ignore_unknown)?;
+        return Ok((samples, prepared));
+    }
+    let model = model.clone();
+    tokio::task::spawn_blocking(move || {
+        omics::prepare(&model, &samples, allow_missing, ignore_unknown).map(|p| (samples, p))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("preprocessing failed: {e}")))?
+}
+
+/// Raw omics values -> the saved imputation, normalisation, selection and layout -> the model.
+#[utoipa::path(post, path = "/predict", request_body = PredictRequest,
+    responses((status = 200, body = PredictResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
+async fn predict(
+    State(state): Shared,
+    JsonBody(request): JsonBody<PredictRequest>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let start = Instant::now();
+    let model = state.model_or_only(request.model.as_deref())?.clone();
+    let options = submit_options(request.priority, request.timeout_ms);
+    let (samples, prepared) = prepare(
+        &model,
+        request.samples,
+        request.allow_missing,
+        request.ignore_unknown,
+    )
+    .await?;
+    let (samples, mut prepared) = (samples, prepared);
+    let job = ImageJob {
+        images: std::mem::take(&mut prepared.images),
+        n: prepared.n,
+    };
+    let probabilities = model.batcher.submit(job, options).await?;
+    let predictions = omics::predictions(&model, &samples, &prepared, probabilities);
+    model.live.request(start.elapsed());
+    Ok(Json(PredictResponse {
+        model_name: model.name.clone(),
+        model_sha256: model.model_sha256.clone(),
+        predictions,
+    }))
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchPredictRequest {
+    pub model_name: String,
+    /// Samples as in /predict.
+    pub data: Vec<SampleInput>,
+    /// Through the dynamic batcher (true, the default) or straight to a worker.
+    #[serde(default = "yes")]
+    pub enable_batching: bool,
+    #[serde(default)]
+    pub allow_missing: bool,
+    #[serde(default)]
+    pub ignore_unknown: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BatchPredictResponse {
+    pub model_name: String,
+    pub batched: bool,
+    pub samples: usize,
+    pub elapsed_ms: f64,
+    pub predictions: Vec<SamplePrediction>,
+}
+
+#[utoipa::path(post, path = "/optimization/batch-predict", request_body = BatchPredictRequest,
+    responses((status = 200, body = BatchPredictResponse), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn batch_predict(
+    State(state): Shared,
+    JsonBody(request): JsonBody<BatchPredictRequest>,
+) -> Result<Json<BatchPredictResponse>, ApiError> {
+    let start = Instant::now();
+    let model = state.model(&request.model_name)?.clone();
+    let (samples, prepared) = prepare(
+        &model,
+        request.data,
+        request.allow_missing,
+        request.ignore_unknown,
+    )
+    .await?;
+    let (samples, mut prepared) = (samples, prepared);
+    let images = std::mem::take(&mut prepared.images);
+    let probabilities = if request.enable_batching {
+        let job = ImageJob {
+            images,
+            n: prepared.n,
+        };
+        model.batcher.submit(job, Submit::default()).await?
+    } else {
+        model
+            .runner
+            .infer(images, prepared.n)
+            .await
+            .map_err(ApiError::internal)?
+    };
+    let predictions = omics::predictions(&model, &samples, &prepared, probabilities);
+    model.live.request(start.elapsed());
+    Ok(Json(BatchPredictResponse {
+        model_name: model.name.clone(),
+        batched: request.enable_batching,
+        samples: samples.len(),
+        elapsed_ms: start.elapsed().as_secs_f64() * 1000.0,
+        predictions,
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OptimizationStatus {
+    pub version: String,
+    pub uptime_seconds: f64,
+    pub ready: bool,
+    pub models: Vec<ModelStatus>,
+}
+
+/// Models loaded, artefact formats present, batcher settings, live latency and throughput.
+#[utoipa::path(get, path = "/optimization/status", responses((status = 200, body = OptimizationStatus)))]
+async fn optimization_status(State(state): Shared) -> Json<OptimizationStatus> {
+    Json(OptimizationStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        ready: state.ready.load(Ordering::SeqCst),
+        models: state.models.values().map(|m| m.status()).collect(),
+    })
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics(State(state): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "deepinsight",
+        description = "DeepInsight models over HTTP: KServe Open Inference Protocol v2, raw-omics /predict, the optimisation API and Prometheus metrics."
+    ),
+    paths(
+        server_metadata,
+        live,
+        ready,
+        model_metadata,
+        model_ready,
+        model_features,
+        infer,
+        predict,
+        optimization_status,
+        batch_predict,
+        metrics,
+        openapi
+    )
+)]
+struct ApiDoc;

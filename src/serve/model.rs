@@ -1,0 +1,286 @@
+//! A served model: the run's fitted preprocessing (normalisation, selection, layout) for raw
+//! omics requests, and its network on worker threads behind a dynamic batcher.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::backend::{Backend, BurnBackend, WorkerPool};
+use super::batcher::{BatchConfig, Batcher, BatcherHandle, Runner};
+use super::metrics::{LiveStats, Metrics};
+use crate::render::RenderPlan;
+use crate::score::bundle::Bundle;
+use crate::select::FeatureSpace;
+
+/// Model names are URL path segments and folder names: a name that could leave a folder
+/// (`..`, `/`) or need escaping is refused.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if name.is_empty() || name.len() > 64 || !ok_chars || name.starts_with('.') {
+        return Err(format!(
+            "'{name}' is not a model name: 1 to 64 letters, digits, '_', '-' or '.', not starting with '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Images for the batcher: `n` images of C x H x W, flat.
+pub struct ImageJob {
+    pub images: Vec<f32>,
+    pub n: usize,
+}
+
+/// Runs a batch of image jobs as one forward pass on the worker pool.
+pub struct InferRunner {
+    pool: Arc<WorkerPool>,
+}
+
+impl Runner for InferRunner {
+    type Item = ImageJob;
+    type Output = Vec<Vec<f32>>;
+
+    fn size(item: &ImageJob) -> usize {
+        item.n
+    }
+
+    fn run(
+        &self,
+        items: Vec<ImageJob>,
+    ) -> impl Future<Output = Vec<Result<Vec<Vec<f32>>, String>>> + Send + 'static {
+        let pool = self.pool.clone();
+        async move {
+            let counts: Vec<usize> = items.iter().map(|i| i.n).collect();
+            let total: usize = counts.iter().sum();
+            let images = if items.len() == 1 {
+                items.into_iter().next().expect("one item").images
+            } else {
+                items.into_iter().flat_map(|i| i.images).collect()
+            };
+            match pool.infer(images, total).await {
+                Ok(probs) => {
+                    let mut probs = probs.into_iter();
+                    counts
+                        .iter()
+                        .map(|&n| Ok(probs.by_ref().take(n).collect()))
+                        .collect()
+                }
+                Err(e) => counts.iter().map(|_| Err(e.clone())).collect(),
+            }
+        }
+    }
+}
+
+/// Artefact files a run folder may hold, by format (shown in /optimization/status).
+const FORMATS: [(&str, &str); 6] = [
+    ("burn", "model.bpk"),
+    ("burn-int8", "model-int8.bpk"),
+    ("onnx", "model.onnx"),
+    ("onnx-int8", "model-int8.onnx"),
+    ("tensorrt", "tensorrt"),
+    ("coreml", "coreml"),
+];
+
+pub struct ServedModel {
+    pub name: String,
+    pub dir: PathBuf,
+    pub classes: Vec<String>,
+    /// C, H, W of the network's input.
+    pub shape: [usize; 3],
+    pub feature_space: FeatureSpace,
+    /// Per modality (feature space order): feature name -> column.
+    pub feature_index: Vec<HashMap<String, usize>>,
+    pub plan: RenderPlan,
+    pub model_sha256: String,
+    pub backend: &'static str,
+    pub batching: BatchConfig,
+    pub batcher: BatcherHandle<InferRunner>,
+    /// The pool itself, for requests that ask to bypass the batcher.
+    pub runner: Arc<WorkerPool>,
+    pub live: Arc<LiveStats>,
+    pub loaded_at: String,
+    batcher_task: Mutex<Option<Batcher>>,
+}
+
+impl ServedModel {
+    /// Loads the run folder `dir`, starts its worker threads and batcher, and runs one image
+    /// through the network so that the first request does not pay for allocation.
+    pub async fn load(
+        name: &str,
+        dir: &Path,
+        batching: BatchConfig,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self> {
+        check_name(name).map_err(anyhow::Error::msg)?;
+        batching
+            .validate()
+            .map_err(|e| anyhow::anyhow!("model '{name}': {e}"))?;
+        let bundle = {
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || Bundle::load(&dir)).await??
+        };
+        let shape = [
+            bundle.layout.n_channels(),
+            bundle.layout.height,
+            bundle.layout.width,
+        ];
+        let backends: Vec<Box<dyn Backend>> = (0..batching.max_concurrent_batches)
+            .map(|_| {
+                Box::new(BurnBackend {
+                    model: bundle.model.clone(),
+                    device: bundle.device.clone(),
+                    shape,
+                }) as Box<dyn Backend>
+            })
+            .collect();
+        let pool = WorkerPool::start(name, backends);
+        let start = Instant::now();
+        let warm = pool
+            .infer(vec![0.0; shape.iter().product()], 1)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("model '{name}': warm-up inference failed"))?;
+        if warm.first().map(Vec::len) != Some(bundle.manifest.classes.len()) {
+            bail!("model '{name}': the network's outputs do not match the manifest's classes");
+        }
+        tracing::info!(model = name, dir = %dir.display(), ?shape, warm_up_ms = start.elapsed().as_millis() as u64, "model loaded");
+        let live = Arc::new(LiveStats::default());
+        let (task, batcher) = Batcher::spawn(
+            batching.clone(),
+            InferRunner { pool: pool.clone() },
+            metrics.observer(name, live.clone()),
+        );
+        let feature_space = bundle.manifest.feature_space.clone();
+        let feature_index = feature_space
+            .modalities
+            .iter()
+            .map(|m| {
+                m.features
+                    .iter()
+                    .enumerate()
+                    .map(|(j, f)| (f.clone(), j))
+                    .collect()
+            })
+            .collect();
+        Ok(Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            classes: bundle.manifest.classes.clone(),
+            shape,
+            feature_space,
+            feature_index,
+            plan: bundle.plan,
+            model_sha256: bundle.model_sha256,
+            backend: pool.backend,
+            batching,
+            batcher,
+            runner: pool,
+            live,
+            loaded_at: unix_now(),
+            batcher_task: Mutex::new(Some(task)),
+        })
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Artefact formats present in the run folder.
+    pub fn formats(&self) -> BTreeMap<String, bool> {
+        FORMATS
+            .iter()
+            .map(|(format, file)| (format.to_string(), self.dir.join(file).exists()))
+            .collect()
+    }
+
+    /// Stops taking requests, answers the queued ones, then stops the worker threads.
+    pub async fn shutdown(&self) {
+        let task = self.batcher_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            task.join().await;
+        }
+        let pool = self.runner.clone();
+        let _ = tokio::task::spawn_blocking(move || pool.stop()).await;
+    }
+
+    /// Stops taking requests (readiness goes false) without waiting.
+    pub fn close(&self) {
+        if let Ok(task) = self.batcher_task.lock()
+            && let Some(task) = task.as_ref()
+        {
+            task.close();
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, as text: when a model was loaded.
+fn unix_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{secs}")
+}
+
+/// What /optimization/status shows of a model.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ModelStatus {
+    pub name: String,
+    pub dir: String,
+    pub backend: String,
+    pub input_shape: Vec<usize>,
+    pub classes: Vec<String>,
+    pub model_sha256: String,
+    pub loaded_at_unix: String,
+    pub formats: BTreeMap<String, bool>,
+    pub batching: BatchConfig,
+    pub queue_depth: usize,
+    pub live: super::metrics::LiveSummary,
+}
+
+impl ServedModel {
+    pub fn status(&self) -> ModelStatus {
+        ModelStatus {
+            name: self.name.clone(),
+            dir: self.dir.display().to_string(),
+            backend: self.backend.to_string(),
+            input_shape: self.shape.to_vec(),
+            classes: self.classes.clone(),
+            model_sha256: self.model_sha256.clone(),
+            loaded_at_unix: self.loaded_at.clone(),
+            formats: self.formats(),
+            batching: self.batching.clone(),
+            queue_depth: self.batcher.queue_depth(),
+            live: self.live.summary(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_leave_a_folder_are_refused() {
+        for bad in [
+            "",
+            "..",
+            "../etc",
+            "a/b",
+            ".hidden",
+            "a b",
+            "x%2F",
+            &"n".repeat(65),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        for good in ["demo", "demo-pathways", "v1.2_model"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+    }
+}

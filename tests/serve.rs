@@ -1,0 +1,476 @@
+//! `deepinsight serve` over real TCP: KServe v2 and /predict answer what the library computes
+//! for the same samples, bad requests get a 4xx JSON error naming the field, the batcher forms
+//! batches and refuses when full, metrics and the OpenAPI document describe it all, and SIGTERM
+//! drains the queue and exits 0.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use deepinsight::score::bundle::Bundle;
+use deepinsight::serve::{BatchConfig, ModelSpec, ServeConfig, Server};
+use ndarray::Array2;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The small cohort's run folder, trained once for every test of this file.
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        common::write_small_cohort(&dir);
+        std::fs::write(dir.join("p.toml"), common::small_pipeline("")).unwrap();
+        let out = common::deepinsight(&dir, &["run", "p.toml"]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        dir.join("models/small")
+    })
+}
+
+/// Raw values of sample `i` of the small cohort, by modality and feature name.
+fn raw_sample(i: usize) -> Value {
+    let read = |file: &str| -> Value {
+        let text = std::fs::read_to_string(model_dir().join("../..").join(file)).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let row: Vec<&str> = lines.nth(i).unwrap().split(',').collect();
+        let map: serde_json::Map<String, Value> = header[1..]
+            .iter()
+            .zip(&row[1..])
+            .map(|(h, v)| (h.to_string(), json!(v.parse::<f64>().unwrap())))
+            .collect();
+        Value::Object(map)
+    };
+    json!({"id": format!("S{i}"), "values": {"a": read("a.csv"), "b": read("b.csv")}})
+}
+
+/// What the library computes for the same raw samples: rendered images and probabilities.
+fn expected(samples: &[Value]) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let bundle = Bundle::load(model_dir()).unwrap();
+    let space = &bundle.manifest.feature_space;
+    let blocks: Vec<Array2<f32>> = space
+        .modalities
+        .iter()
+        .map(|m| {
+            Array2::from_shape_fn((samples.len(), m.features.len()), |(i, j)| {
+                samples[i]["values"][&m.name][&m.features[j]]
+                    .as_f64()
+                    .unwrap() as f32
+            })
+        })
+        .collect();
+    let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
+    let values = space.transform_selected(&views).unwrap();
+    let images = bundle.render(values.view()).unwrap();
+    let probabilities = bundle.predict(&images, 32);
+    (images, probabilities)
+}
+
+fn config(batching: BatchConfig) -> ServeConfig {
+    ServeConfig {
+        addr: "127.0.0.1:0".into(),
+        max_body_bytes: 256 * 1024,
+        batching,
+        models: vec![ModelSpec {
+            name: Some("small".into()),
+            dir: model_dir().to_path_buf(),
+            batching: None,
+        }],
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: String,
+    body: Value,
+    text: String,
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+async fn call(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer 413 before reading all of a large body.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (headers, text) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = headers[9..12].parse().unwrap();
+    Answer {
+        status,
+        headers: headers.to_ascii_lowercase(),
+        body: serde_json::from_str(text).unwrap_or(Value::Null),
+        text: text.to_string(),
+    }
+}
+
+async fn post(addr: std::net::SocketAddr, path: &str, body: &Value) -> Answer {
+    call(addr, "POST", path, body.to_string().as_bytes()).await
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> Answer {
+    call(addr, "GET", path, b"").await
+}
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_match_the_library_over_every_route() {
+    let server = Server::start(config(BatchConfig::default())).await.unwrap();
+    let addr = server.addr;
+    let samples: Vec<Value> = (0..3).map(raw_sample).collect();
+    let (images, probabilities) = expected(&samples);
+    let classes = ["case", "control"];
+
+    // Raw omics by feature name.
+    let a = post(addr, "/predict", &json!({"samples": samples})).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    for (i, p) in a.body["predictions"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(p["id"], format!("S{i}"));
+        let got: Vec<f32> = classes
+            .iter()
+            .map(|c| p["probabilities"][c].as_f64().unwrap() as f32)
+            .collect();
+        assert!(
+            close(&got, &probabilities[i]),
+            "{got:?} vs {:?}",
+            probabilities[i]
+        );
+        let best = if got[0] > got[1] { "case" } else { "control" };
+        assert_eq!(p["label"], best);
+        assert_eq!(p["imputed"], 0);
+    }
+
+    // Raw omics as arrays in the model's feature order (GET .../features gives it).
+    let f = get(addr, "/v2/models/small/features").await;
+    assert_eq!(f.status, 200);
+    let ordered: Vec<Value> = samples
+        .iter()
+        .map(|s| {
+            let values: serde_json::Map<String, Value> = f.body["modalities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    let name = m["name"].as_str().unwrap();
+                    let row: Vec<Value> = m["features"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|feat| s["values"][name][feat.as_str().unwrap()].clone())
+                        .collect();
+                    (name.to_string(), Value::Array(row))
+                })
+                .collect();
+            json!({"values": values})
+        })
+        .collect();
+    let b = post(
+        addr,
+        "/predict",
+        &json!({"model": "small", "samples": ordered}),
+    )
+    .await;
+    assert_eq!(b.status, 200, "{}", b.text);
+    assert_eq!(
+        b.body["predictions"][2]["probabilities"],
+        a.body["predictions"][2]["probabilities"]
+    );
+
+    // KServe v2 on the images the library rendered.
+    let meta = get(addr, "/v2/models/small").await;
+    let shape: Vec<i64> = meta.body["inputs"][0]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap())
+        .collect();
+    assert_eq!(shape[0], -1);
+    let c = post(
+        addr,
+        "/v2/models/small/infer",
+        &json!({"id": "r1", "inputs": [{"name": "input", "datatype": "FP32",
+            "shape": [3, shape[1], shape[2], shape[3]], "data": images}]}),
+    )
+    .await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert_eq!(c.body["id"], "r1");
+    assert_eq!(c.body["outputs"][0]["shape"], json!([3, 2]));
+    assert!(close(
+        &floats(&c.body["outputs"][0]["data"]),
+        &probabilities.concat()
+    ));
+    assert_eq!(
+        c.body["outputs"][1]["data"][0],
+        a.body["predictions"][0]["label"]
+    );
+
+    // The optimisation API's batch-predict, through the batcher and around it.
+    for batching in [true, false] {
+        let d = post(
+            addr,
+            "/optimization/batch-predict",
+            &json!({"model_name": "small", "data": samples, "enable_batching": batching}),
+        )
+        .await;
+        assert_eq!(d.status, 200, "{}", d.text);
+        assert_eq!(d.body["batched"], batching);
+        assert_eq!(d.body["predictions"], a.body["predictions"]);
+    }
+
+    // Missing values are refused unless asked to impute them.
+    let mut partial = samples[0].clone();
+    partial["values"]["a"]["a0"] = Value::Null;
+    let e = post(addr, "/predict", &json!({"samples": [partial]})).await;
+    assert_eq!(e.status, 422);
+    assert_eq!(e.body["field"], "samples[0].values.a.a0");
+    let ok = post(
+        addr,
+        "/predict",
+        &json!({"samples": [partial], "allow_missing": true}),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    let kept_a0 = f.body["modalities"][0]["features"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("a0"));
+    assert_eq!(ok.body["predictions"][0]["imputed"], u32::from(kept_a0));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_json_error_naming_the_field() {
+    let server = Server::start(config(BatchConfig::default())).await.unwrap();
+    let addr = server.addr;
+    let sample = raw_sample(0);
+    let mut short = sample.clone();
+    short["values"]["b"] = json!([1.0, 2.0]);
+    let mut unknown = sample.clone();
+    unknown["values"]["a"]["nope"] = json!(1.0);
+    let mut infinite = sample.clone();
+    infinite["values"]["b"]["b1"] = json!(1e300);
+    let mut modality = sample.clone();
+    modality["values"]["c"] = json!({"x": 1.0});
+    // (what, route, body, status, field named)
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ("wrong feature count", "/predict", json!({"samples": [short]}).to_string().into(), 422, Some("samples[0].values.b")),
+        ("unknown feature", "/predict", json!({"samples": [unknown]}).to_string().into(), 422, Some("samples[0].values.a.nope")),
+        ("infinite value", "/predict", json!({"samples": [infinite]}).to_string().into(), 422, Some("samples[0].values.b.b1")),
+        ("unknown modality", "/predict", json!({"samples": [modality]}).to_string().into(), 422, Some("samples[0].values.c")),
+        ("no samples", "/predict", json!({"samples": []}).to_string().into(), 422, Some("samples")),
+        ("NaN literal", "/predict", br#"{"samples": [{"values": {"a": {"a0": NaN}}}]}"#.to_vec(), 400, None),
+        ("empty body", "/predict", Vec::new(), 400, None),
+        ("malformed JSON", "/predict", b"{\"samples\": [".to_vec(), 400, None),
+        ("unknown key", "/predict", br#"{"samples": [], "sample": 1}"#.to_vec(), 422, None),
+        ("body over the limit", "/predict", vec![b' '; 300 * 1024], 413, None),
+        ("unknown model", "/v2/models/other/infer", br#"{"inputs": []}"#.to_vec(), 404, Some("model_name")),
+        ("model name leaving the folder", "/v2/models/..%2F..%2Fetc/infer", br#"{"inputs": []}"#.to_vec(), 400, Some("model_name")),
+        ("wrong tensor shape", "/v2/models/small/infer",
+            br#"{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 1, 2, 2], "data": [1, 2, 3, 4]}]}"#.to_vec(), 422, Some("inputs[0].shape")),
+        ("wrong datatype", "/v2/models/small/infer",
+            br#"{"inputs": [{"name": "input", "datatype": "INT8", "shape": [1], "data": [1]}]}"#.to_vec(), 422, Some("inputs[0].datatype")),
+        ("unknown output", "/v2/models/small/infer",
+            br#"{"inputs": [], "outputs": [{"name": "logits"}]}"#.to_vec(), 422, Some("outputs[0].name")),
+        ("bad priority", "/predict", json!({"samples": [sample], "priority": 9}).to_string().into(), 422, Some("priority")),
+        ("unknown batch-predict model", "/optimization/batch-predict",
+            json!({"model_name": "../x", "data": [sample]}).to_string().into(), 400, Some("model_name")),
+    ];
+    for (what, path, body, status, field) in cases {
+        let a = call(addr, "POST", path, &body).await;
+        assert_eq!(a.status, status, "{what}: {}", a.text);
+        assert!(
+            a.body["error"].is_string(),
+            "{what}: not a JSON error: {}",
+            a.text
+        );
+        if let Some(field) = field {
+            assert_eq!(a.body["field"], field, "{what}: {}", a.text);
+        }
+    }
+    let a = get(addr, "/no/such/route").await;
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let a = get(addr, "/predict").await;
+    assert_eq!(a.status, 405);
+    assert!(a.body["error"].is_string());
+    // A deadline already past: 504, never computed.
+    let a = post(
+        addr,
+        "/predict",
+        &json!({"samples": [sample], "timeout_ms": 0}),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (504, Some("deadline_exceeded"))
+    );
+    // Nothing else was affected.
+    let a = post(addr, "/predict", &json!({"samples": [sample]})).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(get(addr, "/v2/health/ready").await.status, 200);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_a_batch_and_metrics_show_it() {
+    let batching = BatchConfig {
+        max_batch_size: 8,
+        max_queue_delay_ms: 2_000,
+        ..BatchConfig::default()
+    };
+    let server = Server::start(config(batching)).await.unwrap();
+    let addr = server.addr;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(async move {
+                post(addr, "/predict", &json!({"samples": [raw_sample(i)]})).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status, 200);
+    }
+    // The eighth request filled the batch: nobody waited for the 2 s delay.
+    assert!(start.elapsed() < Duration::from_millis(1_500));
+    let metrics = get(addr, "/metrics").await.text;
+    assert!(
+        metrics.contains(r#"deepinsight_batch_size_count{model="small"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"deepinsight_batch_size_sum{model="small"} 8.0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"deepinsight_http_requests_total{route="/predict",code="200"} 8"#),
+        "{metrics}"
+    );
+    let status = get(addr, "/optimization/status").await.body;
+    let model = &status["models"][0];
+    assert_eq!(model["name"], "small");
+    assert_eq!(model["formats"]["burn"], true);
+    assert_eq!(model["batching"]["max_batch_size"], 8);
+    assert_eq!(model["live"]["requests"], 8);
+    assert_eq!(model["live"]["mean_batch_size"], 8.0);
+    let openapi = get(addr, "/openapi.json").await.body;
+    for path in [
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/infer",
+        "/predict",
+        "/optimization/status",
+        "/optimization/batch-predict",
+        "/metrics",
+    ] {
+        assert!(
+            openapi["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+    assert!(openapi["components"]["schemas"]["PredictRequest"].is_object());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let batching = BatchConfig {
+        max_batch_size: 64,
+        max_queue_delay_ms: 0,
+        queue_capacity: 64,
+        ..BatchConfig::default()
+    };
+    let server = Server::start(config(batching)).await.unwrap();
+    let addr = server.addr;
+    let samples: Vec<Value> = (0..64).map(|i| raw_sample(i % 24)).collect();
+    let body = json!({"samples": samples});
+    let tasks: Vec<_> = (0..24)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move { post(addr, "/predict", &body).await })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        let a = t.await.unwrap();
+        if a.status == 503 {
+            assert!(a.headers.contains("retry-after: 1"), "{}", a.headers);
+            assert_eq!(a.body["code"], "queue_full");
+        }
+        codes.push(a.status);
+    }
+    assert!(codes.iter().all(|&c| c == 200 || c == 503), "{codes:?}");
+    assert!(
+        codes.contains(&503),
+        "24 requests of 64 samples never filled a 64-sample queue"
+    );
+    assert!(codes.contains(&200));
+    server.shutdown().await.unwrap();
+}
+
+#[test]
+fn sigterm_drains_the_queue_and_exits_0() {
+    use std::io::{BufRead, BufReader};
+    let dir = model_dir();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deepinsight"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--max-batch-size", "64"])
+        .args(["--max-queue-delay-ms", "20000"])
+        .arg(format!("--model=small={}", dir.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .parse()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let start = Instant::now();
+    let waiting: Vec<_> = (0..3)
+        .map(|i| {
+            runtime.spawn(async move {
+                post(addr, "/predict", &json!({"samples": [raw_sample(i)]})).await
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for t in waiting {
+        let a = runtime.block_on(t).unwrap();
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    // Answered on shutdown, not after the 20 s batching delay.
+    assert!(start.elapsed() < Duration::from_secs(15));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(lines.next().unwrap().unwrap(), "stopped");
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
