@@ -73,6 +73,20 @@ enum Command {
         #[arg(long)]
         max_parts: Option<usize>,
     },
+    /// Export a trained run's network to other forms, each checked against fp32 on the run's
+    /// validation samples, and write export_report.json (size, accuracy, agreement, latency).
+    Export {
+        /// Run folder written by `deepinsight run`, e.g. models/demo.
+        #[arg(long)]
+        model: PathBuf,
+        /// Where the model goes (comma-separated): batch (Burn INT8 record).
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<deepinsight::export::Target>,
+        /// Fail (and write nothing) when an exported form's predicted class agrees with fp32
+        /// on fewer validation samples than this share.
+        #[arg(long, default_value_t = 0.99, value_parser = parse_share)]
+        min_agreement: f64,
+    },
     /// Serve trained runs over HTTP: KServe v2 (/v2/...), raw omics (/predict), the
     /// optimisation API, /metrics and /openapi.json, each model behind a dynamic batcher.
     /// SIGTERM or Ctrl-C stops accepting, answers what is queued, and exits 0.
@@ -127,6 +141,15 @@ enum Command {
         #[arg(long)]
         overload: bool,
     },
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{s}': expected a share between 0 and 1, e.g. 0.99"
+        )),
+    }
 }
 
 fn parse_input(s: &str) -> Result<(String, String), String> {
@@ -212,6 +235,18 @@ fn execute(command: Command) -> Result<()> {
             };
             print_score_summary(&deepinsight::score::run(&options)?);
         }
+        Command::Export {
+            model,
+            targets,
+            min_agreement,
+        } => {
+            let options = deepinsight::export::ExportOptions {
+                min_agreement,
+                ..deepinsight::export::ExportOptions::new(model, targets)
+            };
+            let report = deepinsight::export::run(&options)?;
+            print_export_report(&report);
+        }
         Command::Serve {
             models,
             config,
@@ -277,6 +312,37 @@ fn execute(command: Command) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_export_report(r: &deepinsight::export::ExportReport) {
+    println!(
+        "{:<10} {:>10} {:>7} {:>9} {:>9} {:>10} {:>10}",
+        "format", "bytes", "ratio", "accuracy", "agreement", "ms @1", "ms @32"
+    );
+    let ms = |l: &deepinsight::export::Latency, b: &str| l.get(b).copied().unwrap_or(f64::NAN);
+    println!(
+        "{:<10} {:>10} {:>7} {:>9.3} {:>9} {:>10.1} {:>10.1}",
+        "fp32",
+        r.fp32.bytes,
+        "1.00",
+        r.fp32.accuracy,
+        "-",
+        ms(&r.fp32.latency_ms, "1"),
+        ms(&r.fp32.latency_ms, "32")
+    );
+    for f in &r.formats {
+        println!(
+            "{:<10} {:>10} {:>7.2} {:>9.3} {:>9.3} {:>10.1} {:>10.1}",
+            f.format,
+            f.bytes,
+            f.size_ratio,
+            f.accuracy,
+            f.agreement,
+            ms(&f.latency_ms, "1"),
+            ms(&f.latency_ms, "32")
+        );
+    }
+    println!("checked on {} validation samples", r.validation_samples);
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {

@@ -21,7 +21,14 @@ fn model_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
         common::write_small_cohort(&dir);
-        std::fs::write(dir.join("p.toml"), common::small_pipeline("")).unwrap();
+        // Absolute input paths: the optimisation job reads the validation samples again from
+        // the server's working folder.
+        let mut pipeline = common::small_pipeline("");
+        for file in ["a.csv", "b.csv", "labels.csv"] {
+            let path = format!("\"{}\"", dir.join(file).display());
+            pipeline = pipeline.replace(&format!("\"{file}\""), &path);
+        }
+        std::fs::write(dir.join("p.toml"), pipeline).unwrap();
         let out = common::deepinsight(&dir, &["run", "p.toml"]);
         assert!(out.status.success(), "{}", common::stderr(&out));
         dir.join("models/small")
@@ -383,6 +390,8 @@ async fn concurrent_requests_share_a_batch_and_metrics_show_it() {
         "/predict",
         "/optimization/status",
         "/optimization/batch-predict",
+        "/optimization/optimize-model",
+        "/optimization/jobs/{id}",
         "/metrics",
     ] {
         assert!(
@@ -427,6 +436,59 @@ async fn a_full_queue_answers_503_with_retry_after() {
         "24 requests of 64 samples never filled a 64-sample queue"
     );
     assert!(codes.contains(&200));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_model_runs_the_export_as_a_job_with_a_history() {
+    let server = Server::start(config(BatchConfig::default())).await.unwrap();
+    let addr = server.addr;
+    let bad = post(
+        addr,
+        "/optimization/optimize-model",
+        &json!({"model_name": "small", "target_platforms": ["batch", "mobile"]}),
+    )
+    .await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.body["field"], "target_platforms[1]");
+    let bad = post(
+        addr,
+        "/optimization/optimize-model",
+        &json!({"model_name": "small", "target_platforms": ["batch"], "optimization_level": 7}),
+    )
+    .await;
+    assert_eq!(bad.body["field"], "optimization_level");
+
+    let a = post(
+        addr,
+        "/optimization/optimize-model",
+        &json!({"model_name": "small", "target_platforms": ["batch"], "min_agreement": 0.5}),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    assert!(matches!(
+        a.body["status"].as_str(),
+        Some("queued" | "running")
+    ));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let job = get(addr, &format!("/optimization/jobs/{id}")).await.body;
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let format = &job["report"]["formats"][0];
+    assert_eq!(format["format"], "burn-int8");
+    assert!(format["agreement"].as_f64().unwrap() >= 0.5);
+    assert!(job["seconds"].as_f64().unwrap() > 0.0);
+    let status = get(addr, "/optimization/status").await.body;
+    assert_eq!(status["models"][0]["formats"]["burn-int8"], true);
+    assert_eq!(status["optimizations"][0]["id"], id.as_str());
+    assert_eq!(get(addr, "/optimization/jobs/opt-99").await.status, 404);
     server.shutdown().await.unwrap();
 }
 

@@ -27,6 +27,10 @@ use super::omics::{self, PredictRequest, PredictResponse, SampleInput, SamplePre
 pub struct AppState {
     pub models: BTreeMap<String, Arc<ServedModel>>,
     pub metrics: Arc<Metrics>,
+    /// Every optimisation job since start, oldest first.
+    pub jobs: std::sync::Mutex<Vec<OptimizationJob>>,
+    /// One optimisation job runs at a time: each takes the CPU for a while.
+    pub job_gate: Arc<tokio::sync::Semaphore>,
     /// False once shutdown has begun: readiness probes fail so load balancers move on.
     pub ready: AtomicBool,
     pub started: Instant,
@@ -72,6 +76,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/predict", post(predict))
         .route("/optimization/status", get(optimization_status))
         .route("/optimization/batch-predict", post(batch_predict))
+        .route("/optimization/optimize-model", post(optimize_model))
+        .route("/optimization/jobs/{id}", get(optimization_job))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
@@ -416,6 +422,8 @@ pub struct OptimizationStatus {
     pub uptime_seconds: f64,
     pub ready: bool,
     pub models: Vec<ModelStatus>,
+    /// Optimisation jobs since start, oldest first.
+    pub optimizations: Vec<OptimizationJob>,
 }
 
 /// Models loaded, artefact formats present, batcher settings, live latency and throughput.
@@ -426,7 +434,159 @@ async fn optimization_status(State(state): Shared) -> Json<OptimizationStatus> {
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         ready: state.ready.load(Ordering::SeqCst),
         models: state.models.values().map(|m| m.status()).collect(),
+        optimizations: state.jobs.lock().map(|j| j.clone()).unwrap_or_default(),
     })
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizeRequest {
+    pub model_name: String,
+    /// Where the model goes: `batch` (Burn INT8 record).
+    pub target_platforms: Vec<String>,
+    /// 0: measure the fp32 model only; 1 (default): write and check the targets' INT8 formats.
+    #[serde(default = "level_one")]
+    pub optimization_level: u8,
+    /// Least argmax agreement with fp32 on the validation samples (default 0.99).
+    pub min_agreement: Option<f64>,
+}
+
+fn level_one() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OptimizationJob {
+    pub id: String,
+    pub model_name: String,
+    pub target_platforms: Vec<String>,
+    pub optimization_level: u8,
+    pub status: JobStatus,
+    /// Seconds from submission to the end, once ended.
+    pub seconds: Option<f64>,
+    pub report: Option<crate::export::ExportReport>,
+    pub error: Option<String>,
+}
+
+fn update_job(state: &AppState, id: &str, change: impl FnOnce(&mut OptimizationJob)) {
+    if let Ok(mut jobs) = state.jobs.lock()
+        && let Some(job) = jobs.iter_mut().find(|j| j.id == id)
+    {
+        change(job);
+    }
+}
+
+/// Runs the export path for the targets as a background job: answers 202 with the job, whose
+/// status GET /optimization/jobs/{id} (and /optimization/status) then shows.
+#[utoipa::path(post, path = "/optimization/optimize-model", request_body = OptimizeRequest,
+    responses((status = 202, body = OptimizationJob), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn optimize_model(
+    State(state): Shared,
+    JsonBody(request): JsonBody<OptimizeRequest>,
+) -> Result<(StatusCode, Json<OptimizationJob>), ApiError> {
+    let model = state.model(&request.model_name)?.clone();
+    let mut targets = Vec::new();
+    for (i, t) in request.target_platforms.iter().enumerate() {
+        let target = t
+            .parse::<crate::export::Target>()
+            .map_err(|e| ApiError::field(format!("target_platforms[{i}]"), e))?;
+        targets.push(target);
+    }
+    if targets.is_empty() {
+        return Err(ApiError::field(
+            "target_platforms",
+            "name at least one target (batch)",
+        ));
+    }
+    match request.optimization_level {
+        0 => targets.clear(),
+        1 => {}
+        other => {
+            return Err(ApiError::field(
+                "optimization_level",
+                format!("{other}: 0 measures fp32 only, 1 writes the INT8 formats"),
+            ));
+        }
+    }
+    let min_agreement = request.min_agreement.unwrap_or(0.99);
+    if !(0.0..=1.0).contains(&min_agreement) {
+        return Err(ApiError::field("min_agreement", "a share between 0 and 1"));
+    }
+    let job = {
+        let mut jobs = state
+            .jobs
+            .lock()
+            .map_err(|_| ApiError::internal("the job list is unavailable"))?;
+        let job = OptimizationJob {
+            id: format!("opt-{}", jobs.len() + 1),
+            model_name: model.name.clone(),
+            target_platforms: request.target_platforms.clone(),
+            optimization_level: request.optimization_level,
+            status: JobStatus::Queued,
+            seconds: None,
+            report: None,
+            error: None,
+        };
+        jobs.push(job.clone());
+        job
+    };
+    let options = crate::export::ExportOptions {
+        min_agreement,
+        ..crate::export::ExportOptions::new(model.dir.clone(), targets)
+    };
+    let id = job.id.clone();
+    let worker_state = state.clone();
+    tokio::spawn(async move {
+        let submitted = Instant::now();
+        let _turn = worker_state.job_gate.clone().acquire_owned().await;
+        update_job(&worker_state, &id, |j| j.status = JobStatus::Running);
+        let outcome = tokio::task::spawn_blocking(move || crate::export::run(&options)).await;
+        update_job(&worker_state, &id, |j| {
+            j.seconds = Some(submitted.elapsed().as_secs_f64());
+            match outcome {
+                Ok(Ok(report)) => {
+                    j.status = JobStatus::Succeeded;
+                    j.report = Some(report);
+                }
+                Ok(Err(e)) => {
+                    j.status = JobStatus::Failed;
+                    j.error = Some(format!("{e:#}"));
+                }
+                Err(e) => {
+                    j.status = JobStatus::Failed;
+                    j.error = Some(format!("the job stopped: {e}"));
+                }
+            }
+        });
+    });
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+#[utoipa::path(get, path = "/optimization/jobs/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = OptimizationJob), (status = 404, body = ErrorBody)))]
+async fn optimization_job(
+    State(state): Shared,
+    Path(id): Path<String>,
+) -> Result<Json<OptimizationJob>, ApiError> {
+    let jobs = state
+        .jobs
+        .lock()
+        .map_err(|_| ApiError::internal("the job list is unavailable"))?;
+    jobs.iter()
+        .find(|j| j.id == id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no optimisation job '{id}'")).with_field("id"))
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
@@ -463,6 +623,8 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         predict,
         optimization_status,
         batch_predict,
+        optimize_model,
+        optimization_job,
         metrics,
         openapi
     )

@@ -133,6 +133,8 @@ impl Server {
         let state = Arc::new(AppState {
             models,
             metrics,
+            jobs: Default::default(),
+            job_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             ready: AtomicBool::new(true),
             started: Instant::now(),
         });

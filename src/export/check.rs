@@ -1,0 +1,117 @@
+//! What every exported form is checked on: the run's validation samples, rendered exactly as
+//! in training, and CPU latency at batch 1 and 32.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ndarray::Axis;
+use polars::prelude::{DataType, ParquetReader, SerReader};
+
+use crate::model::train::argmax;
+use crate::omics;
+use crate::score::bundle::Bundle;
+
+pub struct ValidationSet {
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub image_len: usize,
+}
+
+/// The validation samples of the run (`split` = validation in predictions.parquet), reloaded
+/// from the run's input tables and rendered with its feature space and layout.
+pub fn validation_set(bundle: &Bundle) -> Result<ValidationSet> {
+    let path = bundle.dir.join("predictions.parquet");
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("cannot read {} (the run's split)", path.display()))?;
+    let frame = ParquetReader::new(file)
+        .finish()
+        .with_context(|| format!("{}: not a predictions table", path.display()))?;
+    let column = |name: &str| -> Result<Vec<String>> {
+        let s = frame
+            .column(name)
+            .with_context(|| format!("{}: no column '{name}'", path.display()))?
+            .cast(&DataType::String)?;
+        Ok(s.str()?
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    };
+    let ids = column("sample_id")?;
+    let split = column("split")?;
+    let wanted: HashSet<&str> = ids
+        .iter()
+        .zip(&split)
+        .filter(|(_, s)| s.as_str() == "validation")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if wanted.is_empty() {
+        bail!(
+            "{}: the run has no validation samples to check an export on",
+            path.display()
+        );
+    }
+    let cohort = omics::load_cohort(&bundle.manifest.config.data).context(
+        "an export is checked on the run's validation samples, read again from its input tables",
+    )?;
+    if cohort.classes != bundle.manifest.classes {
+        bail!("the run's input tables no longer have the classes the model was trained on");
+    }
+    let rows: Vec<usize> = (0..cohort.sample_ids.len())
+        .filter(|&r| wanted.contains(cohort.sample_ids[r].as_str()))
+        .collect();
+    if rows.len() != wanted.len() {
+        bail!(
+            "{} of the run's {} validation samples are missing from its input tables",
+            wanted.len() - rows.len(),
+            wanted.len()
+        );
+    }
+    let values = bundle.manifest.feature_space.transform(&cohort)?;
+    let values = values.select(Axis(0), &rows);
+    Ok(ValidationSet {
+        images: bundle.render(values.view())?,
+        labels: rows.iter().map(|&r| cohort.labels[r]).collect(),
+        image_len: bundle.plan.image_len(),
+    })
+}
+
+pub fn accuracy(probabilities: &[Vec<f32>], labels: &[usize]) -> f64 {
+    let right = probabilities
+        .iter()
+        .zip(labels)
+        .filter(|&(p, &l)| argmax(p) == l)
+        .count();
+    right as f64 / labels.len().max(1) as f64
+}
+
+/// Median milliseconds of a forward pass at batch 1 (of 9) and 32 (of 3), on images taken
+/// cyclically from `images`.
+pub fn latency(
+    images: &[f32],
+    image_len: usize,
+    forward: impl Fn(&[f32], usize),
+) -> BTreeMap<String, f64> {
+    let n = images.len() / image_len;
+    let mut out = BTreeMap::new();
+    for (batch, runs) in [(1usize, 9), (32, 3)] {
+        let buffer: Vec<f32> = (0..batch)
+            .flat_map(|i| {
+                images[(i % n) * image_len..(i % n + 1) * image_len]
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        forward(&buffer, batch);
+        let mut ms: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                forward(&buffer, batch);
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        out.insert(batch.to_string(), ms[runs / 2]);
+    }
+    out
+}

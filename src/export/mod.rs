@@ -1,0 +1,225 @@
+//! `deepinsight export`: other forms of a trained run's network, each checked against the
+//! fp32 model on the run's validation samples before it is written, and
+//! `export_report.json` with each form's size, accuracy, argmax agreement and CPU latency.
+//!
+//! Targets name where a model goes; each brings its formats:
+//! - `batch`: `model-int8.bpk`, Burn weight quantisation (Q8S per tensor) of the conv and
+//!   linear weights only, never the BatchNorm statistics.
+//!
+//! The ONNX formats (`server`) and Core ML (`mobile`) are the export issue's next slices.
+
+pub mod check;
+pub mod int8;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::artefact;
+use crate::model::train::argmax;
+use crate::score::bundle::Bundle;
+
+pub const REPORT_FILE: &str = "export_report.json";
+
+/// Where an exported model goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// CPU batch scoring with Burn: the INT8 record.
+    Batch,
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "batch" => Ok(Self::Batch),
+            "server" | "mobile" => Err(format!(
+                "target '{s}' needs the ONNX / Core ML export, which this version does not have yet; available: batch"
+            )),
+            other => Err(format!("unknown target '{other}'; available: batch")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub model: PathBuf,
+    pub targets: Vec<Target>,
+    /// An exported form whose argmax agrees with fp32 on fewer validation samples fails.
+    pub min_agreement: f64,
+    /// Images per forward pass when checking.
+    pub batch_size: usize,
+}
+
+impl ExportOptions {
+    pub fn new(model: PathBuf, targets: Vec<Target>) -> Self {
+        Self {
+            model,
+            targets,
+            min_agreement: 0.99,
+            batch_size: 32,
+        }
+    }
+}
+
+/// CPU latency of one forward pass, in milliseconds, by batch size.
+pub type Latency = BTreeMap<String, f64>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Fp32Summary {
+    pub file: String,
+    pub bytes: u64,
+    pub accuracy: f64,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct FormatReport {
+    pub format: String,
+    pub target: Target,
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// fp32 bytes / these bytes.
+    pub size_ratio: f64,
+    pub accuracy: f64,
+    /// fp32 accuracy minus this one, in points (percent).
+    pub accuracy_drop_points: f64,
+    /// Share of validation samples whose predicted class equals fp32's.
+    pub agreement: f64,
+    /// Largest difference of a class probability from fp32's.
+    pub max_probability_difference: f64,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ExportReport {
+    pub model_sha256: String,
+    pub validation_samples: usize,
+    pub min_agreement: f64,
+    pub fp32: Fp32Summary,
+    pub formats: Vec<FormatReport>,
+}
+
+/// Exports every format of the requested targets into the run folder and writes the report.
+/// Each file is written under a temporary name and renamed; a format that fails its check is
+/// not written and the export fails.
+pub fn run(options: &ExportOptions) -> Result<ExportReport> {
+    let bundle = Bundle::load(&options.model)?;
+    let started = Instant::now();
+    let valid = check::validation_set(&bundle)?;
+    tracing::info!(samples = valid.labels.len(), "validation samples rendered");
+    let reference = bundle.predict(&valid.images, options.batch_size);
+    let fp32_record = options.model.join(&bundle.manifest.model.record);
+    let fp32 = Fp32Summary {
+        file: bundle.manifest.model.record.clone(),
+        bytes: std::fs::metadata(&fp32_record)?.len(),
+        accuracy: check::accuracy(&reference, &valid.labels),
+        latency_ms: check::latency(&valid.images, valid.image_len, |images, n| {
+            bundle.predict(images, n);
+        }),
+    };
+    let mut formats = Vec::new();
+    for target in &options.targets {
+        match target {
+            Target::Batch => {
+                formats.push(int8::export(&bundle, &valid, &reference, &fp32, options)?)
+            }
+        }
+    }
+    let report = ExportReport {
+        model_sha256: bundle.model_sha256.clone(),
+        validation_samples: valid.labels.len(),
+        min_agreement: options.min_agreement,
+        fp32,
+        formats,
+    };
+    artefact::write_atomic(
+        &options.model.join(REPORT_FILE),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "export done");
+    Ok(report)
+}
+
+/// Compares a candidate's probabilities with fp32's on the validation samples.
+pub(crate) fn compare(
+    format: &str,
+    candidate: &[Vec<f32>],
+    reference: &[Vec<f32>],
+    labels: &[usize],
+    min_agreement: f64,
+) -> Result<(f64, f64, f64)> {
+    let agree = candidate
+        .iter()
+        .zip(reference)
+        .filter(|(c, r)| argmax(c) == argmax(r))
+        .count();
+    let agreement = agree as f64 / reference.len().max(1) as f64;
+    let max_diff = candidate
+        .iter()
+        .zip(reference)
+        .flat_map(|(c, r)| c.iter().zip(r).map(|(a, b)| f64::from((a - b).abs())))
+        .fold(0.0, f64::max);
+    if agreement < min_agreement {
+        bail!(
+            "{format}: predicted class agrees with fp32 on {:.2}% of the validation samples, below the required {:.2}% (--min-agreement); nothing was written",
+            agreement * 100.0,
+            min_agreement * 100.0
+        );
+    }
+    Ok((check::accuracy(candidate, labels), agreement, max_diff))
+}
+
+/// The report of a run folder, if it was exported.
+pub fn read_report(dir: &Path) -> Result<Option<ExportReport>> {
+    let path = dir.join(REPORT_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+        format!("{}: not an export report", path.display())
+    })?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_below_the_threshold_fails_and_names_it() {
+        let reference = vec![
+            vec![0.9, 0.1],
+            vec![0.2, 0.8],
+            vec![0.6, 0.4],
+            vec![0.3, 0.7],
+        ];
+        let mut candidate = reference.clone();
+        candidate[2] = vec![0.4, 0.6];
+        let labels = [0, 1, 0, 1];
+        let (accuracy, agreement, max_diff) =
+            compare("x", &candidate, &reference, &labels, 0.75).unwrap();
+        assert_eq!((accuracy, agreement), (0.75, 0.75));
+        assert!((max_diff - 0.2).abs() < 1e-6);
+        let err = compare("x", &candidate, &reference, &labels, 0.99).unwrap_err();
+        assert!(err.to_string().contains("75.00%"), "{err}");
+    }
+
+    #[test]
+    fn targets_parse_and_unbuilt_ones_say_so() {
+        assert_eq!("batch".parse::<Target>(), Ok(Target::Batch));
+        assert!("server".parse::<Target>().unwrap_err().contains("ONNX"));
+        assert!(
+            "nope"
+                .parse::<Target>()
+                .unwrap_err()
+                .contains("unknown target")
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! `deepinsight export`: the INT8 record is about 4x smaller where the weights dominate, reloads
+//! and predicts, the report's figures are what a recomputation gives, the serving copy is left
+//! untouched, and bad options are refused before anything is written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use deepinsight::export::{self, ExportReport, check};
+use deepinsight::model::ResNetConfig;
+use deepinsight::model::train::{argmax, load_record, predict_proba};
+use deepinsight::score::bundle::Bundle;
+
+/// A narrow model on the bundled data (the stem width sets how much of the record is conv
+/// weights: at width 16 they are most of it).
+fn trained(dir: &Path) -> PathBuf {
+    let pipeline = common::bundled_pipeline(
+        "name = \"m\"\noutput_dir = \"models\"\nseed = 3",
+        "[select]\ntop_k = 30\n[layout]\nmethod = \"pca\"\nheight = 16\nwidth = 16\n\
+         [model]\nwidth = 16\n[train]\nepochs = 1\nbatch_size = 32\n",
+    );
+    std::fs::write(dir.join("p.toml"), pipeline).unwrap();
+    let out = common::deepinsight(dir, &["run", "p.toml"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    dir.join("models/m")
+}
+
+#[test]
+fn int8_export_is_smaller_agrees_with_fp32_and_reports_what_it_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained(dir.path());
+    let out = common::deepinsight(
+        dir.path(),
+        &[
+            "export",
+            "--model",
+            run.to_str().unwrap(),
+            "--targets",
+            "batch",
+            // One epoch of a narrow network leaves near-ties between classes, which INT8
+            // rounding flips more often than in a trained model.
+            "--min-agreement",
+            "0.85",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("burn-int8")),
+        "{stdout}"
+    );
+
+    let report: ExportReport =
+        serde_json::from_slice(&std::fs::read(run.join(export::REPORT_FILE)).unwrap()).unwrap();
+    let int8 = &report.formats[0];
+    let bytes = std::fs::read(run.join(&int8.file)).unwrap();
+    assert_eq!(int8.bytes, bytes.len() as u64);
+    assert_eq!(int8.sha256, deepinsight::artefact::sha256_hex(&bytes));
+    assert!(
+        int8.size_ratio > 3.0,
+        "conv and linear weights in 1 byte: {}",
+        int8.size_ratio
+    );
+    assert!(int8.agreement >= 0.85);
+    assert_eq!(report.min_agreement, 0.85);
+    for batch in ["1", "32"] {
+        assert!(int8.latency_ms[batch] > 0.0 && report.fp32.latency_ms[batch] > 0.0);
+    }
+
+    // Recomputed here: the validation split, the INT8 model's predictions, the agreement.
+    let bundle = Bundle::load(&run).unwrap();
+    let valid = check::validation_set(&bundle).unwrap();
+    assert_eq!(report.validation_samples, valid.labels.len());
+    assert_eq!(valid.labels.len(), bundle.manifest.samples.validation);
+    let fp32 = bundle.predict(&valid.images, 32);
+    let config: ResNetConfig =
+        serde_json::from_slice(&std::fs::read(run.join("model-config.json")).unwrap()).unwrap();
+    let model = load_record(&config, &bytes, &bundle.device).unwrap();
+    let shape = [bundle.layout.n_channels(), 16, 16];
+    let q = predict_proba(&model, &valid.images, shape, 32, &bundle.device);
+    let agree = q
+        .iter()
+        .zip(&fp32)
+        .filter(|(a, b)| argmax(a) == argmax(b))
+        .count();
+    assert_eq!(int8.agreement, agree as f64 / fp32.len() as f64);
+    assert_eq!(report.fp32.accuracy, check::accuracy(&fp32, &valid.labels));
+    assert_eq!(int8.accuracy, check::accuracy(&q, &valid.labels));
+    // Quantised, not copied: the probabilities moved, a little.
+    let diff = q
+        .iter()
+        .zip(&fp32)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(diff > 0.0 && diff < 0.2, "{diff}");
+    assert!((f64::from(diff) - int8.max_probability_difference).abs() < 1e-6);
+}
+
+#[test]
+fn quantising_leaves_the_serving_copy_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained(dir.path());
+    let bundle = Bundle::load(&run).unwrap();
+    let valid = check::validation_set(&bundle).unwrap();
+    let before = bundle.predict(&valid.images, 32);
+    let config: ResNetConfig =
+        serde_json::from_slice(&std::fs::read(run.join("model-config.json")).unwrap()).unwrap();
+    let record = std::fs::read(run.join("model.bpk")).unwrap();
+    export::int8::quantize(&config, &record, &bundle.device).unwrap();
+    assert_eq!(bundle.predict(&valid.images, 32), before);
+}
+
+#[test]
+fn bad_export_options_are_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained(dir.path());
+    let model = run.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["--targets", "batch", "--min-agreement", "1.5"],
+            "between 0 and 1",
+        ),
+        (vec!["--targets", "mobile"], "Core ML"),
+        (vec!["--targets", "gpu"], "unknown target"),
+    ] {
+        let mut all = vec!["export", "--model", model];
+        all.extend(args);
+        let out = common::deepinsight(dir.path(), &all);
+        assert!(!out.status.success());
+        assert!(
+            common::stderr(&out).contains(needle),
+            "{}",
+            common::stderr(&out)
+        );
+    }
+    assert!(!run.join("model-int8.bpk").exists());
+    assert!(!run.join(export::REPORT_FILE).exists());
+}
