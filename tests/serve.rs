@@ -209,6 +209,8 @@ async fn predictions_match_the_library_over_every_route() {
         .map(|d| d.as_i64().unwrap())
         .collect();
     assert_eq!(shape[0], -1);
+    assert_eq!(meta.body["platform"], "burn-flex");
+    assert_eq!(meta.body["outputs"][0]["shape"], json!([-1, 2]));
     let c = post(
         addr,
         "/v2/models/small/infer",

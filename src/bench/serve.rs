@@ -51,6 +51,8 @@ pub struct Overload {
     pub rss_start_mb: f64,
     pub rss_peak_mb: f64,
     pub rss_end_mb: f64,
+    /// The peak of each minute of the run: flat when memory is bounded.
+    pub rss_per_minute_mb: Vec<f64>,
 }
 
 pub struct Report {
@@ -453,12 +455,17 @@ fn run_overload(
     let sampler = {
         let running = running.clone();
         std::thread::spawn(move || {
-            let mut peak: f64 = 0.0;
+            let start = Instant::now();
+            let mut minutes: Vec<f64> = Vec::new();
             while running.load(Ordering::Relaxed) {
-                peak = peak.max(rss_mb());
+                let minute = (start.elapsed().as_secs() / 60) as usize;
+                if minutes.len() <= minute {
+                    minutes.resize(minute + 1, 0.0);
+                }
+                minutes[minute] = minutes[minute].max(rss_mb());
                 std::thread::sleep(Duration::from_millis(500));
             }
-            peak
+            minutes
         })
     };
     let seconds = 300;
@@ -470,7 +477,7 @@ fn run_overload(
         Some(target / clients as f64),
     )?;
     running.store(false, Ordering::Relaxed);
-    let peak = sampler.join().unwrap_or(f64::NAN);
+    let minutes = sampler.join().unwrap_or_default();
     let rss_end = rss_mb();
     runtime.block_on(server.shutdown())?;
     Ok(Overload {
@@ -479,8 +486,9 @@ fn run_overload(
         seconds: seconds as f64,
         codes: load.codes,
         rss_start_mb: rss_start,
-        rss_peak_mb: peak,
+        rss_peak_mb: minutes.iter().copied().fold(f64::NAN, f64::max),
         rss_end_mb: rss_end,
+        rss_per_minute_mb: minutes,
     })
 }
 
@@ -554,6 +562,12 @@ pub fn print(report: &Report) {
             o.rss_peak_mb,
             o.rss_end_mb
         );
+        let minutes: Vec<String> = o
+            .rss_per_minute_mb
+            .iter()
+            .map(|m| format!("{m:.0}"))
+            .collect();
+        println!("RSS peak of each minute, MB: {}", minutes.join(", "));
     }
 }
 

@@ -27,11 +27,23 @@ pub struct BurnBackend {
     pub model: ResNet,
     pub device: Device,
     pub shape: [usize; 3],
+    /// `burn-flex` or `burn-wgpu`, from the run's `model.device`.
+    pub name: &'static str,
+}
+
+impl BurnBackend {
+    /// The backend's name for a pipeline's `model.device`.
+    pub fn name_for(device: &str) -> &'static str {
+        match device {
+            "wgpu" => "burn-wgpu",
+            _ => "burn-flex",
+        }
+    }
 }
 
 impl Backend for BurnBackend {
     fn name(&self) -> &'static str {
-        "burn-flex"
+        self.name
     }
 
     fn infer(&mut self, images: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {

@@ -136,6 +136,7 @@ impl ServedModel {
                     model: bundle.model.clone(),
                     device: bundle.device.clone(),
                     shape,
+                    name: BurnBackend::name_for(&bundle.manifest.config.model.device),
                 }) as Box<dyn Backend>
             })
             .collect();
