@@ -66,6 +66,25 @@ fn one_modality(features: usize) -> (Groups, Vec<(String, String)>) {
     (groups, names)
 }
 
+/// A pipeline over the synthetic cohort in `cohort` (as `synth::write_cohort` writes it):
+/// `head` (name, output_dir), the `[data]` section, then `stages`.
+pub(crate) fn synth_pipeline(
+    head: &str,
+    cohort: &std::path::Path,
+    stages: &str,
+) -> Result<crate::config::PipelineConfig> {
+    let file = |m: &str| cohort.join(format!("{m}.parquet")).display().to_string();
+    let modalities: Vec<String> = ["genomics", "metabolomics", "microbiome", "proteomics"]
+        .iter()
+        .map(|m| format!("{m} = \"{}\"", file(m)))
+        .collect();
+    crate::config::PipelineConfig::from_toml(&format!(
+        "{head}\n[data]\nlabels = \"{}\"\n[data.modalities]\n{}\n{stages}",
+        file("labels"),
+        modalities.join("\n")
+    ))
+}
+
 fn peak_reset() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

@@ -13,7 +13,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::{peak_mb, peak_reset};
-use crate::config::PipelineConfig;
 use crate::score::{self, ScoreOptions};
 use crate::synth::{self, SynthSpec};
 
@@ -69,41 +68,12 @@ pub fn run(quick: bool) -> Result<Vec<ScoreRow>> {
 fn train(dir: &Path) -> Result<std::path::PathBuf> {
     let cohort_dir = dir.join("train");
     synth::write_cohort(&synth::generate(&SynthSpec::default(), 7), &cohort_dir)?;
-    let c = |m: &str| {
-        cohort_dir
-            .join(format!("{m}.parquet"))
-            .display()
-            .to_string()
-    };
-    let text = format!(
-        r#"name = "bench"
-output_dir = "{}"
-[data]
-labels = "{}"
-[data.modalities]
-genomics = "{}"
-metabolomics = "{}"
-microbiome = "{}"
-proteomics = "{}"
-[select]
-top_k = 300
-[layout]
-method = "pca"
-height = 32
-width = 32
-[model]
-width = 8
-[train]
-epochs = 1
-"#,
-        dir.display(),
-        c("labels"),
-        c("genomics"),
-        c("metabolomics"),
-        c("microbiome"),
-        c("proteomics")
-    );
-    let config = PipelineConfig::from_toml(&text)?;
+    let config = super::synth_pipeline(
+        &format!("name = \"bench\"\noutput_dir = \"{}\"", dir.display()),
+        &cohort_dir,
+        "[select]\ntop_k = 300\n[layout]\nmethod = \"pca\"\nheight = 32\nwidth = 32\n\
+         [model]\nwidth = 8\n[train]\nepochs = 1\n",
+    )?;
     Ok(crate::pipeline::run(&config)?.run_dir)
 }
 

@@ -18,7 +18,6 @@ use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use serde_json::{Value, json};
 
-use crate::config::PipelineConfig;
 use crate::score::bundle::Bundle;
 use crate::serve::{BatchConfig, ModelSpec, ServeConfig, Server};
 use crate::synth::{self, SynthSpec};
@@ -180,61 +179,24 @@ fn train(dir: &Path, size: usize, width: usize) -> Result<PathBuf> {
         };
         synth::write_cohort(&synth::generate(&spec, 7), &cohort_dir)?;
     }
-    let c = |m: &str| {
-        cohort_dir
-            .join(format!("{m}.parquet"))
-            .display()
-            .to_string()
-    };
-    let text = format!(
-        r#"name = "bench-{size}"
-output_dir = "{}"
-[data]
-labels = "{}"
-[data.modalities]
-genomics = "{}"
-metabolomics = "{}"
-microbiome = "{}"
-proteomics = "{}"
-[select]
-top_k = 300
-[layout]
-method = "pca"
-height = {size}
-width = {size}
-[model]
-width = {width}
-[train]
-epochs = 1
-"#,
-        dir.display(),
-        c("labels"),
-        c("genomics"),
-        c("metabolomics"),
-        c("microbiome"),
-        c("proteomics")
-    );
-    let config = PipelineConfig::from_toml(&text)?;
+    let config = super::synth_pipeline(
+        &format!(
+            "name = \"bench-{size}\"\noutput_dir = \"{}\"",
+            dir.display()
+        ),
+        &cohort_dir,
+        &format!(
+            "[select]\ntop_k = 300\n[layout]\nmethod = \"pca\"\nheight = {size}\nwidth = {size}\n\
+             [model]\nwidth = {width}\n[train]\nepochs = 1\n"
+        ),
+    )?;
     Ok(crate::pipeline::run(&config)?.run_dir)
 }
 
 /// The first sample of the cohort as a /predict sample: every feature by name.
 fn one_sample(dir: &Path) -> Result<Value> {
-    let cohort = crate::omics::load_cohort(
-        &PipelineConfig::from_toml(&format!(
-            r#"name = "x"
-[data]
-labels = "{0}/labels.parquet"
-[data.modalities]
-genomics = "{0}/genomics.parquet"
-metabolomics = "{0}/metabolomics.parquet"
-microbiome = "{0}/microbiome.parquet"
-proteomics = "{0}/proteomics.parquet"
-"#,
-            dir.join("cohort").display()
-        ))?
-        .data,
-    )?;
+    let config = super::synth_pipeline("name = \"x\"", &dir.join("cohort"), "")?;
+    let cohort = crate::omics::load_cohort(&config.data)?;
     let mut values = serde_json::Map::new();
     for m in &cohort.modalities {
         let row: serde_json::Map<String, Value> = m
