@@ -7,7 +7,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use deepinsight::export::{self, ExportReport, check};
-use deepinsight::model::ResNetConfig;
 use deepinsight::model::train::{argmax, load_record, predict_proba};
 use deepinsight::score::bundle::Bundle;
 
@@ -73,9 +72,7 @@ fn int8_export_is_smaller_agrees_with_fp32_and_reports_what_it_measured() {
     assert_eq!(report.validation_samples, valid.labels.len());
     assert_eq!(valid.labels.len(), bundle.manifest.samples.validation);
     let fp32 = bundle.predict(&valid.images, 32);
-    let config: ResNetConfig =
-        serde_json::from_slice(&std::fs::read(run.join("model-config.json")).unwrap()).unwrap();
-    let model = load_record(&config, &bytes, &bundle.device).unwrap();
+    let model = load_record(&bundle.config, &bytes, &bundle.device).unwrap();
     let shape = [bundle.layout.n_channels(), 16, 16];
     let q = predict_proba(&model, &valid.images, shape, 32, &bundle.device);
     let agree = q
@@ -103,10 +100,8 @@ fn quantising_leaves_the_serving_copy_untouched() {
     let bundle = Bundle::load(&run).unwrap();
     let valid = check::validation_set(&bundle).unwrap();
     let before = bundle.predict(&valid.images, 32);
-    let config: ResNetConfig =
-        serde_json::from_slice(&std::fs::read(run.join("model-config.json")).unwrap()).unwrap();
     let record = std::fs::read(run.join("model.bpk")).unwrap();
-    export::int8::quantize(&config, &record, &bundle.device).unwrap();
+    export::int8::quantize(&bundle.config, &record, &bundle.device).unwrap();
     assert_eq!(bundle.predict(&valid.images, 32), before);
 }
 

@@ -51,13 +51,10 @@ pub fn export(
     fp32: &Fp32Summary,
     options: &ExportOptions,
 ) -> Result<FormatReport> {
-    let config: ResNetConfig = serde_json::from_slice(&std::fs::read(
-        bundle.dir.join(&bundle.manifest.model.config_file),
-    )?)?;
     let record = std::fs::read(bundle.dir.join(&bundle.manifest.model.record))?;
-    let bytes = quantize(&config, &record, &bundle.device)?;
+    let bytes = quantize(&bundle.config, &record, &bundle.device)?;
     // Checked as it will be used: reloaded from the bytes about to be written.
-    let model = load_record(&config, &bytes, &bundle.device)?;
+    let model = load_record(&bundle.config, &bytes, &bundle.device)?;
     let shape = [
         bundle.layout.n_channels(),
         bundle.layout.height,

@@ -20,6 +20,8 @@ pub struct Bundle {
     pub layout: Layout,
     pub plan: RenderPlan,
     pub model: ResNet,
+    /// The config the record was loaded into (model-config.json).
+    pub config: ResNetConfig,
     pub device: Device,
     /// sha256 of the model record: names the model in every scored row.
     pub model_sha256: String,
@@ -66,6 +68,7 @@ impl Bundle {
             manifest,
             layout,
             model,
+            config,
             device,
         })
     }

@@ -171,7 +171,7 @@ async fn model_metadata(
     let model = state.model(&model_path(path)?)?;
     Ok(Json(kserve::metadata(
         &model.name,
-        model.backend,
+        model.pool.backend,
         model.shape,
         model.classes.len(),
     )))
@@ -250,12 +250,12 @@ fn submit_options(priority: Option<u8>, timeout_ms: Option<u64>) -> Submit {
 async fn infer(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
-    JsonBody(request): JsonBody<InferRequest>,
+    JsonBody(mut request): JsonBody<InferRequest>,
 ) -> Result<Json<InferResponse>, ApiError> {
     let start = Instant::now();
     let model = state.model(&model_path(path)?)?.clone();
     let (want_probabilities, want_label) = kserve::requested_outputs(&request)?;
-    let (images, n) = kserve::images(&request, model.shape)?;
+    let (images, n) = kserve::images(&mut request, model.shape)?;
     let options = submit_options(request.parameters.priority, request.parameters.timeout_ms);
     let probabilities = model
         .batcher
@@ -324,14 +324,13 @@ async fn predict(
     let start = Instant::now();
     let model = state.model_or_only(request.model.as_deref())?.clone();
     let options = submit_options(request.priority, request.timeout_ms);
-    let (samples, prepared) = prepare(
+    let (samples, mut prepared) = prepare(
         &model,
         request.samples,
         request.allow_missing,
         request.ignore_unknown,
     )
     .await?;
-    let (samples, mut prepared) = (samples, prepared);
     let job = ImageJob {
         images: std::mem::take(&mut prepared.images),
         n: prepared.n,
@@ -383,14 +382,13 @@ async fn batch_predict(
 ) -> Result<Json<BatchPredictResponse>, ApiError> {
     let start = Instant::now();
     let model = state.model(&request.model_name)?.clone();
-    let (samples, prepared) = prepare(
+    let (samples, mut prepared) = prepare(
         &model,
         request.data,
         request.allow_missing,
         request.ignore_unknown,
     )
     .await?;
-    let (samples, mut prepared) = (samples, prepared);
     let images = std::mem::take(&mut prepared.images);
     let probabilities = if request.enable_batching {
         let job = ImageJob {
@@ -400,7 +398,7 @@ async fn batch_predict(
         model.batcher.submit(job, Submit::default()).await?
     } else {
         model
-            .runner
+            .pool
             .infer(images, prepared.n)
             .await
             .map_err(ApiError::internal)?

@@ -10,13 +10,14 @@ use serde_json::Value;
 
 use super::error::ApiError;
 
-/// A tensor's values, flat in row-major order. v2 allows a flat array or nested arrays.
+/// A tensor's values, flat in row-major order, as FP32 (the only datatype served). v2 allows a
+/// flat array or nested arrays.
 #[derive(Debug, Clone, Default, PartialEq, utoipa::ToSchema)]
-pub struct FlatData(pub Vec<f64>);
+pub struct FlatData(pub Vec<f32>);
 
 impl<'de> Deserialize<'de> for FlatData {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Flat<'a>(&'a mut Vec<f64>);
+        struct Flat<'a>(&'a mut Vec<f32>);
         impl<'de> de::DeserializeSeed<'de> for Flat<'_> {
             type Value = ();
             fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -29,15 +30,15 @@ impl<'de> Deserialize<'de> for FlatData {
                 f.write_str("numbers, or arrays of numbers")
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-                self.0.push(v);
+                self.0.push(v as f32);
                 Ok(())
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-                self.0.push(v as f64);
+                self.0.push(v as f32);
                 Ok(())
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-                self.0.push(v as f64);
+                self.0.push(v as f32);
                 Ok(())
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -149,9 +150,13 @@ pub fn metadata(name: &str, backend: &str, shape: [usize; 3], classes: usize) ->
 }
 
 /// The images of a v2 request for a model of input `shape`, checked: one FP32 input of shape
-/// [N, C, H, W] whose N*C*H*W values are all finite. Returns the images and N.
-pub fn images(request: &InferRequest, shape: [usize; 3]) -> Result<(Vec<f32>, usize), ApiError> {
-    let [input] = request.inputs.as_slice() else {
+/// [N, C, H, W] whose N*C*H*W values are all finite. Takes them out of the request (no copy);
+/// returns the images and N.
+pub fn images(
+    request: &mut InferRequest,
+    shape: [usize; 3],
+) -> Result<(Vec<f32>, usize), ApiError> {
+    let [input] = request.inputs.as_mut_slice() else {
         return Err(ApiError::field(
             "inputs",
             format!(
@@ -188,18 +193,13 @@ pub fn images(request: &InferRequest, shape: [usize; 3]) -> Result<(Vec<f32>, us
             ),
         ));
     }
-    let mut images = Vec::with_capacity(expected);
-    for (i, &v) in input.data.0.iter().enumerate() {
-        let v = v as f32;
-        if !v.is_finite() {
-            return Err(ApiError::field(
-                format!("inputs[0].data[{i}]"),
-                "not a finite FP32 number",
-            ));
-        }
-        images.push(v);
+    if let Some(i) = input.data.0.iter().position(|v| !v.is_finite()) {
+        return Err(ApiError::field(
+            format!("inputs[0].data[{i}]"),
+            "not a finite FP32 number",
+        ));
     }
-    Ok((images, n))
+    Ok((std::mem::take(&mut input.data.0), n))
 }
 
 /// Which outputs the caller asked for (both when it named none).
@@ -241,18 +241,18 @@ mod tests {
         let flat = request("[1, 1, 2, 2]", "[1, 2, 3, 4.5]");
         let nested = request("[1, 1, 2, 2]", "[[[[1, 2], [3, 4.5]]]]");
         assert_eq!(flat.inputs[0].data, nested.inputs[0].data);
-        let (images, n) = images(&nested, [1, 2, 2]).unwrap();
+        let (images, n) = images(&mut nested.clone(), [1, 2, 2]).unwrap();
         assert_eq!((images, n), (vec![1.0, 2.0, 3.0, 4.5], 1));
     }
 
     #[test]
     fn bad_tensors_name_the_field() {
-        let e = images(&request("[1, 1, 2, 3]", "[1,2,3,4,5,6]"), [1, 2, 2]).unwrap_err();
+        let e = images(&mut request("[1, 1, 2, 3]", "[1,2,3,4,5,6]"), [1, 2, 2]).unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("inputs[0].shape"));
-        let e = images(&request("[1, 1, 2, 2]", "[1,2,3]"), [1, 2, 2]).unwrap_err();
+        let e = images(&mut request("[1, 1, 2, 2]", "[1,2,3]"), [1, 2, 2]).unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("inputs[0].data"));
         // 1e300 is a valid JSON number but not a finite FP32 one.
-        let e = images(&request("[1, 1, 2, 2]", "[1,2,1e300,4]"), [1, 2, 2]).unwrap_err();
+        let e = images(&mut request("[1, 1, 2, 2]", "[1,2,1e300,4]"), [1, 2, 2]).unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("inputs[0].data[2]"));
         let e = parse_json::<InferRequest>(
             br#"{"inputs": [{"name": "input", "shape": [1], "datatype": "FP32", "data": ["x"]}]}"#,

@@ -98,11 +98,10 @@ pub struct ServedModel {
     pub feature_index: Vec<HashMap<String, usize>>,
     pub plan: RenderPlan,
     pub model_sha256: String,
-    pub backend: &'static str,
     pub batching: BatchConfig,
     pub batcher: BatcherHandle<InferRunner>,
-    /// The pool itself, for requests that ask to bypass the batcher.
-    pub runner: Arc<WorkerPool>,
+    /// The worker threads; requests that ask to bypass the batcher go here directly.
+    pub pool: Arc<WorkerPool>,
     pub live: Arc<LiveStats>,
     pub loaded_at: String,
     batcher_task: Mutex<Option<Batcher>>,
@@ -178,10 +177,9 @@ impl ServedModel {
             feature_index,
             plan: bundle.plan,
             model_sha256: bundle.model_sha256,
-            backend: pool.backend,
             batching,
             batcher,
-            runner: pool,
+            pool,
             live,
             loaded_at: unix_now(),
             batcher_task: Mutex::new(Some(task)),
@@ -206,7 +204,7 @@ impl ServedModel {
         if let Some(task) = task {
             task.join().await;
         }
-        let pool = self.runner.clone();
+        let pool = self.pool.clone();
         let _ = tokio::task::spawn_blocking(move || pool.stop()).await;
     }
 
@@ -249,7 +247,7 @@ impl ServedModel {
         ModelStatus {
             name: self.name.clone(),
             dir: self.dir.display().to_string(),
-            backend: self.backend.to_string(),
+            backend: self.pool.backend.to_string(),
             input_shape: self.shape.to_vec(),
             classes: self.classes.clone(),
             model_sha256: self.model_sha256.clone(),
