@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::schedule::ScheduleKind;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
@@ -296,6 +298,16 @@ pub struct ModelConfig {
     /// `cpu` (Burn's flex backend) or `wgpu` (needs the `wgpu` cargo feature).
     #[serde(default = "default_device")]
     pub device: String,
+    /// torchvision-format ResNet18 weights to fine-tune from (`.pth`/`.pt` or `.safetensors`);
+    /// the classifier head is always replaced. Needs `width = 64`.
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
+    /// Train only the head for this many epochs first (the backbone frozen).
+    #[serde(default)]
+    pub freeze_backbone_epochs: usize,
+    /// The backbone's learning rate is the head's times this (e.g. 0.1 when fine-tuning).
+    #[serde(default = "default_one")]
+    pub backbone_lr_factor: f64,
 }
 
 impl Default for ModelConfig {
@@ -303,8 +315,42 @@ impl Default for ModelConfig {
         Self {
             width: default_width(),
             device: default_device(),
+            pretrained: None,
+            freeze_backbone_epochs: 0,
+            backbone_lr_factor: 1.0,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    #[default]
+    Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter).
+    AdamW,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeights {
+    #[default]
+    None,
+    /// n_samples / (n_classes * n_class) on the training samples, as scikit-learn's "balanced".
+    Balanced,
+}
+
+/// The validation metric that picks the best epoch and drives early stopping.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    #[default]
+    MacroF1,
+    Accuracy,
+    BalancedAccuracy,
+    Auroc,
+    /// Validation cross-entropy; lower is better.
+    Loss,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -319,6 +365,40 @@ pub struct TrainConfig {
     /// Fraction of samples held out for validation, stratified by class.
     #[serde(default = "default_validation_fraction")]
     pub validation_fraction: f64,
+    /// Fraction held out as a test set, scored once with the kept model (0: no test set).
+    #[serde(default)]
+    pub test_fraction: f64,
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    #[serde(default)]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub schedule: ScheduleKind,
+    /// Epochs of linear learning-rate warm-up before the schedule.
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    /// `schedule = "step"`: multiply the rate by `step_gamma` every `step_epochs` epochs.
+    #[serde(default = "default_step_epochs")]
+    pub step_epochs: usize,
+    #[serde(default = "default_step_gamma")]
+    pub step_gamma: f64,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    #[serde(default)]
+    pub class_weights: ClassWeights,
+    #[serde(default)]
+    pub monitor: Monitor,
+    /// Stop after this many epochs without a better monitored metric (0: never stop early).
+    #[serde(default)]
+    pub early_stopping_patience: usize,
+    /// Augmentation: Gaussian noise of this standard deviation on the normalised feature
+    /// values before they are mapped to pixels (fresh every epoch). Flips and rotations are
+    /// not offered: they would move features to pixels that mean other features.
+    #[serde(default)]
+    pub feature_noise: f64,
+    /// CPU threads for training and inference (0: all cores).
+    #[serde(default)]
+    pub threads: usize,
 }
 
 impl Default for TrainConfig {
@@ -328,8 +408,31 @@ impl Default for TrainConfig {
             batch_size: default_batch_size(),
             learning_rate: default_learning_rate(),
             validation_fraction: default_validation_fraction(),
+            test_fraction: 0.0,
+            optimizer: OptimizerKind::default(),
+            weight_decay: 0.0,
+            schedule: ScheduleKind::default(),
+            warmup_epochs: 0,
+            step_epochs: default_step_epochs(),
+            step_gamma: default_step_gamma(),
+            label_smoothing: 0.0,
+            class_weights: ClassWeights::default(),
+            monitor: Monitor::default(),
+            early_stopping_patience: 0,
+            feature_noise: 0.0,
+            threads: 0,
         }
     }
+}
+
+fn default_one() -> f64 {
+    1.0
+}
+fn default_step_epochs() -> usize {
+    10
+}
+fn default_step_gamma() -> f64 {
+    0.1
 }
 
 fn default_output_dir() -> PathBuf {
@@ -396,7 +499,8 @@ impl PipelineConfig {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks every value (`from_toml` calls it; call it again after changing a field).
+    pub fn validate(&self) -> Result<()> {
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
             bail!(
                 "name: '{}' is not a valid run name (no slashes, not empty)",
@@ -477,6 +581,50 @@ impl PipelineConfig {
         if t.epochs == 0 || t.batch_size == 0 {
             bail!("train.epochs and train.batch_size must be at least 1");
         }
+        if !(0.0..1.0).contains(&t.test_fraction) || t.validation_fraction + t.test_fraction >= 1.0
+        {
+            bail!(
+                "train.test_fraction: must lie in [0, 1) and leave training samples next to \
+                 validation_fraction, got {}",
+                t.test_fraction
+            );
+        }
+        for (key, value, ok) in [
+            ("learning_rate", t.learning_rate, t.learning_rate > 0.0),
+            ("weight_decay", t.weight_decay, t.weight_decay >= 0.0),
+            ("step_gamma", t.step_gamma, t.step_gamma > 0.0),
+            (
+                "label_smoothing",
+                t.label_smoothing,
+                (0.0..1.0).contains(&t.label_smoothing),
+            ),
+            ("feature_noise", t.feature_noise, t.feature_noise >= 0.0),
+        ] {
+            if !ok || !value.is_finite() {
+                bail!("train.{key}: out of range, got {value}");
+            }
+        }
+        if t.step_epochs == 0 {
+            bail!("train.step_epochs: must be at least 1");
+        }
+        let m = &self.model;
+        if !(m.backbone_lr_factor >= 0.0 && m.backbone_lr_factor.is_finite()) {
+            bail!(
+                "model.backbone_lr_factor: must be finite and not negative, got {}",
+                m.backbone_lr_factor
+            );
+        }
+        if let Some(path) = &m.pretrained
+            && !path.is_file()
+        {
+            bail!("model.pretrained: no file {}", path.display());
+        }
+        if m.pretrained.is_some() && m.width != 64 {
+            bail!(
+                "model.width: torchvision's ResNet18 weights (model.pretrained) need width = 64, got {}",
+                m.width
+            );
+        }
         if self.model.width < 4 {
             bail!("model.width: must be at least 4, got {}", self.model.width);
         }
@@ -531,5 +679,38 @@ genomics = "g.parquet"
             err.contains("select.top_k_per_modality.proteomics"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn training_options_are_read_and_checked_by_key() {
+        let text = MINIMAL.replace(
+            "[data]",
+            "[train]\noptimizer = \"adamw\"\nschedule = \"cosine\"\nmonitor = \"auroc\"\n\
+             class_weights = \"balanced\"\n[data]",
+        );
+        let c = PipelineConfig::from_toml(&text).unwrap();
+        assert_eq!(c.train.optimizer, OptimizerKind::AdamW);
+        assert_eq!(c.train.schedule, ScheduleKind::Cosine);
+        assert_eq!(c.train.monitor, Monitor::Auroc);
+        assert_eq!(c.train.class_weights, ClassWeights::Balanced);
+        for (section, key) in [
+            ("[train]\ntest_fraction = 0.9", "train.test_fraction"),
+            ("[train]\nlabel_smoothing = 1.5", "train.label_smoothing"),
+            ("[train]\nweight_decay = -1.0", "train.weight_decay"),
+            ("[train]\nschedule = \"linear\"", "linear"),
+            (
+                "[model]\nbackbone_lr_factor = -0.5",
+                "model.backbone_lr_factor",
+            ),
+            ("[model]\npretrained = \"no-such.pth\"", "model.pretrained"),
+            (
+                "[model]\nwidth = 32\npretrained = \"Cargo.toml\"",
+                "model.width",
+            ),
+        ] {
+            let text = MINIMAL.replace("[data]", &format!("{section}\n[data]"));
+            let err = format!("{:#}", PipelineConfig::from_toml(&text).unwrap_err());
+            assert!(err.contains(key), "{section}: {err}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -20,10 +20,56 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every stage of a pipeline file and write the run to <output_dir>/<name>/.
+    /// Run every stage of a pipeline file and write the run to <output_dir>/<name>/
+    /// (the same as `train` without its options).
     Run {
         /// Pipeline file (TOML), e.g. pipelines/demo.toml.
         pipeline: PathBuf,
+    },
+    /// Train a pipeline: every stage of `run`, with training overrides, fine-tuning from
+    /// torchvision weights, and resuming from the checkpoint an interrupted run left in
+    /// <output_dir>/.<name>.checkpoint/.
+    Train {
+        /// Pipeline file (TOML), e.g. pipelines/demo.toml.
+        pipeline: PathBuf,
+        /// Continue an interrupted run from its checkpoint (same data and options).
+        #[arg(long)]
+        resume: bool,
+        /// Stop after this epoch, keeping the checkpoint (for time-limited jobs); `--resume`
+        /// continues.
+        #[arg(long)]
+        stop_after: Option<usize>,
+        /// Override train.epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Override train.batch_size.
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Override train.threads (CPU threads; 0 = all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Override model.pretrained: torchvision ResNet18 weights (.pth/.pt/.safetensors).
+        #[arg(long)]
+        pretrained: Option<PathBuf>,
+    },
+    /// Predict a cohort that fits in memory with a trained run: one table per modality
+    /// (Parquet, CSV or TSV), predictions out as Parquet or CSV; with --labels, metrics too.
+    Predict {
+        /// Run folder written by `deepinsight run`/`train`, e.g. models/demo.
+        #[arg(long)]
+        model: PathBuf,
+        /// MODALITY=FILE, once per modality of the model (repeatable).
+        #[arg(long = "input", value_parser = parse_input, required = true)]
+        inputs: Vec<(String, String)>,
+        /// True classes (the training run's sample-id and label columns) to report metrics.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Output file: .parquet or .csv.
+        #[arg(long)]
+        output: PathBuf,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
     },
     /// Generate the synthetic multi-omics cohort (exactly reproducible from the seed).
     Synth {
@@ -140,6 +186,13 @@ enum Command {
         /// serve: add 5 minutes at twice the measured capacity.
         #[arg(long)]
         overload: bool,
+        /// model: CPU threads for Burn and PyTorch alike.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// model: a Python with torch and torchvision, to time the same cases in PyTorch
+        /// (scripts/bench-vs-pytorch.sh makes one).
+        #[arg(long)]
+        pytorch: Option<PathBuf>,
     },
 }
 
@@ -166,6 +219,9 @@ enum BenchStage {
     Layout,
     /// Batch scoring of 10,000 and 100,000 synthetic samples (--quick: 1,000 and 2,000).
     Score,
+    /// ResNet18 training and inference images/s at 64x64 and 224x224, batch 1, 8 and 32
+    /// (--quick: 32x32, batch 2 and 4), against PyTorch with --pytorch.
+    Model,
     /// HTTP load with `hey`: batching off/on, 1 and 16 clients, 64x64 and 224x224
     /// (--quick: 32x32, a narrow network, 2 s per row; --overload: 5 min at 2x capacity).
     Serve,
@@ -194,6 +250,59 @@ fn execute(command: Command) -> Result<()> {
             let config = PipelineConfig::from_file(&pipeline)?;
             let summary = pipeline::run(&config)?;
             print_summary(&summary);
+        }
+        Command::Train {
+            pipeline,
+            resume,
+            stop_after,
+            epochs,
+            batch_size,
+            threads,
+            pretrained,
+        } => {
+            let mut config = PipelineConfig::from_file(&pipeline)?;
+            set(&mut config.train.epochs, epochs);
+            set(&mut config.train.batch_size, batch_size);
+            set(&mut config.train.threads, threads);
+            if pretrained.is_some() {
+                config.model.pretrained = pretrained;
+            }
+            // Overrides go through the same checks as the file.
+            config.validate().with_context(|| {
+                format!("{} with the command-line overrides", pipeline.display())
+            })?;
+            let options = pipeline::RunOptions { resume, stop_after };
+            print_summary(&pipeline::run_with(&config, &options)?);
+        }
+        Command::Predict {
+            model,
+            inputs,
+            labels,
+            output,
+            batch_size,
+        } => {
+            let options = deepinsight::score::predict::PredictOptions {
+                model,
+                inputs: inputs
+                    .into_iter()
+                    .map(|(m, p)| (m, PathBuf::from(p)))
+                    .collect(),
+                labels,
+                output,
+                batch_size,
+            };
+            let s = deepinsight::score::predict::run(&options)?;
+            println!("{} samples predicted -> {}", s.samples, s.output.display());
+            for d in &s.dropped {
+                println!(
+                    "  dropped {}: missing from {}",
+                    d.sample_id,
+                    d.missing_from.join(", ")
+                );
+            }
+            if let Some(m) = &s.metrics {
+                print_metrics("labelled samples", m);
+            }
         }
         Command::Synth { seed, samples, out } => {
             let spec = SynthSpec {
@@ -302,10 +411,23 @@ fn execute(command: Command) -> Result<()> {
             deepinsight::bench::score::print(&rows);
         }
         Command::Bench {
+            stage: BenchStage::Model,
+            quick,
+            threads,
+            pytorch,
+            ..
+        } => {
+            let mut bench = deepinsight::bench::model::ModelBench::new(quick, threads);
+            bench.pytorch = pytorch;
+            let rows = deepinsight::bench::model::run(&bench)?;
+            deepinsight::bench::model::print(&rows, threads);
+        }
+        Command::Bench {
             stage: BenchStage::Serve,
             quick,
             overload,
             only,
+            ..
         } => {
             let report = deepinsight::bench::serve::run(quick, overload, only.as_deref())?;
             deepinsight::bench::serve::print(&report);
@@ -462,13 +584,22 @@ fn print_pathways(p: &deepinsight::select::pathways::PathwaySelection) {
     }
 }
 
+fn print_metrics(what: &str, m: &deepinsight::model::Metrics) {
+    let auroc = m.auroc.map_or("-".to_string(), |a| format!("{a:.3}"));
+    println!(
+        "{what}: accuracy {:.3}, balanced accuracy {:.3}, macro-F1 {:.3}, AUROC {auroc}",
+        m.accuracy, m.balanced_accuracy, m.macro_f1
+    );
+}
+
 fn print_summary(s: &RunSummary) {
     println!("run written to {}", s.run_dir.display());
     println!(
-        "samples: {} aligned ({} train, {} validation), {} dropped",
+        "samples: {} aligned ({} train, {} validation, {} test), {} dropped",
         s.samples,
         s.train,
         s.validation,
+        s.test,
         s.dropped.len()
     );
     for d in &s.dropped {
@@ -483,13 +614,20 @@ fn print_summary(s: &RunSummary) {
         s.features,
         s.classes.join(", ")
     );
-    println!(
-        "validation (best epoch {}): accuracy {:.3}, macro-F1 {:.3} (chance {:.3})",
-        s.best_epoch,
-        s.metrics.accuracy,
-        s.metrics.macro_f1,
-        1.0 / s.classes.len() as f64
+    if let Some(epoch) = s.resumed_from {
+        println!("resumed from the checkpoint of epoch {epoch}");
+    }
+    if let Some(epoch) = s.stopped_early {
+        println!("early stop after epoch {epoch}: no better validation score");
+    }
+    print_metrics(
+        &format!("validation (best epoch {})", s.best_epoch),
+        &s.metrics,
     );
+    if let Some(m) = &s.test_metrics {
+        print_metrics(&format!("test ({} samples)", s.test), m);
+    }
+    println!("chance accuracy: {:.3}", 1.0 / s.classes.len() as f64);
     println!(
         "{:<12} {:>8} {:>7} {:>9} {:>8} {:>7} {:>10}",
         "channel", "features", "pixels", "mean/px", "max/px", "shared", "moved(px)"

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::PipelineConfig;
 use crate::layout::LayoutReport;
 use crate::model::Metrics;
+use crate::model::pretrained::PretrainedReport;
 use crate::model::train::EpochStats;
 use crate::omics::DroppedSample;
 use crate::select::FeatureSpace;
@@ -26,6 +27,8 @@ pub struct SampleCounts {
     pub aligned: usize,
     pub train: usize,
     pub validation: usize,
+    #[serde(default)]
+    pub test: usize,
     pub dropped: Vec<DroppedSample>,
 }
 
@@ -43,6 +46,15 @@ pub struct ModelSummary {
     pub parameters: usize,
     pub best_epoch: usize,
     pub history: Vec<EpochStats>,
+    /// The epoch after which early stopping ended training.
+    #[serde(default)]
+    pub stopped_early: Option<usize>,
+    /// The checkpoint epoch a resumed run continued from.
+    #[serde(default)]
+    pub resumed_from: Option<usize>,
+    /// The torchvision weights training started from.
+    #[serde(default)]
+    pub pretrained: Option<PretrainedReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +74,9 @@ pub struct Manifest {
     pub model: ModelSummary,
     /// Validation metrics of the kept (best) epoch.
     pub metrics: Metrics,
+    /// Metrics of the kept model on the test split (with `train.test_fraction` > 0).
+    #[serde(default)]
+    pub test_metrics: Option<Metrics>,
     pub stage_seconds: BTreeMap<String, f64>,
     /// sha256 of every other file of the run.
     pub files: BTreeMap<String, String>,

@@ -5,21 +5,25 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Axis;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
 
 use crate::artefact::{self, StagedDir};
+use crate::config::ClassWeights;
 use crate::config::{Arrange, PipelineConfig};
 use crate::layout::{Layout, LayoutReport};
 use crate::manifest::{FeatureEntry, InputFile, Manifest, ModelSummary, SampleCounts};
 use crate::mapping;
-use crate::model::train::{ImageSet, TrainOptions, predict_proba};
+use crate::model::train::{Augment, ImageSet, TrainOptions, balanced_class_weights, predict_proba};
 use crate::model::{self, Metrics, ResNetConfig, split};
 use crate::omics::{self, DroppedSample};
 use crate::predictions::{self, PredictionRow};
 use crate::render;
+use crate::render::RenderPlan;
 use crate::select::FeatureSpace;
 
 /// What a run did, for the summary printed at the end.
@@ -30,11 +34,15 @@ pub struct RunSummary {
     pub samples: usize,
     pub train: usize,
     pub validation: usize,
+    pub test: usize,
     pub dropped: Vec<DroppedSample>,
     pub features: usize,
     pub classes: Vec<String>,
     pub best_epoch: usize,
     pub metrics: Metrics,
+    pub test_metrics: Option<Metrics>,
+    pub stopped_early: Option<usize>,
+    pub resumed_from: Option<usize>,
     pub layout: Vec<LayoutReport>,
     pub pathways: Option<crate::select::pathways::PathwaySelection>,
 }
@@ -67,16 +75,59 @@ impl Stages {
     }
 }
 
+/// How `deepinsight train` runs a pipeline beyond its file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from the checkpoint of an interrupted run of the same pipeline and data.
+    pub resume: bool,
+    /// End training after this epoch, as an interruption would: nothing is written but the
+    /// checkpoint, and the run fails with a message saying how to resume.
+    pub stop_after: Option<usize>,
+}
+
+/// The checkpoint folder of a pipeline: hidden, beside its run folder.
+pub fn checkpoint_dir(config: &PipelineConfig) -> PathBuf {
+    config
+        .output_dir
+        .join(format!(".{}.checkpoint", config.name))
+}
+
 pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
+    run_with(config, &RunOptions::default())
+}
+
+/// Sizes rayon's global pool (Burn's Flex backend computes on it) once per process.
+fn configure_threads(threads: usize) {
+    if threads == 0 {
+        return;
+    }
+    if rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .is_err()
+        && rayon::current_num_threads() != threads
+    {
+        tracing::warn!(
+            threads,
+            running = rayon::current_num_threads(),
+            "train.threads: the thread pool was already started with another size"
+        );
+    }
+}
+
+pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<RunSummary> {
+    configure_threads(config.train.threads);
     let device = model::device(&config.model.device)?;
     let mut stages = Stages { times: Vec::new() };
 
     let cohort = stages.run("load", || omics::load_cohort(&config.data))?;
-    let (train_rows, valid_rows) = split::stratified(
+    let splits = split::stratified3(
         &cohort.labels,
         config.train.validation_fraction,
+        config.train.test_fraction,
         config.seed,
     );
+    let (train_rows, valid_rows) = (splits.train.clone(), splits.validation.clone());
     let (space, values) = stages.run("select", || {
         let space = FeatureSpace::fit(&cohort, &train_rows, config)?;
         let values = space.transform(&cohort)?;
@@ -117,11 +168,17 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
     };
     let (train_images, train_labels) = pick(&train_rows);
     let (valid_images, valid_labels) = pick(&valid_rows);
-    let options = TrainOptions {
-        epochs: config.train.epochs,
-        batch_size: config.train.batch_size,
-        learning_rate: config.train.learning_rate,
-        seed: config.seed,
+    let (test_images, test_labels) = pick(&splits.test);
+    let options = train_options(config, &train_labels, cohort.classes.len(), run_options);
+    let plan = RenderPlan::new(&layout);
+    let train_values = values.select(Axis(0), &train_rows);
+    let noise = config.train.feature_noise as f32;
+    let noisy = move |rows: &[usize], rng: &mut ChaCha8Rng| -> Result<Vec<f32>> {
+        let normal = Normal::new(0.0f32, noise)?;
+        let mut batch = train_values.select(Axis(0), rows);
+        // Normalised values lie in [0, 1] on the training samples; noise keeps them there.
+        batch.mapv_inplace(|v| (v + normal.sample(rng)).clamp(0.0, 1.0));
+        plan.render_batch(batch.view())
     };
     let trained = stages.run("train", || {
         model::train::train(
@@ -137,9 +194,26 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
                 shape,
             },
             &options,
+            (noise > 0.0).then_some(&noisy as Augment),
             &device,
         )
     })?;
+    if !trained.complete {
+        bail!(
+            "training stopped after epoch {} as asked; the checkpoint is in {}: run again with \
+             --resume to continue",
+            trained.history.last().map_or(0, |s| s.epoch),
+            checkpoint_dir(config).display()
+        );
+    }
+    let test_metrics = (!splits.test.is_empty()).then(|| {
+        let set = ImageSet {
+            images: &test_images,
+            labels: &test_labels,
+            shape,
+        };
+        model::train::evaluate(&trained.model, set, options.batch_size, &device).metrics
+    });
 
     // The manifest records the stages before writing; the write itself is timed in the summary.
     let stage_seconds: BTreeMap<String, f64> = stages.times.iter().cloned().collect();
@@ -154,6 +228,10 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         put("layout.json", &layout.save_json()?)?;
         put("model.bpk", &trained.record)?;
         put("model-config.json", &serde_json::to_vec_pretty(&resnet)?)?;
+        put(
+            "training.png",
+            &png_bytes(&render::curves::draw(&trained.history, trained.best_epoch))?,
+        )?;
 
         let modality_of: Vec<usize> = space
             .modalities
@@ -205,6 +283,9 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         for &r in &valid_rows {
             split_of[r] = "validation";
         }
+        for &r in &splits.test {
+            split_of[r] = "test";
+        }
         let rows: Vec<PredictionRow> = (0..cohort.sample_ids.len())
             .map(|i| PredictionRow {
                 sample_id: &cohort.sample_ids[i],
@@ -238,6 +319,7 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
                 aligned: cohort.sample_ids.len(),
                 train: train_rows.len(),
                 validation: valid_rows.len(),
+                test: splits.test.len(),
                 dropped: cohort.dropped.clone(),
             },
             classes: cohort.classes.clone(),
@@ -256,8 +338,12 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
                 parameters: trained.model.num_params(),
                 best_epoch: trained.best_epoch,
                 history: trained.history.clone(),
+                stopped_early: trained.stopped_early,
+                resumed_from: trained.resumed_from,
+                pretrained: trained.pretrained.clone(),
             },
             metrics: trained.metrics.clone(),
+            test_metrics: test_metrics.clone(),
             stage_seconds,
             files: files.clone(),
         };
@@ -266,6 +352,12 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
             .commit()
             .context("cannot move the finished run into place")
     })?;
+    // The run is in place: the checkpoint has served its purpose.
+    let checkpoint = checkpoint_dir(config);
+    if checkpoint.exists() {
+        std::fs::remove_dir_all(&checkpoint)
+            .with_context(|| format!("cannot remove the checkpoint {}", checkpoint.display()))?;
+    }
 
     Ok(RunSummary {
         run_dir,
@@ -273,12 +365,50 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
         samples: cohort.sample_ids.len(),
         train: train_rows.len(),
         validation: valid_rows.len(),
+        test: splits.test.len(),
         dropped: cohort.dropped,
         features: space.n_features(),
         classes: cohort.classes,
         best_epoch: trained.best_epoch,
         metrics: trained.metrics,
+        test_metrics,
+        stopped_early: trained.stopped_early,
+        resumed_from: trained.resumed_from,
         layout: layout.report(),
         pathways: space.pathways,
     })
+}
+
+/// The training options of a pipeline file.
+fn train_options(
+    config: &PipelineConfig,
+    train_labels: &[usize],
+    n_classes: usize,
+    run: &RunOptions,
+) -> TrainOptions {
+    let t = &config.train;
+    let m = &config.model;
+    TrainOptions {
+        epochs: t.epochs,
+        batch_size: t.batch_size,
+        learning_rate: t.learning_rate,
+        seed: config.seed,
+        optimizer: t.optimizer,
+        weight_decay: t.weight_decay,
+        schedule: t.schedule,
+        warmup_epochs: t.warmup_epochs,
+        step_epochs: t.step_epochs,
+        step_gamma: t.step_gamma,
+        label_smoothing: t.label_smoothing,
+        class_weights: (t.class_weights == ClassWeights::Balanced)
+            .then(|| balanced_class_weights(train_labels, n_classes)),
+        monitor: t.monitor,
+        patience: t.early_stopping_patience,
+        pretrained: m.pretrained.clone(),
+        freeze_backbone_epochs: m.freeze_backbone_epochs,
+        backbone_lr_factor: m.backbone_lr_factor,
+        checkpoint: Some(checkpoint_dir(config)),
+        resume: run.resume,
+        stop_after: run.stop_after,
+    }
 }

@@ -315,3 +315,63 @@ fn bench_serve_loads_the_server_with_hey_and_prints_each_scenario() {
         }
     }
 }
+
+#[test]
+fn bench_model_times_burn_and_sets_pytorch_rates_beside_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for a Python with torch: it prints bench_torch.py's lines, each case at a
+    // rate that names it (size + batch, + 1000 for inference), so a mix-up shows.
+    let fake = dir.path().join("fake-python");
+    let mut script = String::from("#!/bin/sh\n");
+    for batch in [2, 4] {
+        for (mode, extra) in [("train", 0), ("infer", 1000)] {
+            script.push_str(&format!(
+                "echo '{{\"size\": 32, \"batch\": {batch}, \"mode\": \"{mode}\", \"images_per_second\": {}.0}}'\n",
+                32 + batch + extra
+            ));
+        }
+    }
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = fake.display().to_string();
+    let args = [
+        "bench",
+        "model",
+        "--quick",
+        "--threads",
+        "1",
+        "--pytorch",
+        &fake,
+    ];
+    let out = common::deepinsight(dir.path(), &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("32 "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    for (row, (batch, mode)) in
+        rows.iter()
+            .zip([(2, "train"), (2, "infer"), (4, "train"), (4, "infer")])
+    {
+        assert_eq!(
+            (row[1], row[2]),
+            (batch.to_string().as_str(), mode),
+            "{row:?}"
+        );
+        let burn: f64 = row[3].parse().unwrap();
+        let torch: f64 = row[4].parse().unwrap();
+        let ratio: f64 = row[5].parse().unwrap();
+        assert!(burn > 0.0, "{row:?}");
+        let expected = (32 + batch + if mode == "infer" { 1000 } else { 0 }) as f64;
+        assert_eq!(torch, expected, "{row:?}");
+        assert!(
+            (ratio - torch / burn).abs() <= 0.01 + 0.01 * ratio,
+            "{row:?}"
+        );
+    }
+    assert!(stdout.contains("1 threads"), "{stdout}");
+}

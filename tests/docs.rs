@@ -89,3 +89,42 @@ fn readme_serve_section_uses_real_flags_and_a_valid_serve_file() {
     let own = config.models[1].batching.as_ref().unwrap();
     assert_eq!((own.max_batch_size, own.queue_capacity), (16, 512));
 }
+
+#[test]
+fn readme_training_section_uses_real_flags() {
+    let section = readme_section("## Training and predicting");
+    // Each example line's flags belong to its command; the prose may name either's.
+    let dir = tempfile::tempdir().unwrap();
+    let help = |command: &str| {
+        let out = common::deepinsight(dir.path(), &[command, "--help"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (train, predict) = (help("train"), help("predict"));
+    let mut command = "";
+    let mut checked = 0;
+    for line in section.lines() {
+        if line.starts_with("deepinsight train") {
+            command = "train";
+        } else if line.starts_with("deepinsight predict") {
+            command = "predict";
+        } else if !line.starts_with("  --") {
+            command = "";
+        }
+        for flag in line
+            .split(|c: char| c.is_whitespace() || c == '`' || c == '=')
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+        {
+            let known = match command {
+                "train" => train.contains(flag),
+                "predict" => predict.contains(flag),
+                _ => train.contains(flag) || predict.contains(flag),
+            };
+            assert!(
+                known,
+                "README uses {flag} ({command:?}), which is not a real flag"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} flags checked");
+}

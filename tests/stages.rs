@@ -209,12 +209,8 @@ fn tiny_resnet_beats_chance_on_the_bundled_cohort() {
             labels: &valid_labels,
             shape,
         },
-        &TrainOptions {
-            epochs: 4,
-            batch_size: 16,
-            learning_rate: 3e-3,
-            seed: 5,
-        },
+        &TrainOptions::new(4, 16, 3e-3, 5),
+        None,
         &burn::tensor::Device::flex(),
     )
     .unwrap();

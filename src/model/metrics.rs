@@ -1,16 +1,28 @@
-//! Classification metrics.
+//! Classification metrics: accuracy, balanced accuracy, macro-F1, one-vs-rest AUROC and the
+//! confusion matrix, with scikit-learn's definitions.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
     pub accuracy: f64,
+    /// Mean recall over the classes present in the truth.
+    #[serde(default)]
+    pub balanced_accuracy: f64,
     pub macro_f1: f64,
+    /// Macro average of the one-vs-rest AUROCs over classes that have both positives and
+    /// negatives; None when no class has (or without probabilities).
+    #[serde(default)]
+    pub auroc: Option<f64>,
+    /// One-vs-rest AUROC per class, None where it is undefined.
+    #[serde(default)]
+    pub class_auroc: Vec<Option<f64>>,
     /// confusion[true][predicted]
     pub confusion: Vec<Vec<usize>>,
 }
 
 impl Metrics {
+    /// Metrics from hard predictions only (no AUROC).
     pub fn compute(truth: &[usize], predicted: &[usize], n_classes: usize) -> Self {
         let mut confusion = vec![vec![0usize; n_classes]; n_classes];
         for (&t, &p) in truth.iter().zip(predicted) {
@@ -20,22 +32,84 @@ impl Metrics {
         let accuracy = correct as f64 / truth.len().max(1) as f64;
         // Macro-F1 over the classes present in truth or predictions (as scikit-learn does).
         let mut f1s = Vec::new();
+        let mut recalls = Vec::new();
         for c in 0..n_classes {
             let tp = confusion[c][c] as f64;
             let actual: usize = confusion[c].iter().sum();
             let predicted: usize = confusion.iter().map(|row| row[c]).sum();
+            if actual > 0 {
+                recalls.push(tp / actual as f64);
+            }
             if actual + predicted == 0 {
                 continue;
             }
             f1s.push(2.0 * tp / (actual + predicted) as f64);
         }
         let macro_f1 = f1s.iter().sum::<f64>() / f1s.len().max(1) as f64;
+        let balanced_accuracy = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
         Self {
             accuracy,
+            balanced_accuracy,
             macro_f1,
+            auroc: None,
+            class_auroc: Vec::new(),
             confusion,
         }
     }
+
+    /// Metrics from class probabilities: the prediction is the most probable class.
+    pub fn from_probabilities(
+        truth: &[usize],
+        probabilities: &[Vec<f32>],
+        n_classes: usize,
+    ) -> Self {
+        let predicted: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
+        let mut metrics = Self::compute(truth, &predicted, n_classes);
+        metrics.class_auroc = (0..n_classes)
+            .map(|c| {
+                let scores: Vec<f32> = probabilities.iter().map(|p| p[c]).collect();
+                let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+                auroc(&scores, &positive)
+            })
+            .collect();
+        let defined: Vec<f64> = metrics.class_auroc.iter().flatten().copied().collect();
+        metrics.auroc =
+            (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
+        metrics
+    }
+}
+
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Area under the ROC curve by the Mann-Whitney rank sum, ties counted half; None when the
+/// positives or the negatives are empty.
+pub fn auroc(scores: &[f32], positive: &[bool]) -> Option<f64> {
+    let n_pos = positive.iter().filter(|&&p| p).count();
+    let n_neg = positive.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Average 1-based ranks over runs of equal scores.
+    let mut rank_sum_pos = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let mean_rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_pos += mean_rank * order[i..=j].iter().filter(|&&k| positive[k]).count() as f64;
+        i = j + 1;
+    }
+    let u = rank_sum_pos - (n_pos * (n_pos + 1)) as f64 / 2.0;
+    Some(u / (n_pos * n_neg) as f64)
 }
 
 #[cfg(test)]
@@ -50,6 +124,41 @@ mod tests {
         assert!((m.accuracy - 4.0 / 6.0).abs() < 1e-12);
         // F1: class0 = 2*2/(3+2) = 0.8, class1 = 2*1/(2+2) = 0.5, class2 = 2*1/(1+2) = 2/3
         assert!((m.macro_f1 - (0.8 + 0.5 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
+        // Recalls 2/3, 1/2, 1/1.
+        assert!((m.balanced_accuracy - (2.0 / 3.0 + 0.5 + 1.0) / 3.0).abs() < 1e-12);
         assert_eq!(m.confusion[1], vec![0, 1, 1]);
+    }
+
+    #[test]
+    fn auroc_matches_scikit_learn() {
+        // sklearn.metrics.roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+        let a = auroc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+        assert!((a - 0.75).abs() < 1e-12);
+        // A tie between a positive and a negative counts half:
+        // roc_auc_score([0, 1, 1], [0.5, 0.5, 0.9]) == 0.75
+        let a = auroc(&[0.5, 0.5, 0.9], &[false, true, true]).unwrap();
+        assert!((a - 0.75).abs() < 1e-12);
+        assert_eq!(auroc(&[0.2, 0.3], &[true, true]), None);
+    }
+
+    #[test]
+    fn one_vs_rest_auroc_is_the_macro_mean_over_defined_classes() {
+        let truth = [0, 1, 2, 2];
+        let probs = vec![
+            vec![0.8, 0.1, 0.1],
+            vec![0.2, 0.3, 0.5],
+            vec![0.2, 0.2, 0.6],
+            vec![0.5, 0.1, 0.4],
+        ];
+        let m = Metrics::from_probabilities(&truth, &probs, 3);
+        // class 0: positive 0.8 over negatives 0.2, 0.2, 0.5 -> 1.0
+        // class 1: positive 0.3 over 0.1, 0.2, 0.1 -> 1.0
+        // class 2: positives 0.6, 0.4 over 0.1, 0.5 -> 3 of 4 pairs ordered -> 0.75
+        assert_eq!(m.class_auroc, vec![Some(1.0), Some(1.0), Some(0.75)]);
+        assert!((m.auroc.unwrap() - 2.75 / 3.0).abs() < 1e-12);
+        assert!((m.accuracy - 0.5).abs() < 1e-12);
+        let absent = Metrics::from_probabilities(&[0, 0], &[vec![0.9, 0.1], vec![0.2, 0.8]], 2);
+        assert_eq!(absent.class_auroc, vec![None, None]);
+        assert_eq!(absent.auroc, None);
     }
 }

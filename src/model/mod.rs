@@ -1,7 +1,10 @@
 //! The CNN: ResNet18 in Burn, its training loop and metrics.
 
+pub mod checkpoint;
 pub mod metrics;
+pub mod pretrained;
 pub mod resnet;
+pub mod schedule;
 pub mod split;
 pub mod train;
 
@@ -19,6 +22,49 @@ pub fn device(name: &str) -> Result<Device> {
         "wgpu" => Ok(Device::wgpu(Default::default())),
         #[cfg(not(feature = "wgpu"))]
         "wgpu" => bail!("model.device = \"wgpu\" needs a build with `--features wgpu`"),
-        other => bail!("model.device: unknown device '{other}' (expected \"cpu\" or \"wgpu\")"),
+        // burn-tch is marked deprecated in Burn 0.22 but is still the fastest CPU trainer here
+        // (docs/training.md, "Speed").
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        "libtorch" => Ok(Device::libtorch()),
+        #[cfg(not(feature = "tch"))]
+        "libtorch" => bail!(
+            "model.device = \"libtorch\" needs a build with `--features tch` (scripts/setup-libtorch.sh)"
+        ),
+        other => bail!(
+            "model.device: unknown device '{other}' (expected \"cpu\", \"wgpu\" or \"libtorch\")"
+        ),
     }
+}
+
+/// Burn's random generator is one per process: seeding it and drawing from it hold this lock,
+/// so trainings running side by side (the tests do) each draw their seed's own sequence.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` with Burn's generator seeded with `seed`, no other seeded draw in between.
+pub fn seeded<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
+    let _guard = SEEDED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    f()
+}
+
+/// A ResNet initialised from `seed`. Burn initialises parameters lazily, on first use: every
+/// parameter is touched here, under the lock, so the draws happen in a fixed order.
+pub fn init_seeded(config: &ResNetConfig, device: &Device, seed: u64) -> ResNet {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            drop(param.val());
+        }
+    }
+    seeded(device, seed, || {
+        let model = config.init(device);
+        burn::module::Module::visit(&model, &mut Touch);
+        model
+    })
 }

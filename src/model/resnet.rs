@@ -140,6 +140,11 @@ impl ResNet {
 
     /// images: N x C x H x W -> logits: N x classes
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.features(images))
+    }
+
+    /// The backbone: images N x C x H x W -> pooled features N x (8 x width), the head's input.
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
         let x = relu(self.bn1.forward(self.conv1.forward(images)));
         let mut x = self.maxpool.forward(x);
         for block in self
@@ -153,7 +158,7 @@ impl ResNet {
         }
         let x = self.avgpool.forward(x);
         let [n, c, _, _] = x.dims();
-        self.fc.forward(x.reshape([n, c]))
+        x.reshape([n, c])
     }
 }
 
@@ -165,13 +170,14 @@ mod tests {
     fn resnet18_has_torchvision_parameter_count() {
         // torchvision.models.resnet18(num_classes=1000) has 11,689,512 parameters; Burn also
         // counts the BatchNorm running mean and variance (2 x 4,800 channels).
-        let model = ResNetConfig::new(3, 1000).init(&Device::flex());
+        let model = crate::model::init_seeded(&ResNetConfig::new(3, 1000), &Device::flex(), 0);
         assert_eq!(model.num_params(), 11_689_512 + 2 * 4_800);
     }
 
     #[test]
     fn every_batch_norm_is_reached() {
-        let mut model = ResNetConfig::new(1, 2).with_width(4).init(&Device::flex());
+        let mut model =
+            crate::model::init_seeded(&ResNetConfig::new(1, 2).with_width(4), &Device::flex(), 0);
         // stem + 2 per block * 8 blocks + 3 downsamples (stages 2-4)
         assert_eq!(model.batch_norms_mut().len(), 1 + 16 + 3);
     }
@@ -179,7 +185,7 @@ mod tests {
     #[test]
     fn output_is_batch_by_classes() {
         let device = Device::flex();
-        let model = ResNetConfig::new(2, 3).with_width(8).init(&device);
+        let model = crate::model::init_seeded(&ResNetConfig::new(2, 3).with_width(8), &device, 0);
         let x = Tensor::<4>::zeros([2, 2, 32, 32], &device);
         assert_eq!(model.forward(x).dims(), [2, 3]);
     }

@@ -1,12 +1,17 @@
-//! The training loop: Adam, shuffled mini-batches, validation after every epoch, and the best
-//! epoch's weights kept.
+//! The training loop: Adam or AdamW, a warm-up and decay schedule, label smoothing and class
+//! weights, an optionally frozen backbone and a lower backbone learning rate when fine-tuning,
+//! validation after every epoch, early stopping, the best epoch's weights kept, and a
+//! checkpoint after every epoch that a later run resumes from.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,9 +19,15 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use super::checkpoint::{Checkpoint, State};
 use super::metrics::Metrics;
+pub use super::metrics::argmax;
+use super::pretrained::{self, PretrainedReport};
 use super::resnet::{ResNet, ResNetConfig};
+use super::schedule::{Schedule, ScheduleKind};
+use crate::config::{Monitor, OptimizerKind};
 
 /// Images (N x C x H x W, flat) with their class indices.
 #[derive(Debug, Clone, Copy)]
@@ -40,15 +51,23 @@ impl ImageSet<'_> {
         self.shape.iter().product()
     }
 
-    /// The images of `rows` as one N x C x H x W tensor.
-    fn batch(&self, rows: &[usize], device: &Device) -> Tensor<4> {
+    /// The images of `rows` as one flat N x C x H x W buffer.
+    fn gather(&self, rows: &[usize]) -> Vec<f32> {
         let len = self.image_len();
         let mut data = Vec::with_capacity(rows.len() * len);
         for &r in rows {
             data.extend_from_slice(&self.images[r * len..(r + 1) * len]);
         }
+        data
+    }
+
+    fn tensor(&self, data: Vec<f32>, n: usize, device: &Device) -> Tensor<4> {
         let [c, h, w] = self.shape;
-        Tensor::<4>::from_data(TensorData::new(data, [rows.len(), c, h, w]), device)
+        Tensor::<4>::from_data(TensorData::new(data, [n, c, h, w]), device)
+    }
+
+    fn batch(&self, rows: &[usize], device: &Device) -> Tensor<4> {
+        self.tensor(self.gather(rows), rows.len(), device)
     }
 
     fn targets(&self, rows: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -57,21 +76,140 @@ impl ImageSet<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Renders the training images of `rows` afresh (N x C x H x W), e.g. with noise on the
+/// feature values; called once per batch with the epoch's random stream.
+pub type Augment<'a> = &'a (dyn Fn(&[usize], &mut ChaCha8Rng) -> Result<Vec<f32>> + Sync);
+
+#[derive(Debug, Clone)]
 pub struct TrainOptions {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
     pub seed: u64,
+    pub optimizer: OptimizerKind,
+    pub weight_decay: f64,
+    pub schedule: ScheduleKind,
+    pub warmup_epochs: usize,
+    pub step_epochs: usize,
+    pub step_gamma: f64,
+    pub label_smoothing: f64,
+    /// Per-class loss weights (None: all 1).
+    pub class_weights: Option<Vec<f32>>,
+    pub monitor: Monitor,
+    /// Stop after this many epochs without improvement (0: never).
+    pub patience: usize,
+    /// torchvision-format weights to start from.
+    pub pretrained: Option<PathBuf>,
+    pub freeze_backbone_epochs: usize,
+    pub backbone_lr_factor: f64,
+    /// Where the state after each epoch is kept.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from `checkpoint` when it holds one.
+    pub resume: bool,
+    /// End after this epoch as an interruption would (the checkpoint stays for a resume).
+    pub stop_after: Option<usize>,
+}
+
+impl TrainOptions {
+    /// Plain Adam at a constant rate, no extras.
+    pub fn new(epochs: usize, batch_size: usize, learning_rate: f64, seed: u64) -> Self {
+        Self {
+            epochs,
+            batch_size,
+            learning_rate,
+            seed,
+            optimizer: OptimizerKind::Adam,
+            weight_decay: 0.0,
+            schedule: ScheduleKind::Constant,
+            warmup_epochs: 0,
+            step_epochs: 1,
+            step_gamma: 1.0,
+            label_smoothing: 0.0,
+            class_weights: None,
+            monitor: Monitor::MacroF1,
+            patience: 0,
+            pretrained: None,
+            freeze_backbone_epochs: 0,
+            backbone_lr_factor: 1.0,
+            checkpoint: None,
+            resume: false,
+            stop_after: None,
+        }
+    }
+
+    /// The options that change what training computes, for the checkpoint's fingerprint.
+    fn fingerprint_text(&self) -> String {
+        let Self {
+            epochs,
+            batch_size,
+            learning_rate,
+            seed,
+            optimizer,
+            weight_decay,
+            schedule,
+            warmup_epochs,
+            step_epochs,
+            step_gamma,
+            label_smoothing,
+            class_weights,
+            monitor,
+            patience,
+            pretrained,
+            freeze_backbone_epochs,
+            backbone_lr_factor,
+            checkpoint: _,
+            resume: _,
+            stop_after: _,
+        } = self;
+        format!(
+            "{epochs} {batch_size} {learning_rate} {seed} {optimizer:?} {weight_decay} \
+             {schedule:?} {warmup_epochs} {step_epochs} {step_gamma} {label_smoothing} \
+             {class_weights:?} {monitor:?} {patience} {pretrained:?} {freeze_backbone_epochs} \
+             {backbone_lr_factor}"
+        )
+    }
+}
+
+/// scikit-learn's "balanced" weights: n / (classes x count of the class); 0 for an absent class.
+pub fn balanced_class_weights(labels: &[usize], n_classes: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; n_classes];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    // scikit-learn counts the classes present (it refuses absent ones; here they weigh 0).
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                labels.len() as f32 / (present * c) as f32
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochStats {
     pub epoch: usize,
     pub train_loss: f64,
+    /// Accuracy on the training batches as they were seen (weights changing in between).
+    #[serde(default)]
+    pub train_accuracy: f64,
     pub valid_loss: f64,
     pub valid_accuracy: f64,
     pub valid_macro_f1: f64,
+    #[serde(default)]
+    pub valid_balanced_accuracy: f64,
+    #[serde(default)]
+    pub valid_auroc: Option<f64>,
+    /// The head's learning rate at the epoch's last step.
+    #[serde(default)]
+    pub learning_rate: f64,
+    /// Whether the backbone was frozen.
+    #[serde(default)]
+    pub frozen: bool,
     pub seconds: f64,
 }
 
@@ -84,88 +222,292 @@ pub struct Trained {
     pub history: Vec<EpochStats>,
     /// Validation metrics of the best epoch.
     pub metrics: Metrics,
+    /// The epoch after which early stopping ended training.
+    pub stopped_early: Option<usize>,
+    /// The epoch a resumed run continued from.
+    pub resumed_from: Option<usize>,
+    pub pretrained: Option<PretrainedReport>,
+    /// False when `stop_after` ended training before its last epoch.
+    pub complete: bool,
 }
 
-/// Trains a fresh ResNet on `train`, validating on `valid` after each epoch. `device` is the
-/// plain device; training runs on its autodiff form.
+/// The best epoch so far: its score (see `score`), metrics and weights.
+struct Best {
+    epoch: usize,
+    score: (f64, f64),
+    metrics: Metrics,
+    record: Vec<u8>,
+}
+
+/// The optimiser named in the options, type-erased.
+fn optimizer(options: &TrainOptions) -> ModuleOptimizer {
+    let decay = options.weight_decay;
+    match options.optimizer {
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay as f32)))
+            .init(),
+        OptimizerKind::AdamW => AdamWConfig::new().with_weight_decay(decay as f32).init(),
+    }
+}
+
+/// What picks the best epoch: the monitored metric, then accuracy; higher is better.
+fn score(monitor: Monitor, evaluation: &Evaluation) -> (f64, f64) {
+    let m = &evaluation.metrics;
+    let primary = match monitor {
+        Monitor::MacroF1 => m.macro_f1,
+        Monitor::Accuracy => m.accuracy,
+        Monitor::BalancedAccuracy => m.balanced_accuracy,
+        Monitor::Auroc => m.auroc.unwrap_or(f64::NEG_INFINITY),
+        Monitor::Loss => -evaluation.loss,
+    };
+    (primary, m.accuracy)
+}
+
+fn fingerprint(
+    train: &ImageSet,
+    valid: &ImageSet,
+    config: &ResNetConfig,
+    options: &TrainOptions,
+) -> String {
+    let mut hash = Sha256::new();
+    for set in [train, valid] {
+        for v in set.images {
+            hash.update(v.to_le_bytes());
+        }
+        for &l in set.labels {
+            hash.update((l as u64).to_le_bytes());
+        }
+    }
+    hash.update(serde_json::to_vec(config).unwrap_or_default());
+    hash.update(options.fingerprint_text());
+    hex::encode(hash.finalize())
+}
+
+fn to_bytes(model: &ResNet) -> Result<Vec<u8>> {
+    Ok(model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow!("cannot serialise the model record: {e:?}"))?
+        .to_vec())
+}
+
+/// Trains a ResNet on `train`, validating on `valid` after each epoch. `device` is the plain
+/// device; training runs on its autodiff form. `augment`, when given, renders each training
+/// batch instead of taking the fixed images.
 pub fn train(
     config: &ResNetConfig,
     train: ImageSet,
     valid: ImageSet,
     options: &TrainOptions,
+    augment: Option<Augment>,
     device: &Device,
 ) -> Result<Trained> {
-    device.seed(options.seed);
     let ad_device = device.clone().autodiff();
-    let mut model = config.init(&ad_device);
-    let mut optimizer = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&ad_device);
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let batches_per_epoch = train.len().div_ceil(options.batch_size);
-    let bar = ProgressBar::new((batches_per_epoch * options.epochs) as u64).with_style(
+    let fingerprint = fingerprint(&train, &valid, config, options);
+    let mut model = super::init_seeded(config, &ad_device, options.seed);
+    let mut pretrained_report = None;
+    if let Some(path) = &options.pretrained {
+        let (loaded, report) = pretrained::load_torchvision(model, config, path)?;
+        model = loaded;
+        pretrained_report = Some(report);
+    }
+    let mut optimizer = optimizer(options);
+    let mut loss_config = CrossEntropyLossConfig::new().with_weights(options.class_weights.clone());
+    if options.label_smoothing > 0.0 {
+        loss_config = loss_config.with_smoothing(Some(options.label_smoothing as f32));
+    }
+    let loss_fn = loss_config.init(&ad_device);
+    // BatchNorm needs more than one value per channel, so a last batch of one is dropped.
+    let batches_per_epoch =
+        train.len() / options.batch_size + usize::from(train.len() % options.batch_size > 1);
+    let schedule = Schedule {
+        kind: options.schedule,
+        base: options.learning_rate,
+        steps_per_epoch: batches_per_epoch,
+        epochs: options.epochs,
+        warmup_epochs: options.warmup_epochs,
+        step_epochs: options.step_epochs,
+        gamma: options.step_gamma,
+    };
+
+    let mut best: Option<Best> = None;
+    let mut history = Vec::with_capacity(options.epochs);
+    let mut since_best = 0;
+    let mut first_epoch = 1;
+    let mut resumed_from = None;
+    if let Some(dir) = options
+        .checkpoint
+        .as_ref()
+        .filter(|d| options.resume && d.join("state.json").exists())
+    {
+        let checkpoint = Checkpoint::read(dir, &fingerprint)?;
+        model = load_record_into(config.init(&ad_device), &checkpoint.model)?;
+        optimizer = optimizer
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(checkpoint.optimizer))
+            .map_err(|e| anyhow!("cannot resume: {}: optimizer state: {e:?}", dir.display()))?;
+        let state = checkpoint.state;
+        first_epoch = state.epoch + 1;
+        resumed_from = Some(state.epoch);
+        since_best = state.since_best;
+        history = state.history;
+        best = Some(Best {
+            epoch: state.best_epoch,
+            score: state.best_score,
+            metrics: state.best_metrics,
+            record: checkpoint.best,
+        });
+        tracing::info!(epoch = state.epoch, checkpoint = %dir.display(), "resuming");
+    }
+    let head = ParamGroup::ids_from_module(model.fc.clone());
+
+    let total = (batches_per_epoch * options.epochs) as u64;
+    let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
             "train {bar:30} {pos}/{len} batches {elapsed_precise} eta {eta} {msg}",
         )
         .expect("static template"),
     );
+    bar.set_position((batches_per_epoch * (first_epoch - 1)) as u64);
 
-    let mut best: Option<(usize, Metrics, Vec<u8>)> = None;
-    let mut history = Vec::with_capacity(options.epochs);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    for epoch in 1..=options.epochs {
+    let mut stopped_early = None;
+    let mut last_epoch = first_epoch - 1;
+    for epoch in first_epoch..=options.epochs {
+        if options.stop_after.is_some_and(|s| epoch > s) || stopped_early.is_some() {
+            break;
+        }
         let started = Instant::now();
+        // One random stream per epoch: a resumed run draws what the uninterrupted one would.
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        rng.set_stream(epoch as u64);
+        let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
-        let mut loss_sum = 0.0;
-        for rows in order.chunks(options.batch_size) {
-            // BatchNorm needs more than one value per channel to estimate batch statistics.
+        let frozen = epoch <= options.freeze_backbone_epochs;
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut lr = 0.0;
+        for (b, rows) in order.chunks(options.batch_size).enumerate() {
             if rows.len() < 2 {
                 continue;
             }
-            let logits = model.forward(train.batch(rows, &ad_device));
+            let step = (epoch - 1) * batches_per_epoch + b;
+            lr = schedule.lr(step);
+            let images = match augment {
+                Some(render) => train.tensor(render(rows, &mut rng)?, rows.len(), &ad_device),
+                None => train.batch(rows, &ad_device),
+            };
+            let features = model.features(images);
+            // A frozen backbone: the gradient stops at the head's input, so the backbone is
+            // neither updated nor back-propagated through (its BatchNorm statistics still
+            // follow the data, as in PyTorch).
+            let features = if frozen { features.detach() } else { features };
+            let logits = model.fc.forward(features);
+            let predicted: Vec<i64> = logits
+                .clone()
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec()
+                .unwrap_or_default();
+            correct += rows
+                .iter()
+                .zip(&predicted)
+                .filter(|&(&r, &p)| train.labels[r] as i64 == p)
+                .count();
             let loss = loss_fn.forward(logits, train.targets(rows, &ad_device));
             loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * rows.len() as f64;
+            seen += rows.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(options.learning_rate, model, grads);
+            let rates = ModuleLrScheduler::new(lr * options.backbone_lr_factor)
+                .with_group(head.clone(), lr)
+                .step();
+            model = optimizer.step(rates, model, grads);
             bar.inc(1);
+            bar.set_message(format!(
+                "epoch {epoch}/{}: loss {:.3}, acc {:.3}",
+                options.epochs,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64
+            ));
         }
         model = precise_batch_norm(model, train, options.batch_size, &ad_device);
         let inference = model.valid();
         let evaluation = evaluate(&inference, valid, options.batch_size, device);
         let stats = EpochStats {
             epoch,
-            train_loss: loss_sum / train.len() as f64,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
             valid_loss: evaluation.loss,
             valid_accuracy: evaluation.metrics.accuracy,
             valid_macro_f1: evaluation.metrics.macro_f1,
+            valid_balanced_accuracy: evaluation.metrics.balanced_accuracy,
+            valid_auroc: evaluation.metrics.auroc,
+            learning_rate: lr,
+            frozen,
             seconds: started.elapsed().as_secs_f64(),
         };
-        bar.set_message(format!(
-            "epoch {epoch}: loss {:.3}, valid acc {:.3}",
-            stats.train_loss, stats.valid_accuracy
-        ));
         tracing::info!(
             epoch,
             train_loss = stats.train_loss,
+            train_accuracy = stats.train_accuracy,
             valid_loss = stats.valid_loss,
             valid_accuracy = stats.valid_accuracy,
             valid_macro_f1 = stats.valid_macro_f1,
+            learning_rate = lr,
+            frozen,
             "epoch done"
         );
-        let improved = best.as_ref().is_none_or(|(_, m, _)| {
-            (evaluation.metrics.macro_f1, evaluation.metrics.accuracy) > (m.macro_f1, m.accuracy)
-        });
-        if improved {
-            let record = inference
-                .into_record()
-                .into_bytes()
-                .map_err(|e| anyhow!("cannot serialise the model record: {e:?}"))?;
-            best = Some((epoch, evaluation.metrics, record.to_vec()));
+        let current = score(options.monitor, &evaluation);
+        if best.as_ref().is_none_or(|b| current > b.score) {
+            best = Some(Best {
+                epoch,
+                score: current,
+                metrics: evaluation.metrics,
+                record: to_bytes(&inference)?,
+            });
+            since_best = 0;
+        } else {
+            since_best += 1;
         }
         history.push(stats);
+        last_epoch = epoch;
+        if options.patience > 0 && since_best >= options.patience && epoch < options.epochs {
+            tracing::info!(
+                epoch,
+                patience = options.patience,
+                "early stop: no improvement"
+            );
+            stopped_early = Some(epoch);
+        }
+        if let Some(dir) = &options.checkpoint {
+            let kept = best.as_ref().expect("set above");
+            Checkpoint {
+                state: State {
+                    fingerprint: fingerprint.clone(),
+                    epoch,
+                    history: history.clone(),
+                    best_epoch: kept.epoch,
+                    best_score: kept.score,
+                    best_metrics: kept.metrics.clone(),
+                    since_best,
+                },
+                model: to_bytes(&model)?,
+                optimizer: optimizer
+                    .into_bytes()
+                    .map_err(|e| anyhow!("cannot serialise the optimizer state: {e:?}"))?
+                    .to_vec(),
+                best: kept.record.clone(),
+            }
+            .write(dir)?;
+        }
     }
     bar.finish_and_clear();
 
-    let (best_epoch, metrics, record) = best.expect("at least one epoch ran");
+    let Best {
+        epoch: best_epoch,
+        metrics,
+        record,
+        ..
+    } = best.ok_or_else(|| anyhow!("no epoch ran"))?;
     let model = load_record(config, &record, device)?;
     Ok(Trained {
         model,
@@ -173,6 +515,10 @@ pub fn train(
         best_epoch,
         history,
         metrics,
+        stopped_early,
+        resumed_from,
+        pretrained: pretrained_report,
+        complete: stopped_early.is_some() || last_epoch == options.epochs,
     })
 }
 
@@ -217,14 +563,17 @@ fn precise_batch_norm(
 
 /// Builds a model from a Burnpack record on `device`, in inference mode.
 pub fn load_record(config: &ResNetConfig, record: &[u8], device: &Device) -> Result<ResNet> {
+    Ok(load_record_into(config.init(device), record)?.valid())
+}
+
+/// Loads a Burnpack record into `model`, keeping the record's parameter ids.
+fn load_record_into(model: ResNet, record: &[u8]) -> Result<ResNet> {
     let record =
         burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(record.to_vec()))
             .map_err(|e| anyhow!("cannot read the model record: {e:?}"))?;
-    let model = config
-        .init(device)
+    model
         .try_load_record(record)
-        .map_err(|e| anyhow!("the model record does not fit the model config: {e:?}"))?;
-    Ok(model.valid())
+        .map_err(|e| anyhow!("the model record does not fit the model config: {e:?}"))
 }
 
 pub struct Evaluation {
@@ -244,10 +593,9 @@ pub fn evaluate(model: &ResNet, set: ImageSet, batch_size: usize, device: &Devic
         .map(|(p, &y)| -f64::from(p[y].max(1e-12)).ln())
         .sum::<f64>()
         / set.len().max(1) as f64;
-    let predicted: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
     Evaluation {
         loss,
-        metrics: Metrics::compute(set.labels, &predicted, n_classes),
+        metrics: Metrics::from_probabilities(set.labels, &probabilities, n_classes),
         probabilities,
     }
 }
@@ -282,9 +630,214 @@ pub fn predict_proba(
     out
 }
 
-pub fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// 24 random 1 x 8 x 8 images in 3 classes, and 9 for validation.
+    fn data() -> (Vec<f32>, Vec<usize>, Vec<f32>, Vec<usize>) {
+        let device = Device::flex();
+        let draw = |n: usize| -> Vec<f32> {
+            Tensor::<4>::random([n, 1, 8, 8], Distribution::Default, &device)
+                .into_data()
+                .try_into_vec()
+                .unwrap()
+        };
+        let labels = |n: usize| (0..n).map(|i| i % 3).collect::<Vec<_>>();
+        let (train, valid) = crate::model::seeded(&device, 11, || (draw(24), draw(9)));
+        (train, labels(24), valid, labels(9))
+    }
+
+    fn weights(model: &ResNet) -> (Vec<f32>, Vec<f32>) {
+        let conv = model.layer1[0]
+            .conv1
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        let fc = model.fc.weight.val().into_data().try_into_vec().unwrap();
+        (conv, fc)
+    }
+
+    /// Every parameter and buffer of the model, in order. (Records cannot be compared as
+    /// bytes: they carry parameter ids, which are new for every model.)
+    fn all_weights(model: &ResNet) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                let data = p.val().into_data().convert::<f32>();
+                self.0.extend(data.try_into_vec::<f32>().unwrap());
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        model.visit(&mut collect);
+        collect.0
+    }
+
+    fn run(options: &TrainOptions) -> Trained {
+        let (ti, tl, vi, vl) = data();
+        let shape = [1, 8, 8];
+        train(
+            &ResNetConfig::new(1, 3).with_width(4),
+            ImageSet {
+                images: &ti,
+                labels: &tl,
+                shape,
+            },
+            ImageSet {
+                images: &vi,
+                labels: &vl,
+                shape,
+            },
+            options,
+            None,
+            &Device::flex(),
+        )
+        .unwrap()
+    }
+
+    fn initial(seed: u64) -> ResNet {
+        let device = Device::flex().autodiff();
+        crate::model::init_seeded(&ResNetConfig::new(1, 3).with_width(4), &device, seed).valid()
+    }
+
+    #[test]
+    fn a_frozen_backbone_keeps_its_weights_and_the_head_learns() {
+        let options = TrainOptions {
+            freeze_backbone_epochs: 1,
+            ..TrainOptions::new(1, 8, 1e-2, 4)
+        };
+        let trained = run(&options);
+        assert!(trained.history[0].frozen);
+        let (conv, fc) = weights(&trained.model);
+        let (conv0, fc0) = weights(&initial(4));
+        assert_eq!(conv, conv0, "the backbone moved while frozen");
+        assert_ne!(fc, fc0, "the head did not learn");
+    }
+
+    #[test]
+    fn the_backbone_learning_rate_factor_scales_only_the_backbone() {
+        let still = run(&TrainOptions {
+            backbone_lr_factor: 0.0,
+            ..TrainOptions::new(1, 8, 1e-2, 4)
+        });
+        let (conv0, fc0) = weights(&initial(4));
+        let (conv, fc) = weights(&still.model);
+        assert_eq!(conv, conv0, "a zero factor still moved the backbone");
+        assert_ne!(fc, fc0);
+        let moving = run(&TrainOptions::new(1, 8, 1e-2, 4));
+        assert_ne!(weights(&moving.model).0, conv0);
+    }
+
+    #[test]
+    fn weight_decay_and_label_smoothing_change_training() {
+        let plain = run(&TrainOptions::new(2, 8, 1e-2, 4));
+        let norm = |m: &ResNet| weights(m).1.iter().map(|w| w * w).sum::<f32>();
+        let decayed = run(&TrainOptions {
+            optimizer: OptimizerKind::AdamW,
+            weight_decay: 5.0,
+            ..TrainOptions::new(2, 8, 1e-2, 4)
+        });
+        assert!(
+            norm(&decayed.model) < norm(&plain.model),
+            "AdamW decay did not shrink the head"
+        );
+        let smoothed = run(&TrainOptions {
+            label_smoothing: 0.3,
+            ..TrainOptions::new(2, 8, 1e-2, 4)
+        });
+        assert_ne!(smoothed.history[0].train_loss, plain.history[0].train_loss);
+        // Same seed, same data, same options: the same weights, bit for bit.
+        let again = run(&TrainOptions::new(2, 8, 1e-2, 4));
+        assert_eq!(all_weights(&again.model), all_weights(&plain.model));
+        assert_eq!(again.history.len(), 2);
+    }
+
+    #[test]
+    fn balanced_class_weights_follow_scikit_learn() {
+        // 6 samples: class 0 x3, class 1 x2, class 2 x1 (class 3 absent) -> 6 / (3 x count)
+        let w = balanced_class_weights(&[0, 0, 0, 1, 1, 2], 4);
+        assert_eq!(w, vec![6.0 / 9.0, 1.0, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn early_stopping_ends_after_patience_epochs_without_improvement() {
+        // A rate too small to change any prediction: epoch 1 stays the best.
+        let trained = run(&TrainOptions {
+            patience: 2,
+            ..TrainOptions::new(10, 8, 1e-12, 4)
+        });
+        assert_eq!(trained.stopped_early, Some(3));
+        assert_eq!(trained.history.len(), 3);
+        assert_eq!(trained.best_epoch, 1);
+        assert!(trained.complete);
+    }
+
+    #[test]
+    fn a_resumed_run_ends_where_the_uninterrupted_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = TrainOptions {
+            schedule: ScheduleKind::Cosine,
+            warmup_epochs: 1,
+            ..TrainOptions::new(3, 8, 1e-2, 4)
+        };
+        let straight = run(&base);
+        let checkpoint = Some(dir.path().join("ckpt"));
+        let first = run(&TrainOptions {
+            checkpoint: checkpoint.clone(),
+            stop_after: Some(2),
+            ..base.clone()
+        });
+        assert!(!first.complete);
+        assert_eq!(first.history.len(), 2);
+        let other = TrainOptions {
+            learning_rate: 2e-2,
+            checkpoint: checkpoint.clone(),
+            resume: true,
+            ..base.clone()
+        };
+        let (ti, tl, vi, vl) = data();
+        let shape = [1, 8, 8];
+        let refused = train(
+            &ResNetConfig::new(1, 3).with_width(4),
+            ImageSet {
+                images: &ti,
+                labels: &tl,
+                shape,
+            },
+            ImageSet {
+                images: &vi,
+                labels: &vl,
+                shape,
+            },
+            &other,
+            None,
+            &Device::flex(),
+        );
+        let err = format!("{:#}", refused.err().expect("other options refused"));
+        assert!(err.contains("other training data or options"), "{err}");
+        let resumed = run(&TrainOptions {
+            checkpoint,
+            resume: true,
+            ..base
+        });
+        assert_eq!(resumed.resumed_from, Some(2));
+        assert_eq!(resumed.history.len(), 3);
+        assert_eq!(
+            all_weights(&resumed.model),
+            all_weights(&straight.model),
+            "resumed weights differ"
+        );
+        let strip = |h: &[EpochStats]| {
+            h.iter()
+                .map(|s| EpochStats {
+                    seconds: 0.0,
+                    ..s.clone()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&resumed.history), strip(&straight.history));
+    }
 }

@@ -36,6 +36,14 @@ pub struct Cohort {
     pub dropped: Vec<DroppedSample>,
 }
 
+/// Samples present in every modality, without labels (for scoring).
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub sample_ids: Vec<String>,
+    pub modalities: Vec<Modality>,
+    pub dropped: Vec<DroppedSample>,
+}
+
 /// Keeps the samples found in every table (sorted by id, so the result does not depend on row
 /// order), reports the others, and attaches labels. A kept sample without a label is an error.
 pub fn align(
@@ -43,35 +51,9 @@ pub fn align(
     labels: &HashMap<String, Option<String>>,
     labels_path: &std::path::Path,
 ) -> Result<Cohort> {
-    let mut presence: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (name, table) in &tables {
-        for id in &table.sample_ids {
-            presence.entry(id.as_str()).or_default().push(name.as_str());
-        }
-    }
-    let mut kept = Vec::new();
-    let mut dropped = Vec::new();
-    for (id, found_in) in &presence {
-        if found_in.len() == tables.len() {
-            kept.push(id.to_string());
-        } else {
-            let missing_from = tables
-                .iter()
-                .map(|(name, _)| name.clone())
-                .filter(|name| !found_in.contains(&name.as_str()))
-                .collect();
-            dropped.push(DroppedSample {
-                sample_id: id.to_string(),
-                missing_from,
-            });
-        }
-    }
-    if kept.is_empty() {
-        bail!("no sample id is present in every modality table: check the sample-id columns");
-    }
-
-    let mut sample_labels = Vec::with_capacity(kept.len());
-    for id in &kept {
+    let joined = join(tables)?;
+    let mut sample_labels = Vec::with_capacity(joined.sample_ids.len());
+    for id in &joined.sample_ids {
         match labels.get(id) {
             Some(Some(label)) => sample_labels.push(label.clone()),
             Some(None) => bail!(
@@ -102,7 +84,44 @@ pub fn align(
                 .expect("class list built from these labels")
         })
         .collect();
+    Ok(Cohort {
+        sample_ids: joined.sample_ids,
+        labels,
+        classes,
+        modalities: joined.modalities,
+        dropped: joined.dropped,
+    })
+}
 
+/// The inner join of the tables on sample id, sorted by id; samples missing from some table
+/// are reported in `dropped`.
+pub fn join(tables: Vec<(String, Table)>) -> Result<Joined> {
+    let mut presence: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, table) in &tables {
+        for id in &table.sample_ids {
+            presence.entry(id.as_str()).or_default().push(name.as_str());
+        }
+    }
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for (id, found_in) in &presence {
+        if found_in.len() == tables.len() {
+            kept.push(id.to_string());
+        } else {
+            let missing_from = tables
+                .iter()
+                .map(|(name, _)| name.clone())
+                .filter(|name| !found_in.contains(&name.as_str()))
+                .collect();
+            dropped.push(DroppedSample {
+                sample_id: id.to_string(),
+                missing_from,
+            });
+        }
+    }
+    if kept.is_empty() {
+        bail!("no sample id is present in every modality table: check the sample-id columns");
+    }
     let modalities = tables
         .into_iter()
         .map(|(name, table)| {
@@ -121,11 +140,8 @@ pub fn align(
             }
         })
         .collect();
-
-    Ok(Cohort {
+    Ok(Joined {
         sample_ids: kept,
-        labels,
-        classes,
         modalities,
         dropped,
     })

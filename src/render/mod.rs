@@ -1,5 +1,6 @@
 //! Images from samples (the DeepInsight transform), and pictures of the layout.
 
+pub mod curves;
 pub mod feature_map;
 pub mod pathway_map;
 pub mod pictures;

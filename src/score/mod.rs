@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod input;
 pub mod output;
+pub mod predict;
 pub mod spill;
 
 use std::collections::{BTreeMap, HashMap};

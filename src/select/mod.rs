@@ -122,9 +122,15 @@ impl FeatureSpace {
 
     /// Normalised, selected values of every cohort sample: samples x `n_features()`.
     pub fn transform(&self, cohort: &Cohort) -> Result<Array2<f32>> {
+        self.transform_modalities(&cohort.modalities)
+    }
+
+    /// Normalised, selected values from aligned modality tables, found by name; feature
+    /// columns are found by name too, so their order and any extra columns do not matter.
+    pub fn transform_modalities(&self, modalities: &[Modality]) -> Result<Array2<f32>> {
         let mut raw = Vec::with_capacity(self.modalities.len());
         for selected in &self.modalities {
-            let Some(m) = cohort.modalities.iter().find(|m| m.name == selected.name) else {
+            let Some(m) = modalities.iter().find(|m| m.name == selected.name) else {
                 bail!("modality '{}' is missing from the input", selected.name);
             };
             let columns = column_indices(m, &selected.features)?;

@@ -1,0 +1,201 @@
+//! `deepinsight bench model`: images/s of ResNet18 (width 64, 3 input channels, 3 classes) for a
+//! training step (forward, cross-entropy, backward, Adam) and for inference, at 64x64 and
+//! 224x224, batch 1, 8 and 32, on this machine's CPU with a fixed number of threads.
+//!
+//! With `--pytorch PYTHON`, the same cases run in torchvision's resnet18 under that Python
+//! (scripts/bench_torch.py, `torch.set_num_threads` to the same count) in the same run, and the
+//! table prints the ratio. PyTorch is benchmark tooling only: `scripts/bench-vs-pytorch.sh`
+//! installs it into a venv on demand; the product never depends on it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+use crate::model::{self, ResNetConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Train,
+    Infer,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelRow {
+    pub size: usize,
+    pub batch: usize,
+    pub mode: Mode,
+    pub burn: f64,
+    pub pytorch: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct TorchRow {
+    size: usize,
+    batch: usize,
+    mode: Mode,
+    images_per_second: f64,
+}
+
+pub struct ModelBench {
+    pub sizes: Vec<usize>,
+    pub batches: Vec<usize>,
+    pub threads: usize,
+    /// Least time spent timing each case (after one untimed warm-up step).
+    pub min_seconds: f64,
+    pub pytorch: Option<std::path::PathBuf>,
+    pub device: Device,
+}
+
+impl ModelBench {
+    pub fn new(quick: bool, threads: usize) -> Self {
+        Self {
+            sizes: if quick { vec![32] } else { vec![64, 224] },
+            batches: if quick { vec![2, 4] } else { vec![1, 8, 32] },
+            threads,
+            min_seconds: if quick { 0.2 } else { 3.0 },
+            pytorch: None,
+            device: Device::flex(),
+        }
+    }
+}
+
+/// Runs `step` once untimed, then until `min_seconds` have passed (at least twice); returns
+/// images/s.
+fn rate(batch: usize, min_seconds: f64, mut step: impl FnMut()) -> f64 {
+    step();
+    let started = Instant::now();
+    let mut steps = 0;
+    while steps < 2 || started.elapsed() < Duration::from_secs_f64(min_seconds) {
+        step();
+        steps += 1;
+    }
+    (steps * batch) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn burn_rates(bench: &ModelBench) -> Vec<ModelRow> {
+    let config = ResNetConfig::new(3, 3);
+    let ad = bench.device.clone().autodiff();
+    let mut rows = Vec::new();
+    for &size in &bench.sizes {
+        for &batch in &bench.batches {
+            let mut net = model::init_seeded(&config, &ad, 1);
+            let mut optimizer = AdamConfig::new().init();
+            let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+            let x = Tensor::<4>::random([batch, 3, size, size], Distribution::Default, &ad);
+            let targets: Vec<i64> = (0..batch as i64).map(|i| i % 3).collect();
+            let y = Tensor::<1, Int>::from_data(TensorData::new(targets, [batch]), &ad);
+            let train = rate(batch, bench.min_seconds, || {
+                let loss = loss_fn.forward(net.forward(x.clone()), y.clone());
+                let grads = GradientsParams::from_grads(loss.backward(), &net);
+                net = optimizer.step(1e-3, net.clone(), grads);
+            });
+            let inference = net.valid();
+            let xi =
+                Tensor::<4>::random([batch, 3, size, size], Distribution::Default, &bench.device);
+            let infer = rate(batch, bench.min_seconds, || {
+                // Reading the result back waits for the computation on any backend.
+                drop(inference.forward(xi.clone()).into_data());
+            });
+            tracing::info!(size, batch, train, infer, "burn rates");
+            rows.push(ModelRow {
+                size,
+                batch,
+                mode: Mode::Train,
+                burn: train,
+                pytorch: None,
+            });
+            rows.push(ModelRow {
+                size,
+                batch,
+                mode: Mode::Infer,
+                burn: infer,
+                pytorch: None,
+            });
+        }
+    }
+    rows
+}
+
+/// The same cases in PyTorch, through scripts/bench_torch.py (JSON lines on stdout).
+fn torch_rates(bench: &ModelBench, python: &Path) -> Result<Vec<TorchRow>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_torch.py");
+    let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let out = Command::new(python)
+        .arg(&script)
+        .args([
+            "--sizes",
+            &list(&bench.sizes),
+            "--batches",
+            &list(&bench.batches),
+        ])
+        .args(["--threads", &bench.threads.to_string()])
+        .args(["--min-seconds", &bench.min_seconds.to_string()])
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            python.display(),
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bench_torch.py printed {l}")))
+        .collect()
+}
+
+pub fn run(bench: &ModelBench) -> Result<Vec<ModelRow>> {
+    // Burn's Flex backend computes on rayon's pool: sized once, before any tensor work.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(bench.threads)
+        .build_global()
+        .context("cannot size the thread pool")?;
+    // PyTorch first, while nothing else runs in this process.
+    let torch = match &bench.pytorch {
+        Some(python) => torch_rates(bench, python)?,
+        None => Vec::new(),
+    };
+    let mut rows = burn_rates(bench);
+    for row in &mut rows {
+        row.pytorch = torch
+            .iter()
+            .find(|t| t.size == row.size && t.batch == row.batch && t.mode == row.mode)
+            .map(|t| t.images_per_second);
+    }
+    Ok(rows)
+}
+
+/// The table: one row per case, Burn's and PyTorch's images/s and their ratio against the
+/// issue's goal (Burn within 1.5x of PyTorch).
+pub fn print(rows: &[ModelRow], threads: usize) {
+    println!("ResNet18 (width 64, 3 channels, 3 classes), CPU, {threads} threads; images/s");
+    println!(
+        "{:>5} {:>6} {:>6} {:>10} {:>10} {:>13}",
+        "size", "batch", "mode", "burn-flex", "pytorch", "pytorch/burn"
+    );
+    for r in rows {
+        let mode = match r.mode {
+            Mode::Train => "train",
+            Mode::Infer => "infer",
+        };
+        let (torch, ratio) = match r.pytorch {
+            Some(t) => (format!("{t:.1}"), format!("{:.2}", t / r.burn)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:>5} {:>6} {:>6} {:>10.1} {:>10} {:>13}",
+            r.size, r.batch, mode, r.burn, torch, ratio
+        );
+    }
+    println!("goal: pytorch/burn <= 1.5");
+}

@@ -1,0 +1,162 @@
+//! `deepinsight predict`: a cohort that fits in memory (Parquet, CSV or TSV tables, one per
+//! modality) scored with a trained run, predictions written as Parquet or CSV, and metrics when
+//! labels are given. `deepinsight score` is the streaming, sharded form for large datasets.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use polars::prelude::{Column, DataFrame};
+
+use super::bundle::Bundle;
+use crate::artefact;
+use crate::mapping::{csv_bytes, parquet_bytes};
+use crate::model::Metrics;
+use crate::model::train::argmax;
+use crate::omics::{self, DroppedSample};
+
+pub struct PredictOptions {
+    pub model: PathBuf,
+    /// (modality, table path), one per modality of the model.
+    pub inputs: Vec<(String, PathBuf)>,
+    /// A table of true classes (sample id + label column of the training run) for metrics.
+    pub labels: Option<PathBuf>,
+    /// `.parquet` or `.csv`.
+    pub output: PathBuf,
+    pub batch_size: usize,
+}
+
+#[derive(Debug)]
+pub struct PredictSummary {
+    pub output: PathBuf,
+    pub samples: usize,
+    pub dropped: Vec<DroppedSample>,
+    /// With labels: metrics over the samples whose class the model knows.
+    pub metrics: Option<Metrics>,
+}
+
+enum Format {
+    Parquet,
+    Csv,
+}
+
+fn output_format(path: &Path) -> Result<Format> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("parquet") => Ok(Format::Parquet),
+        Some("csv") => Ok(Format::Csv),
+        _ => bail!("--output {}: must end in .parquet or .csv", path.display()),
+    }
+}
+
+pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
+    let format = output_format(&options.output)?;
+    let bundle = Bundle::load(&options.model)?;
+    let id_column = bundle.sample_id_column().to_string();
+    let wanted: Vec<&str> = bundle
+        .manifest
+        .feature_space
+        .modalities
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    for (name, path) in &options.inputs {
+        if !wanted.contains(&name.as_str()) {
+            bail!(
+                "--input {name}={}: the model has no modality '{name}' (it has {})",
+                path.display(),
+                wanted.join(", ")
+            );
+        }
+    }
+    let mut tables = Vec::with_capacity(wanted.len());
+    for name in &wanted {
+        let Some((_, path)) = options.inputs.iter().find(|(n, _)| n == name) else {
+            bail!(
+                "no --input for modality '{name}' (the model needs {})",
+                wanted.join(", ")
+            );
+        };
+        let table = omics::load_table(path, &id_column)
+            .map_err(|e| e.context(format!("modality '{name}'")))?;
+        tables.push((name.to_string(), table));
+    }
+    let joined = omics::align::join(tables)?;
+    let values = bundle
+        .manifest
+        .feature_space
+        .transform_modalities(&joined.modalities)?;
+    let images = bundle.render(values.view())?;
+    let probabilities = bundle.predict(&images, options.batch_size.max(1));
+
+    let classes = bundle.classes();
+    let truth = match &options.labels {
+        Some(path) => Some(true_classes(path, &bundle, &joined.sample_ids)?),
+        None => None,
+    };
+    let metrics = truth.as_ref().map(|truth| {
+        let known: Vec<usize> = (0..truth.len()).filter(|&i| truth[i].1.is_some()).collect();
+        let labels: Vec<usize> = known
+            .iter()
+            .map(|&i| truth[i].1.expect("filtered"))
+            .collect();
+        let probs: Vec<Vec<f32>> = known.iter().map(|&i| probabilities[i].clone()).collect();
+        Metrics::from_probabilities(&labels, &probs, classes.len())
+    });
+
+    let mut columns = vec![Column::new(id_column.as_str().into(), &joined.sample_ids)];
+    if let Some(truth) = &truth {
+        let labels: Vec<&str> = truth.iter().map(|(l, _)| l.as_str()).collect();
+        columns.push(Column::new("label".into(), labels));
+    }
+    let predicted: Vec<&str> = probabilities
+        .iter()
+        .map(|p| classes[argmax(p)].as_str())
+        .collect();
+    columns.push(Column::new("predicted".into(), predicted));
+    for (k, class) in classes.iter().enumerate() {
+        let p: Vec<f32> = probabilities.iter().map(|p| p[k]).collect();
+        columns.push(Column::new(format!("prob_{class}").into(), p));
+    }
+    columns.push(Column::new(
+        "model_sha256".into(),
+        vec![bundle.model_sha256.as_str(); joined.sample_ids.len()],
+    ));
+    let mut frame = DataFrame::new_infer_height(columns)?;
+    let bytes = match format {
+        Format::Parquet => parquet_bytes(&mut frame)?,
+        Format::Csv => csv_bytes(&mut frame)?,
+    };
+    artefact::write_atomic(&options.output, &bytes)
+        .with_context(|| format!("cannot write {}", options.output.display()))?;
+    Ok(PredictSummary {
+        output: options.output.clone(),
+        samples: joined.sample_ids.len(),
+        dropped: joined.dropped,
+        metrics,
+    })
+}
+
+/// Each scored sample's label and its class index in the model (None for a class the model
+/// was not trained on: such samples are predicted but left out of the metrics).
+fn true_classes(
+    path: &Path,
+    bundle: &Bundle,
+    ids: &[String],
+) -> Result<Vec<(String, Option<usize>)>> {
+    let data = &bundle.manifest.config.data;
+    let labels = omics::load_labels(path, &data.sample_id_column, &data.label_column)?;
+    ids.iter()
+        .map(|id| match labels.get(id) {
+            Some(Some(label)) => Ok((
+                label.clone(),
+                bundle.classes().iter().position(|c| c == label),
+            )),
+            Some(None) => bail!("{}: sample '{id}' has an empty label", path.display()),
+            None => bail!("{}: sample '{id}' has no label", path.display()),
+        })
+        .collect()
+}
