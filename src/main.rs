@@ -193,6 +193,10 @@ enum Command {
         /// (scripts/bench-vs-pytorch.sh makes one).
         #[arg(long)]
         pytorch: Option<PathBuf>,
+        /// model: the Burn device, as model.device in a pipeline file ("cpu", "libtorch" with
+        /// `--features tch`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
 }
 
@@ -415,12 +419,15 @@ fn execute(command: Command) -> Result<()> {
             quick,
             threads,
             pytorch,
+            device,
             ..
         } => {
             let mut bench = deepinsight::bench::model::ModelBench::new(quick, threads);
             bench.pytorch = pytorch;
+            bench.device = deepinsight::model::device(&device)?;
+            bench.device_name = device;
             let rows = deepinsight::bench::model::run(&bench)?;
-            deepinsight::bench::model::print(&rows, threads);
+            deepinsight::bench::model::print(&rows, threads, &bench.device_name);
         }
         Command::Bench {
             stage: BenchStage::Serve,

@@ -51,6 +51,8 @@ pub struct ModelBench {
     pub min_seconds: f64,
     pub pytorch: Option<std::path::PathBuf>,
     pub device: Device,
+    /// The device as named on the command line, for the table's heading.
+    pub device_name: String,
 }
 
 impl ModelBench {
@@ -62,6 +64,7 @@ impl ModelBench {
             min_seconds: if quick { 0.2 } else { 3.0 },
             pytorch: None,
             device: Device::flex(),
+            device_name: "cpu".into(),
         }
     }
 }
@@ -177,11 +180,16 @@ pub fn run(bench: &ModelBench) -> Result<Vec<ModelRow>> {
 
 /// The table: one row per case, Burn's and PyTorch's images/s and their ratio against the
 /// issue's goal (Burn within 1.5x of PyTorch).
-pub fn print(rows: &[ModelRow], threads: usize) {
+pub fn print(rows: &[ModelRow], threads: usize, device: &str) {
     println!("ResNet18 (width 64, 3 channels, 3 classes), CPU, {threads} threads; images/s");
     println!(
         "{:>5} {:>6} {:>6} {:>10} {:>10} {:>13}",
-        "size", "batch", "mode", "burn-flex", "pytorch", "pytorch/burn"
+        "size",
+        "batch",
+        "mode",
+        format!("burn-{device}"),
+        "pytorch",
+        "pytorch/burn"
     );
     for r in rows {
         let mode = match r.mode {

@@ -84,12 +84,7 @@ pub fn load_torchvision(
             for (from, to) in RENAMES {
                 store = store.with_key_remapping(from, to);
             }
-            let mut store = store.with_predicate(filter);
-            let stem = stem_weight(&mut store, path)?;
-            let result = model
-                .load_from(&mut store)
-                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-            (result, stem)
+            apply(&mut model, store.with_predicate(filter), path)?
         }
         "safetensors" => {
             let mut store = SafetensorsStore::from_file(path)
@@ -99,12 +94,7 @@ pub fn load_torchvision(
             for (from, to) in RENAMES {
                 store = store.with_key_remapping(from, to);
             }
-            let mut store = store.with_predicate(filter);
-            let stem = stem_weight(&mut store, path)?;
-            let result = model
-                .load_from(&mut store)
-                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-            (result, stem)
+            apply(&mut model, store.with_predicate(filter), path)?
         }
         _ => bail!(
             "{}: pretrained weights must be .pth, .pt or .safetensors",
@@ -143,6 +133,19 @@ pub fn load_torchvision(
         "pretrained weights loaded"
     );
     Ok((model, report))
+}
+
+/// Reads the stem weight (for adapting it) and loads every other kept tensor into `model`.
+fn apply<S: ModuleStore>(
+    model: &mut ResNet,
+    mut store: S,
+    path: &Path,
+) -> Result<(ApplyResult, Stem)> {
+    let stem = stem_weight(&mut store, path)?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    Ok((result, stem))
 }
 
 struct Stem {
@@ -386,5 +389,75 @@ mod tests {
         let fresh = crate::model::init_seeded(&narrow, &device, 7);
         let err = load_torchvision(fresh, &narrow, &path).unwrap_err();
         assert!(format!("{err:#}").contains("width = 64"));
+    }
+
+    /// Writes `model` as a `.pth` the way `torch.save(model.state_dict())` does (through
+    /// tests/helpers/write_pth.py), `num_batches_tracked` counters included.
+    fn save_pth(model: &ResNet, dir: &Path) -> std::path::PathBuf {
+        let safetensors = dir.join("source.safetensors");
+        save_torchvision_safetensors(model, &safetensors).unwrap();
+        let mut store = SafetensorsStore::from_file(&safetensors);
+        let raw = dir.join("raw");
+        std::fs::create_dir_all(&raw).unwrap();
+        let mut entries = Vec::new();
+        for (i, (name, tensor)) in store.get_all_tensors().unwrap().iter().enumerate() {
+            let data = burn::store::bridge::to_data(tensor)
+                .unwrap()
+                .convert::<f32>();
+            let bytes: Vec<u8> = data
+                .try_to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            std::fs::write(raw.join(format!("{i}.bin")), bytes).unwrap();
+            entries.push(serde_json::json!({
+                "name": name, "shape": tensor.shape.to_vec(), "dtype": "f32", "file": format!("{i}.bin")
+            }));
+            if let Some(prefix) = name.strip_suffix("running_mean") {
+                let file = format!("{i}.count");
+                std::fs::write(raw.join(&file), 7i64.to_le_bytes()).unwrap();
+                entries.push(serde_json::json!({
+                    "name": format!("{prefix}num_batches_tracked"), "shape": [], "dtype": "i64", "file": file
+                }));
+            }
+        }
+        std::fs::write(
+            raw.join("tensors.json"),
+            serde_json::to_vec(&entries).unwrap(),
+        )
+        .unwrap();
+        let pth = dir.join("resnet18.pth");
+        let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/write_pth.py");
+        let status = std::process::Command::new("python3")
+            .arg(helper)
+            .arg(&raw)
+            .arg(&pth)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success());
+        pth
+    }
+
+    #[test]
+    fn a_torch_save_checkpoint_loads_every_backbone_weight() {
+        let device = Device::flex();
+        let src = source(&device);
+        let dir = tempfile::tempdir().unwrap();
+        let pth = save_pth(&src, dir.path());
+        let config = ResNetConfig::new(3, 2);
+        let fresh = crate::model::init_seeded(&config, &device, 12);
+        let (loaded, report) = load_torchvision(fresh, &config, &pth).unwrap();
+        assert_eq!(report.loaded, 100);
+        let x = crate::model::seeded(&device, 5, || {
+            Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device)
+        });
+        let (a, b) = (features(&src, x.clone()), features(&loaded.valid(), x));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "backbone outputs differ by {worst}");
     }
 }

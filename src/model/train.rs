@@ -677,6 +677,10 @@ mod tests {
     }
 
     fn run(options: &TrainOptions) -> Trained {
+        try_run(options).unwrap()
+    }
+
+    fn try_run(options: &TrainOptions) -> Result<Trained> {
         let (ti, tl, vi, vl) = data();
         let shape = [1, 8, 8];
         train(
@@ -695,7 +699,6 @@ mod tests {
             None,
             &Device::flex(),
         )
-        .unwrap()
     }
 
     fn initial(seed: u64) -> ResNet {
@@ -798,24 +801,7 @@ mod tests {
             resume: true,
             ..base.clone()
         };
-        let (ti, tl, vi, vl) = data();
-        let shape = [1, 8, 8];
-        let refused = train(
-            &ResNetConfig::new(1, 3).with_width(4),
-            ImageSet {
-                images: &ti,
-                labels: &tl,
-                shape,
-            },
-            ImageSet {
-                images: &vi,
-                labels: &vl,
-                shape,
-            },
-            &other,
-            None,
-            &Device::flex(),
-        );
+        let refused = try_run(&other);
         let err = format!("{:#}", refused.err().expect("other options refused"));
         assert!(err.contains("other training data or options"), "{err}");
         let resumed = run(&TrainOptions {

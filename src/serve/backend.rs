@@ -36,6 +36,7 @@ impl BurnBackend {
     pub fn name_for(device: &str) -> &'static str {
         match device {
             "wgpu" => "burn-wgpu",
+            "libtorch" => "burn-libtorch",
             _ => "burn-flex",
         }
     }
