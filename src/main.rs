@@ -179,8 +179,8 @@ enum Command {
         /// Small sizes, for a quick check that everything runs.
         #[arg(long)]
         quick: bool,
-        /// Only the cases whose name contains this text, e.g. "tsne" or "assign"; for serve,
-        /// one image size ("64" or "224").
+        /// Only the cases whose name contains this text, e.g. "tsne" or "assign"; for serve
+        /// and model, one image size ("64" or "224").
         #[arg(long)]
         only: Option<String>,
         /// serve: add 5 minutes at twice the measured capacity.
@@ -420,9 +420,13 @@ fn execute(command: Command) -> Result<()> {
             threads,
             pytorch,
             device,
+            only,
             ..
         } => {
             let mut bench = deepinsight::bench::model::ModelBench::new(quick, threads);
+            if let Some(size) = only {
+                bench.sizes.retain(|s| s.to_string() == size);
+            }
             bench.pytorch = pytorch;
             bench.device = deepinsight::model::device(&device)?;
             bench.device_name = device;

@@ -305,3 +305,29 @@ fn fine_tuning_starts_from_torchvision_weights_with_a_frozen_backbone() {
     );
     assert!(!err.contains("stage"), "{err}");
 }
+
+#[test]
+fn feature_noise_renders_each_training_batch_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |noise: f64| {
+        let text = pipeline(
+            "noise",
+            "width = 4",
+            &format!("epochs = 1\nfeature_noise = {noise}"),
+        )
+        .replace(
+            "output_dir = \"out\"",
+            &format!(
+                "output_dir = \"{}\"",
+                dir.path().join(format!("n{noise}")).display()
+            ),
+        );
+        let config = deepinsight::PipelineConfig::from_toml(&text).unwrap();
+        deepinsight::pipeline::run(&config).unwrap();
+        let m = manifest(&config.run_dir());
+        m["model"]["history"][0]["train_loss"].as_f64().unwrap()
+    };
+    let (clean, noisy, again) = (run(0.0), run(0.3), run(0.3));
+    assert_ne!(clean, noisy, "noise on the feature values changed nothing");
+    assert_eq!(noisy, again, "the noise is drawn from the seed");
+}
