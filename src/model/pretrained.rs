@@ -279,6 +279,20 @@ mod tests {
             .unwrap()
     }
 
+    fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    }
+
+    /// Two seeded random images of `channels` x 32 x 32.
+    fn input(device: &Device, channels: usize) -> Tensor<4> {
+        crate::model::seeded(device, 5, || {
+            Tensor::<4>::random([2, channels, 32, 32], Distribution::Default, device)
+        })
+    }
+
     #[test]
     fn torchvision_safetensors_round_trip_sets_every_backbone_weight() {
         let device = Device::flex();
@@ -316,15 +330,9 @@ mod tests {
         assert_eq!(report.stem_channels, [3, 3]);
         // 20 conv/downsample weights + 20 BatchNorms x 4 tensors.
         assert_eq!(report.loaded, 20 + 20 * 4);
-        let x = crate::model::seeded(&device, 5, || {
-            Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device)
-        });
+        let x = input(&device, 3);
         let (a, b) = (features(&src, x.clone()), features(&loaded, x));
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
+        let worst = max_difference(&a, &b);
         assert!(worst < 1e-5, "backbone outputs differ by {worst}");
         assert_eq!(loaded.fc.weight.dims(), [512, 2]);
     }
@@ -341,16 +349,10 @@ mod tests {
         let (loaded, report) = load_torchvision(fresh, &config, &path).unwrap();
         assert_eq!(report.stem_channels, [3, 1]);
         // A grey image seen by the 1-channel model is the same grey in R, G and B for the source.
-        let grey = crate::model::seeded(&device, 5, || {
-            Tensor::<4>::random([2, 1, 32, 32], Distribution::Default, &device)
-        });
+        let grey = input(&device, 1);
         let rgb = grey.clone().repeat_dim(1, 3);
         let (a, b) = (features(&src, rgb), features(&loaded.valid(), grey));
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
+        let worst = max_difference(&a, &b);
         assert!(worst < 1e-4, "outputs differ by {worst}");
     }
 
@@ -449,15 +451,9 @@ mod tests {
         let fresh = crate::model::init_seeded(&config, &device, 12);
         let (loaded, report) = load_torchvision(fresh, &config, &pth).unwrap();
         assert_eq!(report.loaded, 100);
-        let x = crate::model::seeded(&device, 5, || {
-            Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device)
-        });
+        let x = input(&device, 3);
         let (a, b) = (features(&src, x.clone()), features(&loaded.valid(), x));
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
+        let worst = max_difference(&a, &b);
         assert!(worst < 1e-5, "backbone outputs differ by {worst}");
     }
 }
