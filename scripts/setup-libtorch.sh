@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A CPU libtorch for `cargo build --release --features tch`, from PyPI's torch 2.9.0 wheel
-# (the version burn-tch 0.22 wants) in ~1.75 GB instead of the 6.7 GB of the full CUDA stack:
+# (the version burn-tch 0.22 wants) in ~1.8 GB instead of the 6.7 GB of the full CUDA stack:
 #   eval "$(scripts/setup-libtorch.sh)"     # prints the exports; run once per shell
 #   cargo build --release --features tch
 # The wheel's libtorch_cpu.so is linked through a LIBTORCH folder whose lib/ also holds an
@@ -15,6 +15,7 @@ if [ ! -f "$root/ready" ]; then
   python3 -m pip download -q --no-deps -d "$wheels" torch==2.9.0 \
     nvidia-cuda-runtime-cu12==12.8.90 nvidia-cuda-cupti-cu12==12.8.90 >&2
   python3 -m pip install -q --no-deps --target "$site" "$wheels"/*.whl >&2
+  rm -rf "$wheels"
   rm -rf "$root/LIBTORCH" && mkdir -p "$root/LIBTORCH/lib"
   ln -s "$site/torch/include" "$root/LIBTORCH/include"
   for lib in libtorch_cpu.so libc10.so; do

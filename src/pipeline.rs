@@ -133,8 +133,10 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         let values = space.transform(&cohort)?;
         Ok((space, values))
     })?;
+    // The training samples' values: the layout is fitted on them, and noise augmentation
+    // renders from them.
+    let train_values = values.select(Axis(0), &train_rows);
     let layout = stages.run("layout", || {
-        let train_values = values.select(Axis(0), &train_rows);
         match (config.layout.arrange, space.pathway_blocks()) {
             (Arrange::Pathways, Some(blocks)) => Layout::fit_grouped(
                 train_values.view(),
@@ -171,10 +173,9 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
     let (test_images, test_labels) = pick(&splits.test);
     let options = train_options(config, &train_labels, cohort.classes.len(), run_options);
     let plan = RenderPlan::new(&layout);
-    let train_values = values.select(Axis(0), &train_rows);
     let noise = config.train.feature_noise as f32;
-    let noisy = move |rows: &[usize], rng: &mut ChaCha8Rng| -> Result<Vec<f32>> {
-        let normal = Normal::new(0.0f32, noise)?;
+    let normal = Normal::new(0.0f32, noise).context("train.feature_noise")?;
+    let noisy = |rows: &[usize], rng: &mut ChaCha8Rng| -> Result<Vec<f32>> {
         let mut batch = train_values.select(Axis(0), rows);
         // Normalised values lie in [0, 1] on the training samples; noise keeps them there.
         batch.mapv_inplace(|v| (v + normal.sample(rng)).clamp(0.0, 1.0));

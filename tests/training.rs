@@ -292,7 +292,8 @@ fn fine_tuning_starts_from_torchvision_weights_with_a_frozen_backbone() {
         deepinsight::model::pretrained::adapt_input_conv(&rgb, 4)
     );
 
-    // A weights file that is not there is refused before any work, by name.
+    // A weights file that is not there is refused by name, and the run stays as it was.
+    let before = std::fs::read(run.join("manifest.json")).unwrap();
     let out = common::deepinsight(
         dir.path(),
         &["train", "p.toml", "--pretrained", "missing.pth"],
@@ -303,7 +304,8 @@ fn fine_tuning_starts_from_torchvision_weights_with_a_frozen_backbone() {
         err.contains("model.pretrained") && err.contains("missing.pth"),
         "{err}"
     );
-    assert!(!err.contains("stage"), "{err}");
+    assert_eq!(std::fs::read(run.join("manifest.json")).unwrap(), before);
+    assert!(!dir.path().join("out/.tuned.checkpoint").exists());
 }
 
 #[test]

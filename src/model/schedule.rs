@@ -28,18 +28,6 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn constant(base: f64) -> Self {
-        Self {
-            kind: ScheduleKind::Constant,
-            base,
-            steps_per_epoch: 1,
-            epochs: 1,
-            warmup_epochs: 0,
-            step_epochs: 1,
-            gamma: 1.0,
-        }
-    }
-
     /// The rate of optimiser step `step` (0-based, counted over the whole run).
     pub fn lr(&self, step: usize) -> f64 {
         let per_epoch = self.steps_per_epoch.max(1);
