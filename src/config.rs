@@ -77,6 +77,11 @@ pub struct SelectConfig {
     /// Pathway-grouped selection from GMT gene sets; replaces `top_k` when set.
     #[serde(default)]
     pub pathways: Option<PathwayConfig>,
+    /// A feature list (Parquet, CSV or TSV with columns `modality` and `feature`): only these
+    /// features are candidates, before `top_k` or pathways choose among them. `deepinsight
+    /// explain --refit` writes one from the features the model's class activation maps rank best.
+    #[serde(default)]
+    pub keep: Option<PathBuf>,
 }
 
 /// How features are ranked within a pathway, and pathways against each other.
@@ -128,6 +133,7 @@ impl Default for SelectConfig {
             top_k: default_top_k(),
             top_k_per_modality: BTreeMap::new(),
             pathways: None,
+            keep: None,
         }
     }
 }

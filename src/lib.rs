@@ -6,6 +6,7 @@
 pub mod artefact;
 pub mod bench;
 pub mod config;
+pub mod explain;
 pub mod export;
 pub mod layout;
 pub mod manifest;

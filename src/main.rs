@@ -71,6 +71,62 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
+    /// Which features (and pathways) drive the model's predictions: class activation maps
+    /// (Grad-CAM or saliency) taken back through the layout to a ranked feature table, pictures,
+    /// and optionally DeepFeature's refit on the best features.
+    Explain {
+        /// Run folder written by `deepinsight run`/`train`, e.g. models/demo.
+        #[arg(long)]
+        model: PathBuf,
+        /// train, validation, test or all (of the run's samples, or of --input tables), or
+        /// comma-separated sample ids.
+        #[arg(long, default_value = "train")]
+        samples: deepinsight::explain::Samples,
+        /// A new cohort instead of the run's own tables: MODALITY=FILE, once per modality.
+        #[arg(long = "input", value_parser = parse_input)]
+        inputs: Vec<(String, String)>,
+        /// True classes of the --input samples (optional).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Output folder (replaced as a whole).
+        #[arg(long)]
+        out: PathBuf,
+        /// saliency (|gradient| per pixel and channel, exact per feature), gradcam or hirescam
+        /// (on a residual stage, region-level).
+        #[arg(long, value_enum, default_value = "saliency")]
+        method: deepinsight::explain::cam::Method,
+        /// Grad-CAM's residual stage, 1 to 4 (4 = the last convolutional stage; lower stages
+        /// give finer maps).
+        #[arg(long, default_value_t = 4)]
+        stage: usize,
+        /// Class each map explains: label (true class, else predicted), predicted, or a class name.
+        #[arg(long, default_value = "label")]
+        target: deepinsight::explain::Target,
+        /// Features whose score divided by the best score reaches this are `selected`.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        /// Features named on top_features.png.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Gene sets (GMT) to report pathways from, when the run did not select by pathway.
+        #[arg(long)]
+        gmt: Option<PathBuf>,
+        /// Match --gmt members to feature names ignoring case.
+        #[arg(long)]
+        case_insensitive: bool,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// DeepFeature's loop: keep the best features, fit the layout and train again, and
+        /// report validation accuracy before and after (refit_report.json).
+        #[arg(long)]
+        refit: bool,
+        /// With --refit: keep the best N features (default: the `selected` ones).
+        #[arg(long)]
+        keep_top: Option<usize>,
+        /// With --refit: rounds of explain, keep, refit.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+    },
     /// Generate the synthetic multi-omics cohort (exactly reproducible from the seed).
     Synth {
         #[arg(long, default_value_t = 7)]
@@ -80,6 +136,11 @@ enum Command {
         samples: usize,
         #[arg(long, default_value = "data")]
         out: PathBuf,
+        /// Write a second cohort of --samples new patients from the study of --seed (the
+        /// bundled 300-sample study for seed 7): same features, pathways and class signal, new
+        /// samples drawn from this seed, ids N0001....
+        #[arg(long)]
+        new_cohort: Option<u64>,
     },
     /// Score Parquet datasets with a trained run: streamed, joined on sample id in bounded
     /// memory, sharded and resumable. Writes sample_id, predicted, prob_<class>, reason and
@@ -308,12 +369,111 @@ fn execute(command: Command) -> Result<()> {
                 print_metrics("labelled samples", m);
             }
         }
-        Command::Synth { seed, samples, out } => {
-            let spec = SynthSpec {
+        Command::Explain {
+            model,
+            samples,
+            inputs,
+            labels,
+            out,
+            method,
+            stage,
+            target,
+            threshold,
+            top,
+            gmt,
+            case_insensitive,
+            batch_size,
+            refit,
+            keep_top,
+            rounds,
+        } => {
+            use deepinsight::explain::{self, refit as deepfeature};
+            let options = explain::ExplainOptions {
+                model,
                 samples,
-                ..SynthSpec::default()
+                inputs: inputs
+                    .into_iter()
+                    .map(|(m, p)| (m, PathBuf::from(p)))
+                    .collect(),
+                labels,
+                out,
+                cam: explain::cam::CamOptions {
+                    method,
+                    stage,
+                    batch_size,
+                },
+                target,
+                threshold,
+                top,
+                gmt,
+                case_insensitive,
             };
-            let cohort = synth::generate(&spec, seed);
+            if !refit && keep_top.is_some() {
+                anyhow::bail!("--keep-top goes with --refit");
+            }
+            let refit = refit.then(|| deepfeature::RefitOptions {
+                keep: keep_top.map_or(deepfeature::Keep::Selected, deepfeature::Keep::Top),
+                rounds,
+            });
+            if let Some(refit) = &refit {
+                deepfeature::check(&options, refit)?;
+            }
+            let e = explain::run(&options)?;
+            let r = &e.report;
+            println!(
+                "explained {} samples ({:?}, stage {}) -> {}",
+                r.samples,
+                r.method,
+                r.stage,
+                e.out.display()
+            );
+            if let Some(a) = r.accuracy {
+                println!("accuracy on them: {a:.3}");
+            }
+            println!(
+                "{} of {} features selected (normalised score >= {})",
+                r.selected, r.features, r.threshold
+            );
+            for (i, (m, f, s)) in r.top.iter().take(10).enumerate() {
+                println!("  {:>2}. {m}:{f}  {s:.3}", i + 1);
+            }
+            if let Some(refit) = &refit {
+                let report = deepfeature::run(&options, &e.features, refit)?;
+                let b = &report.before;
+                println!(
+                    "before: {} features, validation accuracy {:.3}, macro-F1 {:.3}",
+                    b.features, b.accuracy, b.macro_f1
+                );
+                for (k, s) in report.rounds.iter().enumerate() {
+                    println!(
+                        "round {}: {} features, validation accuracy {:.3}, macro-F1 {:.3} ({})",
+                        k + 1,
+                        s.features,
+                        s.accuracy,
+                        s.macro_f1,
+                        s.run.display()
+                    );
+                }
+            }
+        }
+        Command::Synth {
+            seed,
+            samples,
+            out,
+            new_cohort,
+        } => {
+            let cohort = match new_cohort {
+                Some(cohort_seed) => {
+                    synth::generate_new_cohort(&SynthSpec::default(), seed, cohort_seed, samples)
+                }
+                None => synth::generate(
+                    &SynthSpec {
+                        samples,
+                        ..SynthSpec::default()
+                    },
+                    seed,
+                ),
+            };
             for path in synth::write_cohort(&cohort, &out)? {
                 println!("wrote {}", path.display());
             }

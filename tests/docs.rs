@@ -128,3 +128,8 @@ fn readme_training_section_uses_real_flags() {
     }
     assert!(checked >= 10, "{checked} flags checked");
 }
+
+#[test]
+fn readme_explain_section_uses_real_flags() {
+    assert_real_flags(&readme_section("## Explaining predictions"), "explain", 12);
+}

@@ -538,3 +538,129 @@ fn sigterm_drains_the_queue_and_exits_0() {
     assert_eq!(lines.next().unwrap().unwrap(), "stopped");
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_features_of_one_sample_as_the_library_maps_them() {
+    use deepinsight::explain::cam::{self, CamOptions, Method};
+    let server = Server::start(config(BatchConfig::default())).await.unwrap();
+    let addr = server.addr;
+    let sample = raw_sample(3);
+    let (images, probabilities) = expected(std::slice::from_ref(&sample));
+    let bundle = Bundle::load(model_dir()).unwrap();
+    let shape = [
+        bundle.layout.n_channels(),
+        bundle.layout.height,
+        bundle.layout.width,
+    ];
+    for (method, name) in [(Method::Saliency, "saliency"), (Method::Gradcam, "gradcam")] {
+        let a = post(
+            addr,
+            "/explain",
+            &json!({"sample": sample, "method": name, "stage": 1, "target": "case", "include_map": true}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.body["id"], "S3");
+        assert_eq!(a.body["target"], "case");
+        let p = floats(&json!([
+            a.body["probabilities"]["case"],
+            a.body["probabilities"]["control"]
+        ]));
+        assert!(
+            close(&p, &probabilities[0]),
+            "{p:?} vs {:?}",
+            probabilities[0]
+        );
+        // The map and the scores are the library's for the same image and class.
+        let options = CamOptions {
+            method,
+            stage: 1,
+            batch_size: 1,
+        };
+        let maps = cam::maps(
+            &bundle.model,
+            &images,
+            shape,
+            &[0],
+            &options,
+            &bundle.device,
+        )
+        .unwrap();
+        assert!(
+            close(&floats(&a.body["map"]), &maps.values),
+            "{name}: map differs"
+        );
+        let features = a.body["features"].as_array().unwrap();
+        assert_eq!(
+            features.len(),
+            11,
+            "{name}: every feature of the small model"
+        );
+        let mut last = f32::INFINITY;
+        for f in features {
+            let channel = bundle
+                .layout
+                .channels
+                .iter()
+                .position(|c| c.name == f["channel"])
+                .unwrap();
+            let (row, column) = (f["row"].as_u64().unwrap(), f["column"].as_u64().unwrap());
+            let score = f["score"].as_f64().unwrap() as f32;
+            assert!((score - maps.at(0, channel, row as usize, column as usize)).abs() < 1e-6);
+            assert!(score <= last, "{name}: not best first");
+            last = score;
+        }
+    }
+    // Defaults: saliency for the predicted class, 20 features at most, no map.
+    let a = post(addr, "/explain", &json!({"sample": sample, "top": 3})).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["method"], "saliency");
+    assert_eq!(a.body["features"].as_array().unwrap().len(), 3);
+    assert!(a.body.get("map").is_none());
+
+    let mut unknown = sample.clone();
+    unknown["values"]["a"]["nope"] = json!(1.0);
+    for (what, body, field) in [
+        (
+            "stage",
+            json!({"sample": sample, "method": "gradcam", "stage": 9}),
+            "stage",
+        ),
+        (
+            "target",
+            json!({"sample": sample, "target": "tumour"}),
+            "target",
+        ),
+        ("top", json!({"sample": sample, "top": 0}), "top"),
+        (
+            "unknown feature",
+            json!({"sample": unknown}),
+            "sample.values.a.nope",
+        ),
+    ] {
+        let a = post(addr, "/explain", &body).await;
+        assert_eq!(
+            (a.status, a.body["field"].as_str()),
+            (422, Some(field)),
+            "{what}: {}",
+            a.text
+        );
+    }
+    for (what, body) in [
+        (
+            "unknown method",
+            json!({"sample": sample, "method": "lime"}),
+        ),
+        ("no sample", json!({"top": 3})),
+    ] {
+        let a = post(addr, "/explain", &body).await;
+        assert!(
+            (400..500).contains(&a.status) && a.body["error"].is_string(),
+            "{what}: {}",
+            a.text
+        );
+    }
+    let spec = get(addr, "/openapi.json").await;
+    assert!(spec.body["paths"]["/explain"]["post"].is_object());
+    server.shutdown().await.unwrap();
+}

@@ -1,15 +1,13 @@
 //! What every exported form is checked on: the run's validation samples, rendered exactly as
 //! in training, and CPU latency at batch 1 and 32.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ndarray::Axis;
-use polars::prelude::{DataType, ParquetReader, SerReader};
 
 use crate::model::train::argmax;
-use crate::omics;
 use crate::score::bundle::Bundle;
 
 pub struct ValidationSet {
@@ -21,57 +19,18 @@ pub struct ValidationSet {
 /// The validation samples of the run (`split` = validation in predictions.parquet), reloaded
 /// from the run's input tables and rendered with its feature space and layout.
 pub fn validation_set(bundle: &Bundle) -> Result<ValidationSet> {
-    let path = bundle.dir.join("predictions.parquet");
-    let file = std::fs::File::open(&path)
-        .with_context(|| format!("cannot read {} (the run's split)", path.display()))?;
-    let frame = ParquetReader::new(file)
-        .finish()
-        .with_context(|| format!("{}: not a predictions table", path.display()))?;
-    let column = |name: &str| -> Result<Vec<String>> {
-        let s = frame
-            .column(name)
-            .with_context(|| format!("{}: no column '{name}'", path.display()))?
-            .cast(&DataType::String)?;
-        Ok(s.str()?
-            .iter()
-            .map(|v| v.unwrap_or_default().to_string())
-            .collect())
-    };
-    let ids = column("sample_id")?;
-    let split = column("split")?;
-    let wanted: HashSet<&str> = ids
-        .iter()
-        .zip(&split)
-        .filter(|(_, s)| s.as_str() == "validation")
-        .map(|(id, _)| id.as_str())
-        .collect();
-    if wanted.is_empty() {
-        bail!(
-            "{}: the run has no validation samples to check an export on",
-            path.display()
-        );
+    let run = bundle
+        .run_cohort()
+        .context("an export is checked on the run's validation samples")?;
+    let rows = run.rows("validation");
+    if rows.is_empty() {
+        bail!("the run has no validation samples to check an export on");
     }
-    let cohort = omics::load_cohort(&bundle.manifest.config.data).context(
-        "an export is checked on the run's validation samples, read again from its input tables",
-    )?;
-    if cohort.classes != bundle.manifest.classes {
-        bail!("the run's input tables no longer have the classes the model was trained on");
-    }
-    let rows: Vec<usize> = (0..cohort.sample_ids.len())
-        .filter(|&r| wanted.contains(cohort.sample_ids[r].as_str()))
-        .collect();
-    if rows.len() != wanted.len() {
-        bail!(
-            "{} of the run's {} validation samples are missing from its input tables",
-            wanted.len() - rows.len(),
-            wanted.len()
-        );
-    }
-    let values = bundle.manifest.feature_space.transform(&cohort)?;
+    let values = bundle.manifest.feature_space.transform(&run.cohort)?;
     let values = values.select(Axis(0), &rows);
     Ok(ValidationSet {
         images: bundle.render(values.view())?,
-        labels: rows.iter().map(|&r| cohort.labels[r]).collect(),
+        labels: rows.iter().map(|&r| run.cohort.labels[r]).collect(),
         image_len: bundle.plan.image_len(),
     })
 }

@@ -45,6 +45,29 @@ pub struct ChannelLayout {
     pub kl_divergence: Option<f64>,
 }
 
+/// A channel with `features` at `pixels` and nothing else fitted, for tests elsewhere.
+#[cfg(test)]
+pub(crate) fn test_channel(
+    name: &str,
+    features: Vec<usize>,
+    pixels: Vec<[u32; 2]>,
+) -> ChannelLayout {
+    ChannelLayout {
+        name: name.into(),
+        method: EmbedMethod::Pca,
+        embedding: vec![[0.0, 0.0]; features.len()],
+        features,
+        pixels,
+        frame: Frame {
+            hull: vec![],
+            rectangle: vec![],
+            rotation: 0.0,
+        },
+        displacement: None,
+        kl_divergence: None,
+    }
+}
+
 /// A fitted layout: the state needed to turn samples into images.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Layout {

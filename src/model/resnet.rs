@@ -145,17 +145,35 @@ impl ResNet {
 
     /// The backbone: images N x C x H x W -> pooled features N x (8 x width), the head's input.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        self.pool(self.activations(images, 4))
+    }
+
+    /// The stem and the first `stages` (1 to 4) residual stages: images N x C x H x W -> that
+    /// stage's activations N x K x h x w (what Grad-CAM weighs).
+    pub fn activations(&self, images: Tensor<4>, stages: usize) -> Tensor<4> {
         let x = relu(self.bn1.forward(self.conv1.forward(images)));
-        let mut x = self.maxpool.forward(x);
-        for block in self
-            .layer1
-            .iter()
-            .chain(&self.layer2)
-            .chain(&self.layer3)
-            .chain(&self.layer4)
-        {
-            x = block.forward(x);
+        let x = self.maxpool.forward(x);
+        self.run_stages(x, 0, stages)
+    }
+
+    /// The rest of the network from the activations of stage `stages` to logits N x classes.
+    pub fn logits_from(&self, activations: Tensor<4>, stages: usize) -> Tensor<2> {
+        let x = self.run_stages(activations, stages, 4);
+        self.fc.forward(self.pool(x))
+    }
+
+    /// Stages `from + 1` to `to` (1-based).
+    fn run_stages(&self, mut x: Tensor<4>, from: usize, to: usize) -> Tensor<4> {
+        let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+        for stage in &stages[from.min(4)..to.min(4)] {
+            for block in stage.iter() {
+                x = block.forward(x);
+            }
         }
+        x
+    }
+
+    fn pool(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.avgpool.forward(x);
         let [n, c, _, _] = x.dims();
         x.reshape([n, c])

@@ -128,25 +128,8 @@ pub fn render_batch(layout: &Layout, samples: ArrayView2<f32>) -> Result<Vec<f32
 mod tests {
     use super::*;
     use crate::config::{ChannelMode, Collisions, EmbedMethod};
-    use crate::layout::{ChannelLayout, geometry::Frame};
+    use crate::layout::test_channel as channel;
     use ndarray::array;
-
-    fn channel(name: &str, features: Vec<usize>, pixels: Vec<[u32; 2]>) -> ChannelLayout {
-        ChannelLayout {
-            name: name.into(),
-            method: EmbedMethod::Pca,
-            embedding: vec![[0.0, 0.0]; features.len()],
-            features,
-            pixels,
-            frame: Frame {
-                hull: vec![],
-                rectangle: vec![],
-                rotation: 0.0,
-            },
-            displacement: None,
-            kl_divergence: None,
-        }
-    }
 
     #[test]
     fn shared_pixels_are_averaged_and_channels_kept_apart() {

@@ -15,7 +15,7 @@ const VIRIDIS: [[f32; 3]; 5] = [
     [94.0, 201.0, 98.0],
     [253.0, 231.0, 37.0],
 ];
-const GAP: u32 = 6;
+pub(crate) const GAP: u32 = 6;
 
 pub fn ramp(t: f32) -> Rgb<u8> {
     let t = if t.is_finite() {
@@ -36,7 +36,7 @@ pub(crate) fn zoom(side: usize, target: usize) -> u32 {
 
 /// Copies an H x W plane into `canvas` at (x0, y0), `scale` pixels per cell; `colour` maps a
 /// value to a pixel colour.
-fn blit(
+pub(crate) fn blit(
     canvas: &mut RgbImage,
     plane: &[f32],
     (height, width): (usize, usize),

@@ -3,16 +3,36 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use ndarray::ArrayView2;
+use polars::prelude::{DataType, ParquetReader, SerReader};
 
 use crate::artefact;
 use crate::layout::Layout;
 use crate::manifest::Manifest;
 use crate::model::train::{load_record, predict_proba};
 use crate::model::{self, ResNet, ResNetConfig};
+use crate::omics::{self, Cohort};
 use crate::render::RenderPlan;
+
+/// The run's own cohort, read again from its input tables, with the split of each sample.
+pub struct RunCohort {
+    pub cohort: Cohort,
+    /// "train", "validation" or "test" per cohort row.
+    pub split: Vec<String>,
+}
+
+impl RunCohort {
+    /// Rows of the split `name` ("all": every row).
+    pub fn rows(&self, name: &str) -> Vec<usize> {
+        (0..self.split.len())
+            .filter(|&r| name == "all" || self.split[r] == name)
+            .collect()
+    }
+}
 
 pub struct Bundle {
     pub dir: PathBuf,
@@ -79,6 +99,51 @@ impl Bundle {
 
     pub fn sample_id_column(&self) -> &str {
         &self.manifest.config.data.sample_id_column
+    }
+
+    /// The samples the run was trained and validated on, reloaded from its input tables, with
+    /// each sample's split from predictions.parquet. Fails if the tables lost samples or
+    /// classes since the run.
+    pub fn run_cohort(&self) -> Result<RunCohort> {
+        let path = self.dir.join("predictions.parquet");
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read {} (the run's split)", path.display()))?;
+        let frame = ParquetReader::new(file)
+            .finish()
+            .with_context(|| format!("{}: not a predictions table", path.display()))?;
+        let column = |name: &str| -> Result<Vec<String>> {
+            let s = frame
+                .column(name)
+                .with_context(|| format!("{}: no column '{name}'", path.display()))?
+                .cast(&DataType::String)?;
+            Ok(s.str()?
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect())
+        };
+        let split_of: HashMap<String, String> = column("sample_id")?
+            .into_iter()
+            .zip(column("split")?)
+            .collect();
+        let cohort = omics::load_cohort(&self.manifest.config.data)
+            .context("reading the run's input tables again")?;
+        if cohort.classes != self.manifest.classes {
+            bail!("the run's input tables no longer have the classes the model was trained on");
+        }
+        let split: Vec<String> = cohort
+            .sample_ids
+            .iter()
+            .map(|id| split_of.get(id).cloned().unwrap_or_default())
+            .collect();
+        let found = split.iter().filter(|s| !s.is_empty()).count();
+        if found != split_of.len() {
+            bail!(
+                "{} of the run's {} samples are missing from its input tables",
+                split_of.len() - found,
+                split_of.len()
+            );
+        }
+        Ok(RunCohort { cohort, split })
     }
 
     /// Images of normalised feature vectors (samples x features), N x C x H x W.

@@ -55,36 +55,7 @@ fn output_format(path: &Path) -> Result<Format> {
 pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
     let format = output_format(&options.output)?;
     let bundle = Bundle::load(&options.model)?;
-    let id_column = bundle.sample_id_column().to_string();
-    let wanted: Vec<&str> = bundle
-        .manifest
-        .feature_space
-        .modalities
-        .iter()
-        .map(|m| m.name.as_str())
-        .collect();
-    for (name, path) in &options.inputs {
-        if !wanted.contains(&name.as_str()) {
-            bail!(
-                "--input {name}={}: the model has no modality '{name}' (it has {})",
-                path.display(),
-                wanted.join(", ")
-            );
-        }
-    }
-    let mut tables = Vec::with_capacity(wanted.len());
-    for name in &wanted {
-        let Some((_, path)) = options.inputs.iter().find(|(n, _)| n == name) else {
-            bail!(
-                "no --input for modality '{name}' (the model needs {})",
-                wanted.join(", ")
-            );
-        };
-        let table = omics::load_table(path, &id_column)
-            .map_err(|e| e.context(format!("modality '{name}'")))?;
-        tables.push((name.to_string(), table));
-    }
-    let joined = omics::align::join(tables)?;
+    let joined = load_inputs(&bundle, &options.inputs)?;
     let values = bundle
         .manifest
         .feature_space
@@ -107,7 +78,8 @@ pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
         Metrics::from_probabilities(&labels, &probs, classes.len())
     });
 
-    let mut columns = vec![Column::new(id_column.as_str().into(), &joined.sample_ids)];
+    let id_column = bundle.sample_id_column();
+    let mut columns = vec![Column::new(id_column.into(), &joined.sample_ids)];
     if let Some(truth) = &truth {
         let labels: Vec<&str> = truth.iter().map(|(l, _)| l.as_str()).collect();
         columns.push(Column::new("label".into(), labels));
@@ -140,9 +112,44 @@ pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
     })
 }
 
+/// The tables of a new cohort (one per modality of the model, given as (modality, path)),
+/// joined on the run's sample-id column.
+pub fn load_inputs(bundle: &Bundle, inputs: &[(String, PathBuf)]) -> Result<omics::align::Joined> {
+    let id_column = bundle.sample_id_column().to_string();
+    let wanted: Vec<&str> = bundle
+        .manifest
+        .feature_space
+        .modalities
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    for (name, path) in inputs {
+        if !wanted.contains(&name.as_str()) {
+            bail!(
+                "--input {name}={}: the model has no modality '{name}' (it has {})",
+                path.display(),
+                wanted.join(", ")
+            );
+        }
+    }
+    let mut tables = Vec::with_capacity(wanted.len());
+    for name in &wanted {
+        let Some((_, path)) = inputs.iter().find(|(n, _)| n == name) else {
+            bail!(
+                "no --input for modality '{name}' (the model needs {})",
+                wanted.join(", ")
+            );
+        };
+        let table = omics::load_table(path, &id_column)
+            .map_err(|e| e.context(format!("modality '{name}'")))?;
+        tables.push((name.to_string(), table));
+    }
+    omics::align::join(tables)
+}
+
 /// Each scored sample's label and its class index in the model (None for a class the model
 /// was not trained on: such samples are predicted but left out of the metrics).
-fn true_classes(
+pub fn true_classes(
     path: &Path,
     bundle: &Bundle,
     ids: &[String],

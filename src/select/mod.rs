@@ -39,10 +39,22 @@ pub struct FeatureSpace {
 impl FeatureSpace {
     /// Fits imputation, normalisation and selection on the training rows of the cohort.
     pub fn fit(cohort: &Cohort, train_rows: &[usize], config: &PipelineConfig) -> Result<Self> {
+        let keep = match &config.select.keep {
+            Some(path) => Some(keep_list(cohort, path)?),
+            None => None,
+        };
         let prepared: Vec<Prepared> = cohort
             .modalities
             .iter()
-            .map(|m| prepare(m, train_rows, config))
+            .map(|m| {
+                let mut p = prepare(m, train_rows, config)?;
+                if let Some(keep) = &keep {
+                    let allowed = &keep[&m.name];
+                    p.non_constant
+                        .retain(|&j| allowed.contains(m.feature_names[j].as_str()));
+                }
+                Ok(p)
+            })
             .collect::<Result<_>>()?;
         match &config.select.pathways {
             None => {
@@ -182,6 +194,45 @@ fn column_indices(m: &Modality, features: &[String]) -> Result<Vec<usize>> {
             None => bail!("modality '{}': feature column '{f}' is missing", m.name),
         })
         .collect()
+}
+
+/// `select.keep`: the features each modality may keep. Every listed feature must exist, and
+/// every modality must list some.
+fn keep_list(
+    cohort: &Cohort,
+    path: &std::path::Path,
+) -> Result<std::collections::HashMap<String, std::collections::HashSet<String>>> {
+    let pairs = pathways::read_pairs(path, Some(&["modality".into(), "feature".into()]))
+        .map_err(|e| e.context("select.keep"))?;
+    let mut keep: std::collections::HashMap<String, std::collections::HashSet<String>> = cohort
+        .modalities
+        .iter()
+        .map(|m| (m.name.clone(), Default::default()))
+        .collect();
+    for (modality, feature) in pairs {
+        let Some(m) = cohort.modalities.iter().find(|m| m.name == modality) else {
+            bail!(
+                "select.keep {}: modality '{modality}' (feature '{feature}') is not in data.modalities",
+                path.display()
+            );
+        };
+        if !m.feature_names.contains(&feature) {
+            bail!(
+                "select.keep {}: modality '{modality}' has no feature '{feature}'",
+                path.display()
+            );
+        }
+        keep.get_mut(&modality)
+            .expect("every modality has an entry")
+            .insert(feature);
+    }
+    if let Some((name, _)) = keep.iter().find(|(_, f)| f.is_empty()) {
+        bail!(
+            "select.keep {}: no feature of modality '{name}' is listed",
+            path.display()
+        );
+    }
+    Ok(keep)
 }
 
 /// A modality's training values imputed and normalised, before any feature is dropped.

@@ -108,7 +108,7 @@ impl Matcher {
             aliases: HashMap::new(),
         };
         if let Some(path) = &config.id_map {
-            for (a, b) in read_id_map(path, config.id_map_columns.as_ref())? {
+            for (a, b) in read_pairs(path, config.id_map_columns.as_ref())? {
                 let (a, b) = (matcher.key(&a), matcher.key(&b));
                 matcher
                     .aliases
@@ -141,7 +141,9 @@ impl Matcher {
 }
 
 /// Pairs of names from the first two columns of the table (or the two named ones).
-fn read_id_map(path: &Path, columns: Option<&[String; 2]>) -> Result<Vec<(String, String)>> {
+/// The text pairs of two columns of a Parquet, CSV or TSV table (`columns`, or its first two),
+/// rows with an empty value left out. Used for ID maps and feature lists.
+pub fn read_pairs(path: &Path, columns: Option<&[String; 2]>) -> Result<Vec<(String, String)>> {
     let frame = read_frame(path)?;
     let names: Vec<String> = frame
         .get_column_names()
@@ -152,7 +154,7 @@ fn read_id_map(path: &Path, columns: Option<&[String; 2]>) -> Result<Vec<(String
         Some(c) => c.clone(),
         None if names.len() >= 2 => [names[0].clone(), names[1].clone()],
         None => bail!(
-            "{}: an ID-mapping table needs two columns (from, to), found {}",
+            "{}: the table needs two columns, found {}",
             path.display(),
             names.len()
         ),

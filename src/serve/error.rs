@@ -67,6 +67,14 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// The same error for a request that carries its sample under another path (`samples[0]`
+    /// of /predict is `sample` in /explain).
+    pub fn renamed(mut self, from: &str, to: &str) -> Self {
+        self.body.error = self.body.error.replacen(from, to, 1);
+        self.body.field = self.body.field.map(|f| f.replacen(from, to, 1));
+        self
+    }
+
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.body.field = Some(field.into());
         self

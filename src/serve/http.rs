@@ -19,6 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::batcher::Submit;
 use super::error::{ApiError, ErrorBody, JsonBody};
+use super::explain::{self, ExplainRequest, ExplainResponse};
 use super::kserve::{self, InferOutput, InferRequest, InferResponse, ModelMetadata};
 use super::metrics::Metrics;
 use super::model::{ImageJob, ModelStatus, ServedModel, check_name};
@@ -74,6 +75,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v2/models/{name}/features", get(model_features))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/predict", post(predict))
+        .route("/explain", post(explain))
         .route("/optimization/status", get(optimization_status))
         .route("/optimization/batch-predict", post(batch_predict))
         .route("/optimization/optimize-model", post(optimize_model))
@@ -342,6 +344,52 @@ async fn predict(
         model_name: model.name.clone(),
         model_sha256: model.model_sha256.clone(),
         predictions,
+    }))
+}
+
+/// One sample's prediction and the features that drove it: a class activation map of the
+/// model (saliency by default) read at each feature's pixel. Runs outside the batcher, on a
+/// blocking thread, one request at a time per model.
+#[utoipa::path(post, path = "/explain", request_body = ExplainRequest,
+    responses((status = 200, body = ExplainResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn explain(
+    State(state): Shared,
+    JsonBody(request): JsonBody<ExplainRequest>,
+) -> Result<Json<ExplainResponse>, ApiError> {
+    let start = Instant::now();
+    let model = state.model_or_only(request.model.as_deref())?.clone();
+    let ask = explain::check(&request, &model.classes)?;
+    let sample = vec![request.sample];
+    let prepared = omics::prepare(
+        &model,
+        &sample,
+        request.allow_missing,
+        request.ignore_unknown,
+    )
+    .map_err(|e| e.renamed("samples[0]", "sample"))?;
+    let worker = model.clone();
+    let include_map = ask.include_map;
+    let answer = tokio::task::spawn_blocking(move || {
+        explain::explain(&worker.explainer, &worker.classes, &prepared.images, &ask)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))??;
+    model.live.request(start.elapsed());
+    let classes = &model.classes;
+    Ok(Json(ExplainResponse {
+        model_name: model.name.clone(),
+        model_sha256: model.model_sha256.clone(),
+        id: sample.into_iter().next().and_then(|s| s.id),
+        predicted: classes[answer.predicted].clone(),
+        probabilities: classes.iter().cloned().zip(answer.probabilities).collect(),
+        target: classes[answer.target].clone(),
+        method: request.method,
+        stage: request.stage,
+        features: answer.features,
+        map_shape: include_map.then_some(answer.maps.shape),
+        map: include_map.then_some(answer.maps.values),
     }))
 }
 
@@ -619,6 +667,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         model_features,
         infer,
         predict,
+        explain,
         optimization_status,
         batch_predict,
         optimize_model,

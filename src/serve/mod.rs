@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod batcher;
 pub mod error;
+pub mod explain;
 pub mod http;
 pub mod kserve;
 pub mod metrics;

@@ -103,6 +103,8 @@ pub struct ServedModel {
     /// The worker threads; requests that ask to bypass the batcher go here directly.
     pub pool: Arc<WorkerPool>,
     pub live: Arc<LiveStats>,
+    /// The network's copy for POST /explain.
+    pub explainer: Arc<super::explain::Explainer>,
     pub loaded_at: String,
     batcher_task: Mutex<Option<Batcher>>,
 }
@@ -156,6 +158,7 @@ impl ServedModel {
             InferRunner { pool: pool.clone() },
             metrics.observer(name, live.clone()),
         );
+        let explainer = Arc::new(super::explain::Explainer::new(&bundle));
         let feature_space = bundle.manifest.feature_space.clone();
         let feature_index = feature_space
             .modalities
@@ -181,6 +184,7 @@ impl ServedModel {
             batcher,
             pool,
             live,
+            explainer,
             loaded_at: unix_now(),
             batcher_task: Mutex::new(Some(task)),
         })

@@ -84,6 +84,7 @@ const EFFECTS: [[f64; 4]; 3] = [
 ];
 
 /// A feature's place in the latent model.
+#[derive(Clone)]
 struct Feature {
     pathway: Option<usize>,
     loading: f64,
@@ -91,39 +92,191 @@ struct Feature {
     global: [f64; 3],
 }
 
+/// How one modality turns latent values into measurements: per-feature parameters drawn once.
+#[derive(Clone)]
+enum ValueModel {
+    Counts {
+        means: Vec<f64>,
+    },
+    Intensities {
+        means: Vec<f64>,
+    },
+    Concentrations {
+        means: Vec<f64>,
+    },
+    Abundances {
+        means: Vec<f64>,
+        prevalence: Vec<f64>,
+    },
+}
+
+/// Everything about a cohort that is not a sample: the biology a second cohort shares.
+struct Structure {
+    signal_pathways: Vec<usize>,
+    pathways: Vec<Pathway>,
+    /// Per modality: name, feature names, features and value model.
+    modalities: Vec<(&'static str, Vec<String>, Vec<Feature>, ValueModel)>,
+}
+
 pub fn generate(spec: &SynthSpec, seed: u64) -> SynthCohort {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = spec.samples;
-    let sample_ids: Vec<String> = (1..=n).map(|i| format!("S{i:04}")).collect();
-    let mut labels: Vec<&'static str> = (0..n).map(|i| CLASSES[i % CLASSES.len()]).collect();
-    labels.shuffle(&mut rng);
-    let class_of = |label: &str| {
-        CLASSES
-            .iter()
-            .position(|c| *c == label)
-            .expect("known class")
-    };
+    generate_with_structure(spec, seed).0
+}
 
-    let mut pathway_ids: Vec<usize> = (0..spec.pathways).collect();
-    pathway_ids.shuffle(&mut rng);
-    let mut signal_pathways: Vec<usize> = pathway_ids[..4.min(spec.pathways)].to_vec();
-    signal_pathways.sort_unstable();
+/// A second cohort of `samples` new patients from the same study as `generate(spec, seed)`:
+/// the same features, pathways, loadings and class signal, new samples drawn from
+/// `cohort_seed`. Sample ids are `N0001`...; no sample is left out of any table.
+pub fn generate_new_cohort(
+    spec: &SynthSpec,
+    seed: u64,
+    cohort_seed: u64,
+    samples: usize,
+) -> SynthCohort {
+    let structure = generate_with_structure(spec, seed).1;
+    let mut rng = ChaCha8Rng::seed_from_u64(cohort_seed);
+    let sample_ids: Vec<String> = (1..=samples).map(|i| format!("N{i:04}")).collect();
+    let (labels, activity, globals) =
+        draw_samples(samples, spec.pathways, &structure.signal_pathways, &mut rng);
+    let mut tables = Vec::new();
+    for (modality, names, features, model) in &structure.modalities {
+        let z = latents(features, &activity, &globals, &mut rng);
+        let mut table = SynthTable {
+            modality,
+            sample_ids: sample_ids.clone(),
+            feature_names: names.clone(),
+            values: measure(model, &z, &mut rng),
+        };
+        shuffle_rows(&mut table, &mut rng);
+        tables.push(table);
+    }
+    SynthCohort {
+        tables,
+        sample_ids,
+        labels,
+        pathways: structure.pathways,
+        signal_pathways: structure.signal_pathways,
+    }
+}
 
+/// Labels (balanced, shuffled), pathway activities (shifted for the signal pathways by class)
+/// and global factors of `n` samples.
+fn draw_samples(
+    n: usize,
+    pathways: usize,
+    signal_pathways: &[usize],
+    rng: &mut ChaCha8Rng,
+) -> (Vec<&'static str>, Vec<Vec<f64>>, Vec<[f64; 3]>) {
     let normal: Normal<f64> = Normal::new(0.0, 1.0).expect("valid normal");
-    let activity: Vec<Vec<f64>> = (0..n)
-        .map(|s| {
-            let class = class_of(labels[s]);
-            (0..spec.pathways)
+    let mut labels: Vec<&'static str> = (0..n).map(|i| CLASSES[i % CLASSES.len()]).collect();
+    labels.shuffle(rng);
+    let activity = activities(&labels, pathways, signal_pathways, rng);
+    let globals: Vec<[f64; 3]> = (0..n)
+        .map(|_| std::array::from_fn(|_| normal.sample(rng)))
+        .collect();
+    (labels, activity, globals)
+}
+
+fn activities(
+    labels: &[&str],
+    pathways: usize,
+    signal_pathways: &[usize],
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<f64>> {
+    let normal: Normal<f64> = Normal::new(0.0, 1.0).expect("valid normal");
+    labels
+        .iter()
+        .map(|label| {
+            let class = CLASSES
+                .iter()
+                .position(|c| c == label)
+                .expect("known class");
+            (0..pathways)
                 .map(|p| {
                     let shift = signal_pathways
                         .iter()
                         .position(|&q| q == p)
                         .map_or(0.0, |k| EFFECTS[class][k]);
-                    normal.sample(&mut rng) + shift
+                    normal.sample(rng) + shift
                 })
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// Latent value z (unit variance) of a feature for one sample.
+fn latent(f: &Feature, activity: &[f64], globals: &[f64; 3], rng: &mut ChaCha8Rng) -> f64 {
+    let g: f64 = f.global.iter().zip(globals).map(|(b, x)| b * x).sum();
+    let noise: f64 = rng.sample(StandardNormal);
+    match f.pathway {
+        Some(p) => f.sign * f.loading * activity[p] + 0.3 * g + 0.7 * noise,
+        None => 0.4 * g + 0.9 * noise,
+    }
+}
+
+/// Latent values of every sample (rows) for `features` (columns).
+fn latents(
+    features: &[Feature],
+    activity: &[Vec<f64>],
+    globals: &[[f64; 3]],
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<f64>> {
+    activity
+        .iter()
+        .zip(globals)
+        .map(|(a, g)| features.iter().map(|f| latent(f, a, g, rng)).collect())
+        .collect()
+}
+
+fn measure(model: &ValueModel, z: &[Vec<f64>], rng: &mut ChaCha8Rng) -> Values {
+    match model {
+        ValueModel::Counts { means } => genomics(z, means),
+        ValueModel::Intensities { means } => intensities(z, means, rng),
+        ValueModel::Concentrations { means } => concentrations(z, means, rng),
+        ValueModel::Abundances { means, prevalence } => abundances(z, means, prevalence, rng),
+    }
+}
+
+/// The value model of a modality, drawn as the original generator drew it.
+fn value_model(modality: &str, features: usize, rng: &mut ChaCha8Rng) -> ValueModel {
+    let normal = |rng: &mut ChaCha8Rng| rng.sample::<f64, _>(StandardNormal);
+    match modality {
+        "genomics" => ValueModel::Counts {
+            means: (0..features)
+                .map(|j| {
+                    if j % 400 == 399 {
+                        -8.0
+                    } else {
+                        5.0 + 1.5 * normal(rng)
+                    }
+                })
+                .collect(),
+        },
+        "proteomics" => ValueModel::Intensities {
+            means: (0..features).map(|_| 22.0 + 1.5 * normal(rng)).collect(),
+        },
+        "metabolomics" => ValueModel::Concentrations {
+            means: (0..features).map(|_| 1.0 + normal(rng)).collect(),
+        },
+        _ => {
+            let means = (0..features).map(|_| 2.0 * normal(rng)).collect();
+            let prevalence = (0..features).map(|_| rng.random_range(0.2..0.9)).collect();
+            ValueModel::Abundances { means, prevalence }
+        }
+    }
+}
+
+fn generate_with_structure(spec: &SynthSpec, seed: u64) -> (SynthCohort, Structure) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = spec.samples;
+    let sample_ids: Vec<String> = (1..=n).map(|i| format!("S{i:04}")).collect();
+    let mut labels: Vec<&'static str> = (0..n).map(|i| CLASSES[i % CLASSES.len()]).collect();
+    labels.shuffle(&mut rng);
+    let mut pathway_ids: Vec<usize> = (0..spec.pathways).collect();
+    pathway_ids.shuffle(&mut rng);
+    let mut signal_pathways: Vec<usize> = pathway_ids[..4.min(spec.pathways)].to_vec();
+    signal_pathways.sort_unstable();
+
+    let activity = activities(&labels, spec.pathways, &signal_pathways, &mut rng);
+    let normal: Normal<f64> = Normal::new(0.0, 1.0).expect("valid normal");
     let globals: Vec<[f64; 3]> = (0..n)
         .map(|_| std::array::from_fn(|_| normal.sample(&mut rng)))
         .collect();
@@ -136,16 +289,6 @@ pub fn generate(spec: &SynthSpec, seed: u64) -> SynthCohort {
         })
         .collect();
 
-    // Latent value z (unit variance) of a feature for one sample.
-    let latent = |f: &Feature, s: usize, rng: &mut ChaCha8Rng| -> f64 {
-        let g: f64 = f.global.iter().zip(&globals[s]).map(|(b, x)| b * x).sum();
-        let noise: f64 = rng.sample(StandardNormal);
-        match f.pathway {
-            Some(p) => f.sign * f.loading * activity[s][p] + 0.3 * g + 0.7 * noise,
-            None => 0.4 * g + 0.9 * noise,
-        }
-    };
-
     let modalities: [(&'static str, &str, usize, f64); 4] = [
         ("genomics", "G", spec.genes, 0.6),
         ("proteomics", "P", spec.proteins, 0.6),
@@ -153,6 +296,7 @@ pub fn generate(spec: &SynthSpec, seed: u64) -> SynthCohort {
         ("microbiome", "T", spec.taxa, 0.4),
     ];
     let mut tables = Vec::new();
+    let mut recorded = Vec::new();
     for (modality, prefix, count, in_pathway) in modalities {
         let names: Vec<String> = (1..=count).map(|j| format!("{prefix}{j:04}")).collect();
         let features: Vec<Feature> = names
@@ -178,15 +322,10 @@ pub fn generate(spec: &SynthSpec, seed: u64) -> SynthCohort {
                 }
             })
             .collect();
-        let z: Vec<Vec<f64>> = (0..n)
-            .map(|s| features.iter().map(|f| latent(f, s, &mut rng)).collect())
-            .collect();
-        let values = match modality {
-            "genomics" => genomics(&z, &mut rng),
-            "proteomics" => intensities(&z, &mut rng),
-            "metabolomics" => concentrations(&z, &mut rng),
-            _ => abundances(&z, &mut rng),
-        };
+        let z = latents(&features, &activity, &globals, &mut rng);
+        let model = value_model(modality, count, &mut rng);
+        let values = measure(&model, &z, &mut rng);
+        recorded.push((modality, names.clone(), features, model));
         tables.push(SynthTable {
             modality,
             sample_ids: sample_ids.clone(),
@@ -203,32 +342,35 @@ pub fn generate(spec: &SynthSpec, seed: u64) -> SynthCohort {
         p.members.sort();
         p.members.dedup();
     }
-    SynthCohort {
+    let structure = Structure {
+        signal_pathways: signal_pathways.clone(),
+        pathways: pathways
+            .iter()
+            .map(|p| Pathway {
+                name: p.name.clone(),
+                description: p.description.clone(),
+                members: p.members.clone(),
+            })
+            .collect(),
+        modalities: recorded,
+    };
+    let cohort = SynthCohort {
         tables,
         sample_ids,
         labels,
         pathways,
         signal_pathways,
-    }
+    };
+    (cohort, structure)
 }
 
 /// Read counts: log-normal around a per-gene mean; a few genes are not expressed at all.
-fn genomics(z: &[Vec<f64>], rng: &mut ChaCha8Rng) -> Values {
-    let genes = z[0].len();
-    let means: Vec<f64> = (0..genes)
-        .map(|j| {
-            if j % 400 == 399 {
-                -8.0
-            } else {
-                5.0 + 1.5 * rng.sample::<f64, _>(StandardNormal)
-            }
-        })
-        .collect();
+fn genomics(z: &[Vec<f64>], means: &[f64]) -> Values {
     Values::Counts(
         z.iter()
             .map(|row| {
                 row.iter()
-                    .zip(&means)
+                    .zip(means)
                     .map(|(v, m)| (m + 0.6 * v).exp().round().min(1e7) as i32)
                     .collect()
             })
@@ -237,15 +379,12 @@ fn genomics(z: &[Vec<f64>], rng: &mut ChaCha8Rng) -> Values {
 }
 
 /// log2 protein intensities with 3% of values missing.
-fn intensities(z: &[Vec<f64>], rng: &mut ChaCha8Rng) -> Values {
-    let means: Vec<f64> = (0..z[0].len())
-        .map(|_| 22.0 + 1.5 * rng.sample::<f64, _>(StandardNormal))
-        .collect();
+fn intensities(z: &[Vec<f64>], means: &[f64], rng: &mut ChaCha8Rng) -> Values {
     Values::Floats(
         z.iter()
             .map(|row| {
                 row.iter()
-                    .zip(&means)
+                    .zip(means)
                     .map(|(v, m)| {
                         let missing = rng.random::<f64>() < 0.03;
                         (!missing).then(|| round_to((m + 0.8 * v) as f32, 100.0))
@@ -257,15 +396,12 @@ fn intensities(z: &[Vec<f64>], rng: &mut ChaCha8Rng) -> Values {
 }
 
 /// Metabolite concentrations (log-normal, 4 significant digits) with 1.5% missing.
-fn concentrations(z: &[Vec<f64>], rng: &mut ChaCha8Rng) -> Values {
-    let means: Vec<f64> = (0..z[0].len())
-        .map(|_| 1.0 + rng.sample::<f64, _>(StandardNormal))
-        .collect();
+fn concentrations(z: &[Vec<f64>], means: &[f64], rng: &mut ChaCha8Rng) -> Values {
     Values::Floats(
         z.iter()
             .map(|row| {
                 row.iter()
-                    .zip(&means)
+                    .zip(means)
                     .map(|(v, m)| {
                         let missing = rng.random::<f64>() < 0.015;
                         (!missing).then(|| significant((m + 0.7 * v).exp(), 4) as f32)
@@ -277,12 +413,7 @@ fn concentrations(z: &[Vec<f64>], rng: &mut ChaCha8Rng) -> Values {
 }
 
 /// Relative abundances: each taxon present in a fraction of samples, rows summing to 1.
-fn abundances(z: &[Vec<f64>], rng: &mut ChaCha8Rng) -> Values {
-    let taxa = z[0].len();
-    let means: Vec<f64> = (0..taxa)
-        .map(|_| 2.0 * rng.sample::<f64, _>(StandardNormal))
-        .collect();
-    let prevalence: Vec<f64> = (0..taxa).map(|_| rng.random_range(0.2..0.9)).collect();
+fn abundances(z: &[Vec<f64>], means: &[f64], prevalence: &[f64], rng: &mut ChaCha8Rng) -> Values {
     Values::Fractions(
         z.iter()
             .map(|row| {
@@ -360,6 +491,83 @@ mod tests {
             missing_metabolomics: 2,
             missing_microbiome: 1,
         }
+    }
+
+    /// Per genomics feature: mean log count of subtype_A minus that of healthy.
+    fn class_effects(cohort: &SynthCohort) -> Vec<f64> {
+        let table = &cohort.tables[0];
+        let Values::Counts(rows) = &table.values else {
+            panic!("genomics")
+        };
+        let label: std::collections::HashMap<&str, &str> = cohort
+            .sample_ids
+            .iter()
+            .map(String::as_str)
+            .zip(cohort.labels.iter().copied())
+            .collect();
+        let mean = |class: &str, j: usize| -> f64 {
+            let values: Vec<f64> = rows
+                .iter()
+                .zip(&table.sample_ids)
+                .filter(|(_, id)| label[id.as_str()] == class)
+                .map(|(r, _)| (f64::from(r[j]) + 1.0).ln())
+                .collect();
+            values.iter().sum::<f64>() / values.len() as f64
+        };
+        (0..table.feature_names.len())
+            .map(|j| mean("subtype_A", j) - mean("healthy", j))
+            .collect()
+    }
+
+    fn correlation(a: &[f64], b: &[f64]) -> f64 {
+        let (ma, mb) = (
+            a.iter().sum::<f64>() / a.len() as f64,
+            b.iter().sum::<f64>() / b.len() as f64,
+        );
+        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+        let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    }
+
+    #[test]
+    fn a_new_cohort_shares_the_study_but_not_the_samples() {
+        let spec = SynthSpec {
+            samples: 240,
+            genes: 200,
+            ..small()
+        };
+        let first = generate(&spec, 3);
+        let second = generate_new_cohort(&spec, 3, 99, 240);
+        let other_study = generate(&spec, 4);
+        assert_eq!(second.sample_ids[0], "N0001");
+        assert_eq!(second.signal_pathways, first.signal_pathways);
+        for (a, b) in first.tables.iter().zip(&second.tables) {
+            assert_eq!(a.feature_names, b.feature_names);
+            assert_eq!(
+                b.sample_ids.len(),
+                240,
+                "no sample left out of {}",
+                b.modality
+            );
+        }
+        let members = |c: &SynthCohort| -> Vec<Vec<String>> {
+            c.pathways.iter().map(|p| p.members.clone()).collect()
+        };
+        assert_eq!(members(&first), members(&second));
+        // The class signal sits in the same features with the same signs: the per-feature
+        // class effects agree between the two cohorts, and not with another study's.
+        let same = correlation(&class_effects(&first), &class_effects(&second));
+        let other = correlation(&class_effects(&first), &class_effects(&other_study));
+        assert!(same > 0.6, "same study: {same}");
+        assert!(other.abs() < 0.3, "other study: {other}");
+        // New samples: the values differ.
+        let (Values::Counts(a), Values::Counts(b)) =
+            (&first.tables[0].values, &second.tables[0].values)
+        else {
+            panic!("genomics")
+        };
+        assert_ne!(a[0], b[0]);
     }
 
     #[test]

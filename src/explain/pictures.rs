@@ -1,0 +1,193 @@
+//! Pictures of an explanation: class activation maps laid over class-mean and sample images,
+//! and the layout grid with the best-scoring features named at their pixels.
+
+use image::{Rgb, RgbImage};
+use imageproc::drawing::draw_hollow_rect_mut;
+use imageproc::rect::Rect;
+
+use super::attribution::ClassMaps;
+use super::cam::Maps;
+use crate::layout::Layout;
+use crate::render::pictures::{GAP, blit, ramp, zoom};
+use crate::render::text;
+
+const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
+const INK: Rgb<u8> = Rgb([0, 0, 0]);
+
+/// The image value (grey, scaled by `top`) under the map value (viridis), half and half.
+fn overlay(value: f32, top: f32, heat: f32) -> Rgb<u8> {
+    let grey = (value / top).clamp(0.0, 1.0) * 255.0;
+    let h = ramp(heat);
+    Rgb([0, 1, 2].map(|k| (0.55 * f32::from(h[k]) + 0.45 * grey).round() as u8))
+}
+
+/// One tile row: each channel of `image` with its map (`map` has one plane, or one per
+/// channel) overlaid; `tops[c]` scales channel c.
+fn overlay_row(
+    canvas: &mut RgbImage,
+    (x0, y0, scale): (u32, u32, u32),
+    image: &[f32],
+    map: &[f32],
+    map_shape: [usize; 3],
+    tops: &[f32],
+) {
+    let [mc, h, w] = map_shape;
+    let plane = h * w;
+    for (c, &top) in tops.iter().enumerate() {
+        let heat = &map[if mc == 1 { 0 } else { c * plane }..][..plane];
+        let values = &image[c * plane..(c + 1) * plane];
+        let x = x0 + c as u32 * (w as u32 * scale + GAP);
+        for p in 0..plane {
+            let px = overlay(values[p], top, heat[p]);
+            let (px_x, px_y) = (x + (p % w) as u32 * scale, y0 + (p / w) as u32 * scale);
+            for dy in 0..scale {
+                for dx in 0..scale {
+                    canvas.put_pixel(px_x + dx, px_y + dy, px);
+                }
+            }
+        }
+    }
+}
+
+/// Largest value of each channel over `images` (floor: the smallest positive float).
+fn channel_tops(images: &[&[f32]], channels: usize, plane: usize) -> Vec<f32> {
+    (0..channels)
+        .map(|c| {
+            images
+                .iter()
+                .flat_map(|img| img[c * plane..(c + 1) * plane].iter().copied())
+                .fold(f32::MIN_POSITIVE, f32::max)
+        })
+        .collect()
+}
+
+/// A labelled grid: one row per entry, its label on the left, its channels to the right.
+fn grid(layout: &Layout, rows: &[(String, &[f32], &[f32])], map_shape: [usize; 3]) -> RgbImage {
+    let (h, w, c) = (layout.height, layout.width, layout.n_channels());
+    let scale = zoom(h.max(w), 96);
+    let tile_w = c as u32 * (w as u32 * scale + GAP);
+    let th = h as u32 * scale;
+    let left = rows
+        .iter()
+        .map(|(l, _, _)| text::width(l, 1))
+        .max()
+        .unwrap_or(0)
+        + 2 * GAP;
+    let heading = text::CELL + 2 * GAP;
+    let n = rows.len().max(1) as u32;
+    let mut img = RgbImage::from_pixel(left + tile_w, heading + n * (th + GAP), WHITE);
+    for (k, channel) in layout.channels.iter().enumerate() {
+        let x = left + k as u32 * (w as u32 * scale + GAP);
+        text::draw(&mut img, (x, GAP), &channel.name, 1, INK);
+    }
+    let images: Vec<&[f32]> = rows.iter().map(|r| r.1).collect();
+    let tops = channel_tops(&images, c, h * w);
+    for (i, (label, image, map)) in rows.iter().enumerate() {
+        let y = heading + i as u32 * (th + GAP);
+        text::draw(&mut img, (GAP, y + th / 2 - 4), label, 1, INK);
+        overlay_row(&mut img, (left, y, scale), image, map, map_shape, &tops);
+    }
+    img
+}
+
+/// cam_classes.png: per class with explained images, its mean image under its mean map.
+pub fn class_overlays(
+    layout: &Layout,
+    class_means: &[Vec<f32>],
+    maps: &ClassMaps,
+    classes: &[String],
+) -> RgbImage {
+    let rows: Vec<(String, &[f32], &[f32])> = (0..classes.len())
+        .filter(|&k| maps.count[k] > 0)
+        .map(|k| {
+            (
+                format!("{} (n={})", classes[k], maps.count[k]),
+                class_means[k].as_slice(),
+                maps.mean[k].as_slice(),
+            )
+        })
+        .collect();
+    grid(layout, &rows, maps.shape)
+}
+
+/// cam_samples.png: the first `limit` explained images under their maps, labelled.
+pub fn sample_overlays(
+    layout: &Layout,
+    images: &[f32],
+    maps: &Maps,
+    labels: &[String],
+    limit: usize,
+) -> RgbImage {
+    let len = layout.image_len();
+    let rows: Vec<(String, &[f32], &[f32])> = labels
+        .iter()
+        .take(limit)
+        .enumerate()
+        .map(|(i, label)| (label.clone(), &images[i * len..(i + 1) * len], maps.map(i)))
+        .collect();
+    grid(layout, &rows, maps.shape)
+}
+
+/// A feature to name on the map.
+pub struct Named<'a> {
+    pub name: &'a str,
+    pub channel: usize,
+    pub row: u32,
+    pub column: u32,
+}
+
+/// top_features.png: per channel, the layout grid coloured by `background` (one plane, or one
+/// per channel, values in [0, 1]), every placed feature as a grey dot, and the `named`
+/// features boxed in red with their names beside them.
+pub fn top_features(
+    layout: &Layout,
+    background: &[f32],
+    shape: [usize; 3],
+    named: &[Named],
+) -> RgbImage {
+    let (h, w) = (layout.height, layout.width);
+    let scale = zoom(h.max(w), 480);
+    let (pw, ph) = (w as u32 * scale, h as u32 * scale);
+    let n = layout.channels.len().max(1) as u32;
+    let heading = text::CELL + 2 * GAP;
+    let mut img = RgbImage::from_pixel(n * (pw + GAP), heading + ph, WHITE);
+    let plane = h * w;
+    for (c, channel) in layout.channels.iter().enumerate() {
+        let x0 = c as u32 * (pw + GAP);
+        text::draw(&mut img, (x0, GAP), &channel.name, 1, INK);
+        let start = if shape[0] == 1 { 0 } else { c * plane };
+        blit(
+            &mut img,
+            &background[start..start + plane],
+            (h, w),
+            (x0, heading, scale),
+            ramp,
+        );
+        let dot = (scale / 3).max(1);
+        for &[r, col] in &channel.pixels {
+            let (x, y) = (
+                x0 + col * scale + scale / 2,
+                heading + r * scale + scale / 2,
+            );
+            for dy in 0..dot {
+                for dx in 0..dot {
+                    img.put_pixel(x - dot / 2 + dx, y - dot / 2 + dy, Rgb([90, 90, 90]));
+                }
+            }
+        }
+    }
+    let red = Rgb([220, 20, 60]);
+    for f in named {
+        let x0 = f.channel as u32 * (pw + GAP) + f.column * scale;
+        let y0 = heading + f.row * scale;
+        let side = scale.max(3);
+        draw_hollow_rect_mut(
+            &mut img,
+            Rect::at(x0 as i32 - 1, y0 as i32 - 1).of_size(side + 2, side + 2),
+            red,
+        );
+        let tx = (x0 + side + 2).min(img.width().saturating_sub(text::width(f.name, 1)));
+        text::draw(&mut img, (tx, y0), f.name, 1, INK);
+    }
+    img
+}
