@@ -368,10 +368,10 @@ fn bench_model_times_burn_and_sets_pytorch_rates_beside_it() {
         assert!(burn > 0.0, "{row:?}");
         let expected = (32 + batch + if mode == "infer" { 1000 } else { 0 }) as f64;
         assert_eq!(torch, expected, "{row:?}");
-        assert!(
-            (ratio - torch / burn).abs() <= 0.01 + 0.01 * ratio,
-            "{row:?}"
-        );
+        // Burn's rate is printed to one decimal and the ratio from the unrounded rate: a
+        // slow run (2.7 images/s) rounds by up to 2%.
+        let (low, high) = (torch / (burn + 0.05), torch / (burn - 0.05).max(1e-9));
+        assert!(ratio >= low - 0.01 && ratio <= high + 0.01, "{row:?}");
     }
     assert!(stdout.contains("1 threads"), "{stdout}");
 }

@@ -2,7 +2,7 @@
 //! and the layout grid with the best-scoring features named at their pixels.
 
 use image::{Rgb, RgbImage};
-use imageproc::drawing::draw_hollow_rect_mut;
+use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_segment_mut};
 use imageproc::rect::Rect;
 
 use super::attribution::ClassMaps;
@@ -14,10 +14,11 @@ use crate::render::text;
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 const INK: Rgb<u8> = Rgb([0, 0, 0]);
 
-/// The image value (grey, scaled by `top`) under the map value (viridis), half and half.
+/// The image value (grey, scaled by `top`) under the map value (viridis, on a square-root
+/// scale: maps are sparse, and a linear scale leaves all but their peaks dark), half and half.
 fn overlay(value: f32, top: f32, heat: f32) -> Rgb<u8> {
     let grey = (value / top).clamp(0.0, 1.0) * 255.0;
-    let h = ramp(heat);
+    let h = ramp(heat.max(0.0).sqrt());
     Rgb([0, 1, 2].map(|k| (0.55 * f32::from(h[k]) + 0.45 * grey).round() as u8))
 }
 
@@ -90,20 +91,31 @@ fn grid(layout: &Layout, rows: &[(String, &[f32], &[f32])], map_shape: [usize; 3
     img
 }
 
-/// cam_classes.png: per class with explained images, its mean image under its mean map.
+/// cam_classes.png: per class with explained images, its mean image under its mean map, the
+/// map stretched to its own largest value (a mean of maps is dimmer than any one of them).
 pub fn class_overlays(
     layout: &Layout,
     class_means: &[Vec<f32>],
     maps: &ClassMaps,
     classes: &[String],
 ) -> RgbImage {
+    let stretched: Vec<Vec<f32>> = maps
+        .mean
+        .iter()
+        .map(|m| {
+            let top = m.iter().copied().fold(0.0f32, f32::max);
+            m.iter()
+                .map(|v| if top > 0.0 { v / top } else { 0.0 })
+                .collect()
+        })
+        .collect();
     let rows: Vec<(String, &[f32], &[f32])> = (0..classes.len())
         .filter(|&k| maps.count[k] > 0)
         .map(|k| {
             (
                 format!("{} (n={})", classes[k], maps.count[k]),
                 class_means[k].as_slice(),
-                maps.mean[k].as_slice(),
+                stretched[k].as_slice(),
             )
         })
         .collect();
@@ -177,6 +189,7 @@ pub fn top_features(
         }
     }
     let red = Rgb([220, 20, 60]);
+    let mut taken: Vec<Rect> = Vec::new();
     for f in named {
         let x0 = f.channel as u32 * (pw + GAP) + f.column * scale;
         let y0 = heading + f.row * scale;
@@ -186,8 +199,41 @@ pub fn top_features(
             Rect::at(x0 as i32 - 1, y0 as i32 - 1).of_size(side + 2, side + 2),
             red,
         );
-        let tx = (x0 + side + 2).min(img.width().saturating_sub(text::width(f.name, 1)));
-        text::draw(&mut img, (tx, y0), f.name, 1, INK);
+        // Names of neighbouring features would overprint each other: each goes on a white
+        // tag, moved down (or up) to the nearest free place and tied to its box by a line.
+        let (tw, th) = (text::width(f.name, 1) + 2, text::CELL + 2);
+        let tx = (x0 + side + 3).min(img.width().saturating_sub(tw));
+        let free = |y: i64| {
+            y >= i64::from(heading)
+                && y + i64::from(th) <= i64::from(img.height())
+                && !taken.iter().any(|r| {
+                    r.intersect(Rect::at(tx as i32, y as i32).of_size(tw, th))
+                        .is_some()
+                })
+        };
+        let Some(ty) = (0..64i64)
+            .flat_map(|k| {
+                [
+                    i64::from(y0) + k * i64::from(th),
+                    i64::from(y0) - (k + 1) * i64::from(th),
+                ]
+            })
+            .find(|&y| free(y))
+        else {
+            continue;
+        };
+        let tag = Rect::at(tx as i32, ty as i32).of_size(tw, th);
+        if ty != i64::from(y0) {
+            draw_line_segment_mut(
+                &mut img,
+                ((x0 + side) as f32, (y0 + side / 2) as f32),
+                (tx as f32, (ty + i64::from(th) / 2) as f32),
+                red,
+            );
+        }
+        draw_filled_rect_mut(&mut img, tag, WHITE);
+        text::draw(&mut img, (tx + 1, ty as u32 + 1), f.name, 1, INK);
+        taken.push(tag);
     }
     img
 }
