@@ -97,33 +97,40 @@ impl Normaliser {
 
     /// Imputes, then scales into [0, 1]; values outside the training range are clipped.
     pub fn transform(&self, raw: ArrayView2<f32>) -> Array2<f32> {
-        // One pass in row order: imputing column by column first would walk a row-major
-        // array with a stride.
         let mut out = Array2::zeros(raw.raw_dim());
         for (src, mut dst) in raw.rows().into_iter().zip(out.rows_mut()) {
-            for (j, (&x, o)) in src.iter().zip(dst.iter_mut()).enumerate() {
-                *o = self.scale(j, if x.is_nan() { self.medians[j] } else { x });
-            }
+            self.transform_row(
+                src,
+                dst.as_slice_mut().expect("a fresh array is contiguous"),
+            );
         }
         out
     }
 
-    fn scale(&self, feature: usize, x: f32) -> f32 {
-        let scaled = match self.method {
+    /// One sample's values imputed and scaled into `out` (same length), in one pass. The
+    /// method is matched once per row, not per value: this is the inner loop of batch scoring.
+    pub fn transform_row(&self, raw: ndarray::ArrayView1<f32>, out: &mut [f32]) {
+        let impute = |j: usize, x: f32| if x.is_nan() { self.medians[j] } else { x };
+        match self.method {
             NormMethod::Norm1 => {
-                let (lo, hi) = (self.mins[feature], self.maxs[feature]);
-                if hi > lo { (x - lo) / (hi - lo) } else { 0.0 }
-            }
-            NormMethod::Norm2 => {
-                let v = log_shift(x, self.mins[feature]).max(0.0);
-                if self.global_max > 0.0 {
-                    v / self.global_max
-                } else {
-                    0.0
+                for (j, (&x, o)) in raw.iter().zip(out.iter_mut()).enumerate() {
+                    let (lo, hi) = (self.mins[j], self.maxs[j]);
+                    let v = if hi > lo {
+                        (impute(j, x) - lo) / (hi - lo)
+                    } else {
+                        0.0
+                    };
+                    *o = v.clamp(0.0, 1.0);
                 }
             }
-        };
-        scaled.clamp(0.0, 1.0)
+            NormMethod::Norm2 => {
+                let top = self.global_max;
+                for (j, (&x, o)) in raw.iter().zip(out.iter_mut()).enumerate() {
+                    let v = log_shift(impute(j, x), self.mins[j]).max(0.0);
+                    *o = if top > 0.0 { v / top } else { 0.0 }.clamp(0.0, 1.0);
+                }
+            }
+        }
     }
 
     /// Keeps the statistics of the given features only, in that order.

@@ -6,7 +6,8 @@ pub mod score;
 pub mod variance;
 
 use anyhow::{Result, bail};
-use ndarray::{Array2, ArrayView2, Axis, concatenate};
+use ndarray::parallel::prelude::*;
+use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FeatureScore, PathwayConfig, PipelineConfig};
@@ -163,7 +164,7 @@ impl FeatureSpace {
                 self.modalities.len()
             );
         }
-        let mut blocks = Vec::with_capacity(raw.len());
+        let n = raw.first().map_or(0, |v| v.nrows());
         for (selected, values) in self.modalities.iter().zip(raw) {
             if values.ncols() != selected.features.len() {
                 bail!(
@@ -173,10 +174,37 @@ impl FeatureSpace {
                     selected.features.len()
                 );
             }
-            blocks.push(selected.normaliser.transform(*values));
+            if values.nrows() != n {
+                bail!(
+                    "modality '{}': {} rows given, the first modality has {n}",
+                    selected.name,
+                    values.nrows()
+                );
+            }
         }
-        let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
-        Ok(concatenate(Axis(1), &views)?)
+        // Each modality is written straight into its columns of the output (no per-modality
+        // arrays to concatenate), rows in parallel: batch scoring normalises every sample here.
+        let mut out = Array2::<f32>::zeros((n, self.n_features()));
+        out.axis_chunks_iter_mut(Axis(0), 64)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(chunk, mut rows)| {
+                for (r, mut row) in rows.rows_mut().into_iter().enumerate() {
+                    let row = row
+                        .as_slice_mut()
+                        .expect("rows of a fresh array are contiguous");
+                    let mut offset = 0;
+                    for (selected, values) in self.modalities.iter().zip(raw) {
+                        let width = selected.features.len();
+                        selected.normaliser.transform_row(
+                            values.row(chunk * 64 + r),
+                            &mut row[offset..offset + width],
+                        );
+                        offset += width;
+                    }
+                }
+            });
+        Ok(out)
     }
 }
 
