@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# A Python virtual environment for running notebooks/ (and their test, tests/notebooks.rs):
-# nbclient, nbformat, ipykernel, polars and requests from PyPI. Prints the interpreter's path.
+# The Python virtual environment the tests use: nbclient, nbformat, ipykernel, polars and
+# requests to run notebooks/ (tests/notebooks.rs), onnx and onnxruntime to check model.onnx in
+# ONNX Runtime (tests/export.rs). All from PyPI. Prints the interpreter's path.
 #   export DEEPINSIGHT_NOTEBOOK_PYTHON="$(scripts/setup-notebooks.sh)"
 set -euo pipefail
 venv="${DEEPINSIGHT_NOTEBOOK_VENV:-$HOME/.cache/deepinsight/nb-venv}"
-modules="import nbclient, nbformat, ipykernel, polars, requests"
+modules="import nbclient, nbformat, ipykernel, polars, requests, onnx, onnxruntime, numpy"
 if ! "$venv/bin/python" -c "$modules" 2>/dev/null; then
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check nbclient nbformat ipykernel polars requests >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check nbclient nbformat ipykernel polars requests onnx onnxruntime numpy >&2
   "$venv/bin/python" -c "$modules"
 fi
 echo "$venv/bin/python"

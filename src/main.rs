@@ -186,7 +186,8 @@ enum Command {
         /// Run folder written by `deepinsight run`, e.g. models/demo.
         #[arg(long)]
         model: PathBuf,
-        /// Where the model goes (comma-separated): batch (Burn INT8 record).
+        /// Where the model goes (comma-separated): batch (Burn INT8 record), server
+        /// (model.onnx for ONNX Runtime / TensorRT).
         #[arg(long, value_delimiter = ',', required = true)]
         targets: Vec<deepinsight::export::Target>,
         /// Fail (and write nothing) when an exported form's predicted class agrees with fp32
@@ -636,6 +637,12 @@ fn print_export_report(r: &deepinsight::export::ExportReport) {
         );
     }
     println!("checked on {} validation samples", r.validation_samples);
+    for f in &r.structure_checked {
+        println!(
+            "{:<12} {:>12} bytes  {} ({})",
+            f.format, f.bytes, f.file, f.checked
+        );
+    }
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {

@@ -131,3 +131,105 @@ fn bad_export_options_are_refused_before_writing() {
     assert!(!run.join("model-int8.bpk").exists());
     assert!(!run.join(export::REPORT_FILE).exists());
 }
+
+#[test]
+fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alone() {
+    let Some(python) = common::test_python("onnx, onnxruntime, numpy") else {
+        eprintln!("skipped: no Python with onnx and onnxruntime (scripts/setup-notebooks.sh)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained(dir.path());
+    let bundle = Bundle::load(&run).unwrap();
+    let valid = check::validation_set(&bundle).unwrap();
+    let before = bundle.predict(&valid.images, 8);
+    // In-process, so that the serving copy (`bundle`) can be watched.
+    let report = export::run(&export::ExportOptions::new(
+        run.clone(),
+        vec![export::Target::Server],
+    ))
+    .unwrap();
+    assert_eq!(
+        bundle.predict(&valid.images, 8),
+        before,
+        "the serving copy changed"
+    );
+    let onnx = &report.structure_checked[0];
+    let bytes = std::fs::read(run.join(&onnx.file)).unwrap();
+    assert_eq!(onnx.file, "model.onnx");
+    assert_eq!(onnx.sha256, deepinsight::artefact::sha256_hex(&bytes));
+
+    let shape = [
+        bundle.layout.n_channels(),
+        bundle.layout.height,
+        bundle.layout.width,
+    ];
+    let len: usize = shape.iter().product();
+    let classes = bundle.classes().len();
+    for n in [1usize, 3, 8] {
+        let images = &valid.images[..n * len];
+        let input = dir.path().join(format!("images-{n}.f32"));
+        let output = dir.path().join(format!("out-{n}.f32"));
+        let raw: Vec<u8> = images.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&input, raw).unwrap();
+        let ran = std::process::Command::new(&python)
+            .arg(common::root().join("tests/helpers/check_onnx.py"))
+            .arg(run.join("model.onnx"))
+            .arg(&input)
+            .arg(&output)
+            .args([n, shape[0], shape[1], shape[2]].map(|d| d.to_string()))
+            .output()
+            .unwrap();
+        assert!(
+            ran.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        let values: Vec<f32> = std::fs::read(&output)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(values.len(), 2 * n * classes);
+        let (logits, probabilities) = values.split_at(n * classes);
+        let expected = predict_proba(&bundle.model, images, shape, n, &bundle.device);
+        let burn_logits = {
+            use burn::tensor::{Tensor, TensorData};
+            let x = Tensor::<4>::from_data(
+                TensorData::new(images.to_vec(), [n, shape[0], shape[1], shape[2]]),
+                &bundle.device,
+            );
+            bundle
+                .model
+                .forward(x)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 + 1e-4 * b.abs();
+        for (i, (&a, &b)) in logits.iter().zip(&burn_logits).enumerate() {
+            assert!(
+                close(a, b),
+                "batch {n}: logit {i}: ONNX Runtime {a}, Burn {b}"
+            );
+        }
+        for (i, (&a, &b)) in probabilities
+            .iter()
+            .zip(expected.iter().flatten())
+            .enumerate()
+        {
+            assert!(
+                close(a, b),
+                "batch {n}: probability {i}: ONNX Runtime {a}, Burn {b}"
+            );
+        }
+        assert_eq!(
+            probabilities
+                .chunks(classes)
+                .map(argmax)
+                .collect::<Vec<_>>(),
+            expected.iter().map(|p| argmax(p)).collect::<Vec<_>>()
+        );
+    }
+}

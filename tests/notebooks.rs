@@ -8,30 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use polars::prelude::*;
-
-fn python() -> Option<PathBuf> {
-    let required = std::env::var_os("DEEPINSIGHT_NOTEBOOK_PYTHON").map(PathBuf::from);
-    let candidate = required.clone().unwrap_or_else(|| PathBuf::from("python3"));
-    let ok = Command::new(&candidate)
-        .args([
-            "-c",
-            "import nbclient, nbformat, ipykernel, polars, requests",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    match (ok, required) {
-        (true, _) => Some(candidate),
-        (false, Some(p)) => panic!(
-            "DEEPINSIGHT_NOTEBOOK_PYTHON={} cannot import nbclient, nbformat, ipykernel, polars and requests",
-            p.display()
-        ),
-        (false, None) => None,
-    }
-}
 
 /// Executes `notebook` with the environment `env`; returns the executed notebook's JSON.
 fn execute(
@@ -85,7 +65,8 @@ fn printed(notebook: &serde_json::Value) -> String {
 
 #[test]
 fn the_notebooks_run_top_to_bottom_and_agree_with_the_cli() {
-    let Some(python) = python() else {
+    let Some(python) = common::test_python("nbclient, nbformat, ipykernel, polars, requests")
+    else {
         eprintln!(
             "skipped: no Python with nbclient, ipykernel, polars and requests (set DEEPINSIGHT_NOTEBOOK_PYTHON; .ci/run does)"
         );

@@ -258,25 +258,19 @@ pub fn pathway_table(features: &DataFrame, classes: &[String]) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ChannelMode, Collisions, EmbedMethod};
-    use crate::layout::test_channel as channel;
+    use crate::layout::{test_channel as channel, test_layout};
     use crate::omics::normalise::Normaliser;
     use crate::select::SelectedModality;
 
     fn layout() -> Layout {
-        Layout {
-            height: 2,
-            width: 2,
-            method: EmbedMethod::Pca,
-            mode: ChannelMode::Channels,
-            collisions: Collisions::Bin,
-            arrange: Default::default(),
-            blocks: Vec::new(),
-            channels: vec![
+        test_layout(
+            2,
+            2,
+            vec![
                 channel("x", vec![0, 1], vec![[0, 0], [1, 1]]),
                 channel("y", vec![2], vec![[0, 1]]),
             ],
-        }
+        )
     }
 
     fn space() -> FeatureSpace {

@@ -5,11 +5,15 @@
 //! Targets name where a model goes; each brings its formats:
 //! - `batch`: `model-int8.bpk`, Burn weight quantisation (Q8S per tensor) of the conv and
 //!   linear weights only, never the BatchNorm statistics.
-//!
-//! The ONNX formats (`server`) and Core ML (`mobile`) are the export issue's next slices.
+//! - `server`: `model.onnx` (opset 18, symbolic batch, input `input`, outputs `logits` and
+//!   `probabilities`), for ONNX Runtime and TensorRT. Checked here for its structure; its
+//!   agreement with Burn in ONNX Runtime is checked by the tests (tests/export.rs), and will be
+//!   measured here with an ONNX Runtime binding in a later slice, with ONNX INT8 (QDQ), the
+//!   TensorRT plan and Core ML (`mobile`).
 
 pub mod check;
 pub mod int8;
+pub mod onnx;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +35,8 @@ pub const REPORT_FILE: &str = "export_report.json";
 pub enum Target {
     /// CPU batch scoring with Burn: the INT8 record.
     Batch,
+    /// Inference servers (ONNX Runtime, TensorRT): the ONNX model.
+    Server,
 }
 
 impl FromStr for Target {
@@ -38,10 +44,12 @@ impl FromStr for Target {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "batch" => Ok(Self::Batch),
-            "server" | "mobile" => Err(format!(
-                "target '{s}' needs the ONNX / Core ML export, which this version does not have yet; available: batch"
-            )),
-            other => Err(format!("unknown target '{other}'; available: batch")),
+            "server" => Ok(Self::Server),
+            "mobile" => Err(
+                "target 'mobile' needs the Core ML export, which this version does not have yet; available: batch, server"
+                    .into(),
+            ),
+            other => Err(format!("unknown target '{other}'; available: batch, server")),
         }
     }
 }
@@ -97,13 +105,28 @@ pub struct FormatReport {
     pub latency_ms: Latency,
 }
 
+/// A written format not (yet) run here: its file and what was checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct StructureChecked {
+    pub format: String,
+    pub target: Target,
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub checked: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ExportReport {
     pub model_sha256: String,
     pub validation_samples: usize,
     pub min_agreement: f64,
     pub fp32: Fp32Summary,
+    /// Formats run on the validation samples here.
     pub formats: Vec<FormatReport>,
+    /// Formats checked for their structure only.
+    #[serde(default)]
+    pub structure_checked: Vec<StructureChecked>,
 }
 
 /// Exports every format of the requested targets into the run folder and writes the report.
@@ -125,11 +148,13 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
         }),
     };
     let mut formats = Vec::new();
+    let mut structure_checked = Vec::new();
     for target in &options.targets {
         match target {
             Target::Batch => {
                 formats.push(int8::export(&bundle, &valid, &reference, &fp32, options)?)
             }
+            Target::Server => structure_checked.push(write_onnx(&bundle, options)?),
         }
     }
     let report = ExportReport {
@@ -138,6 +163,7 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
         min_agreement: options.min_agreement,
         fp32,
         formats,
+        structure_checked,
     };
     artefact::write_atomic(
         &options.model.join(REPORT_FILE),
@@ -145,6 +171,29 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
     )?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "export done");
     Ok(report)
+}
+
+/// model.onnx, exported from the run's record (never from the serving model).
+fn write_onnx(bundle: &Bundle, options: &ExportOptions) -> Result<StructureChecked> {
+    let record = std::fs::read(options.model.join(&bundle.manifest.model.record))?;
+    let shape = [
+        bundle.layout.n_channels(),
+        bundle.layout.height,
+        bundle.layout.width,
+    ];
+    let bytes = onnx::export(&bundle.config, &record, shape)?;
+    onnx::check_structure(&bytes, shape, bundle.classes().len())?;
+    let file = "model.onnx";
+    artefact::write_atomic(&options.model.join(file), &bytes)?;
+    tracing::info!(bytes = bytes.len(), "model.onnx written");
+    Ok(StructureChecked {
+        format: "onnx".into(),
+        target: Target::Server,
+        file: file.into(),
+        sha256: artefact::sha256_hex(&bytes),
+        bytes: bytes.len() as u64,
+        checked: "opset 18, input `input` [batch, C, H, W], outputs `logits` and `probabilities` [batch, classes], every node input defined".into(),
+    })
 }
 
 /// Compares a candidate's probabilities with fp32's on the validation samples.
@@ -214,7 +263,8 @@ mod tests {
     #[test]
     fn targets_parse_and_unbuilt_ones_say_so() {
         assert_eq!("batch".parse::<Target>(), Ok(Target::Batch));
-        assert!("server".parse::<Target>().unwrap_err().contains("ONNX"));
+        assert_eq!("server".parse::<Target>(), Ok(Target::Server));
+        assert!("mobile".parse::<Target>().unwrap_err().contains("Core ML"));
         assert!(
             "nope"
                 .parse::<Target>()

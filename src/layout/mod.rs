@@ -68,6 +68,21 @@ pub(crate) fn test_channel(
     }
 }
 
+/// A `Bin` layout of `channels` on a `height` x `width` grid, for tests elsewhere.
+#[cfg(test)]
+pub(crate) fn test_layout(height: usize, width: usize, channels: Vec<ChannelLayout>) -> Layout {
+    Layout {
+        height,
+        width,
+        method: EmbedMethod::Pca,
+        mode: ChannelMode::Channels,
+        collisions: Collisions::Bin,
+        arrange: Arrange::Embedding,
+        blocks: Vec::new(),
+        channels,
+    }
+}
+
 /// A fitted layout: the state needed to turn samples into images.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Layout {

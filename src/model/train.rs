@@ -283,7 +283,7 @@ fn fingerprint(
     hex::encode(hash.finalize())
 }
 
-fn to_bytes(model: &ResNet) -> Result<Vec<u8>> {
+pub fn to_bytes(model: &ResNet) -> Result<Vec<u8>> {
     Ok(model
         .clone()
         .into_record()

@@ -127,25 +127,19 @@ pub fn render_batch(layout: &Layout, samples: ArrayView2<f32>) -> Result<Vec<f32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ChannelMode, Collisions, EmbedMethod};
-    use crate::layout::test_channel as channel;
+    use crate::layout::{test_channel as channel, test_layout};
     use ndarray::array;
 
     #[test]
     fn shared_pixels_are_averaged_and_channels_kept_apart() {
-        let layout = Layout {
-            height: 2,
-            width: 2,
-            method: EmbedMethod::Pca,
-            mode: ChannelMode::Channels,
-            collisions: Collisions::Bin,
-            arrange: Default::default(),
-            blocks: Vec::new(),
-            channels: vec![
+        let layout = test_layout(
+            2,
+            2,
+            vec![
                 channel("a", vec![0, 1], vec![[0, 0], [0, 0]]),
                 channel("b", vec![2], vec![[1, 1]]),
             ],
-        };
+        );
         let images = render_batch(&layout, array![[0.2f32, 0.6, 0.9]].view()).unwrap();
         assert_eq!(images.len(), 8);
         assert!((images[0] - 0.4).abs() < 1e-6);

@@ -99,3 +99,24 @@ pub fn bundled_pipeline(head: &str, stages: &str) -> String {
         d("microbiome.parquet")
     )
 }
+
+/// The Python the tests run helpers with, if it can import `modules`: the interpreter named
+/// in DEEPINSIGHT_NOTEBOOK_PYTHON (`.ci/run` sets it from scripts/setup-notebooks.sh; with it
+/// set, a Python without the modules is an error), else `python3` when it has them, else None
+/// (the caller says it skipped).
+pub fn test_python(modules: &str) -> Option<PathBuf> {
+    let required = std::env::var_os("DEEPINSIGHT_NOTEBOOK_PYTHON").map(PathBuf::from);
+    let candidate = required.clone().unwrap_or_else(|| PathBuf::from("python3"));
+    let ok = Command::new(&candidate)
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    match (ok, required) {
+        (true, _) => Some(candidate),
+        (false, Some(p)) => panic!(
+            "DEEPINSIGHT_NOTEBOOK_PYTHON={} cannot import {modules} (run scripts/setup-notebooks.sh)",
+            p.display()
+        ),
+        (false, None) => None,
+    }
+}
