@@ -358,7 +358,8 @@ async fn explain(
     State(state): Shared,
     JsonBody(request): JsonBody<ExplainRequest>,
 ) -> Result<Json<ExplainResponse>, ApiError> {
-    let start = Instant::now();
+    // Not counted in the model's live latency and QPS, which describe predictions; /metrics
+    // counts and times every route.
     let model = state.model_or_only(request.model.as_deref())?.clone();
     let ask = explain::check(&request, &model.classes)?;
     let sample = vec![request.sample];
@@ -376,7 +377,6 @@ async fn explain(
     })
     .await
     .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))??;
-    model.live.request(start.elapsed());
     let classes = &model.classes;
     Ok(Json(ExplainResponse {
         model_name: model.name.clone(),
