@@ -581,7 +581,7 @@ async fn explain_names_the_features_of_one_sample_as_the_library_maps_them() {
             &bundle.model,
             &images,
             shape,
-            &[0],
+            &[Some(0)],
             &options,
             &bundle.device,
         )

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 use polars::prelude::{Column, DataFrame, IntoLazy, SortMultipleOptions};
 
-use super::cam::Maps;
+use super::cam::{Maps, read};
 use crate::layout::Layout;
 use crate::mapping::{self, SEPARATOR};
 use crate::select::FeatureSpace;
@@ -52,12 +52,6 @@ impl ClassMaps {
             shape: maps.shape,
         }
     }
-
-    fn at(map: &[f32], shape: [usize; 3], channel: usize, row: u32, column: u32) -> f32 {
-        let [c, h, w] = shape;
-        let plane = if c == 1 { 0 } else { channel };
-        map[plane * h * w + row as usize * w + column as usize]
-    }
 }
 
 /// Scores of one placed feature: per class, the class maps' mean and max at its pixel.
@@ -83,7 +77,7 @@ pub fn feature_scores(layout: &Layout, maps: &ClassMaps) -> Vec<FeatureScore> {
             let pick = |per_class: &[Vec<f32>]| -> Vec<f32> {
                 per_class
                     .iter()
-                    .map(|m| ClassMaps::at(m, maps.shape, c, row, column))
+                    .map(|m| read(m, maps.shape, c, row as usize, column as usize))
                     .collect()
             };
             let mean = pick(&maps.mean);
@@ -300,6 +294,8 @@ mod tests {
                 0.0, 0.0, 0.0, 0.0, /**/ 0.0, 1.0, 0.0, 0.0, // image 2, class 1
             ],
             shape: [2, 2, 2],
+            probabilities: Vec::new(),
+            targets: Vec::new(),
         };
         let class_maps = ClassMaps::new(&maps, &[0, 0, 1], 3);
         assert_eq!(class_maps.count, [2, 1, 0]);

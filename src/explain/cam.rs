@@ -11,6 +11,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::model::ResNet;
+use crate::model::train::argmax;
+use burn::tensor::activation::softmax;
 
 /// Which map is computed.
 #[derive(
@@ -60,12 +62,16 @@ impl Default for CamOptions {
 }
 
 /// Maps of N images, each `channels` x H x W, normalised to [0, 1] per image (divided by its
-/// largest value; an all-zero map stays zero).
+/// largest value; an all-zero map stays zero), with the forward pass they came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Maps {
     pub values: Vec<f32>,
     /// [channels, H, W]: channels is 1 for Grad-CAM, the image's channels for saliency.
     pub shape: [usize; 3],
+    /// Class probabilities of each image (the model's prediction, from the same forward pass).
+    pub probabilities: Vec<Vec<f32>>,
+    /// The class each map explains.
+    pub targets: Vec<usize>,
 }
 
 impl Maps {
@@ -85,21 +91,27 @@ impl Maps {
         &self.values[i * self.map_len()..(i + 1) * self.map_len()]
     }
 
-    /// The score of image channel `channel` at (row, column) in map `i`: Grad-CAM's single
-    /// plane serves every channel.
+    /// The score of image channel `channel` at (row, column) in map `i`.
     pub fn at(&self, i: usize, channel: usize, row: usize, column: usize) -> f32 {
-        let [c, h, w] = self.shape;
-        let plane = if c == 1 { 0 } else { channel };
-        self.map(i)[plane * h * w + row * w + column]
+        read(self.map(i), self.shape, channel, row, column)
     }
 }
 
-/// Maps of `images` (N x C x H x W, flat) for class `targets[i]` of image i.
+/// The value for image channel `channel` at (row, column) of one map of `shape`: Grad-CAM's
+/// single plane serves every channel.
+pub fn read(map: &[f32], shape: [usize; 3], channel: usize, row: usize, column: usize) -> f32 {
+    let [c, h, w] = shape;
+    let plane = if c == 1 { 0 } else { channel };
+    map[plane * h * w + row * w + column]
+}
+
+/// Maps of `images` (N x C x H x W, flat), image i's for class `targets[i]`, or for its
+/// predicted class where that is None (read from the same forward pass as the map).
 pub fn maps(
     model: &ResNet,
     images: &[f32],
     shape: [usize; 3],
-    targets: &[usize],
+    targets: &[Option<usize>],
     options: &CamOptions,
     device: &Device,
 ) -> Result<Maps> {
@@ -119,14 +131,19 @@ pub fn maps(
         );
     }
     let n_classes = model.fc.weight.dims()[1];
-    if let Some(&bad) = targets.iter().find(|&&t| t >= n_classes) {
+    if let Some(bad) = targets.iter().flatten().find(|&&t| t >= n_classes) {
         bail!("target class {bad}: the model has {n_classes} classes");
     }
     let map_shape = match options.method {
         Method::Gradcam | Method::Hirescam => [1, h, w],
         Method::Saliency => shape,
     };
-    let mut values = Vec::with_capacity(targets.len() * map_shape.iter().product::<usize>());
+    let mut out = Maps {
+        values: Vec::with_capacity(targets.len() * map_shape.iter().product::<usize>()),
+        shape: map_shape,
+        probabilities: Vec::with_capacity(targets.len()),
+        targets: Vec::with_capacity(targets.len()),
+    };
     let batch = options.batch_size.max(1);
     for start in (0..targets.len()).step_by(batch) {
         let end = (start + batch).min(targets.len());
@@ -137,18 +154,32 @@ pub fn maps(
             ),
             device,
         );
-        let mask = one_hot(&targets[start..end], n_classes, device);
+        let given = &targets[start..end];
         let raw = match options.method {
-            Method::Gradcam => grad_cam(model, x, mask, options.stage, [h, w], false),
-            Method::Hirescam => grad_cam(model, x, mask, options.stage, [h, w], true),
-            Method::Saliency => saliency(model, x, mask),
+            Method::Gradcam => grad_cam(model, x, given, options.stage, [h, w], false, &mut out),
+            Method::Hirescam => grad_cam(model, x, given, options.stage, [h, w], true, &mut out),
+            Method::Saliency => saliency(model, x, given, &mut out),
         };
-        values.extend(normalise(raw, map_shape.iter().product()));
+        out.values
+            .extend(normalise(raw, map_shape.iter().product()));
     }
-    Ok(Maps {
-        values,
-        shape: map_shape,
-    })
+    Ok(out)
+}
+
+/// The explained score of a batch: each image's logit of its target class. The batch's
+/// probabilities and targets (None: the predicted class) are recorded in `out`.
+fn target_score(logits: Tensor<2>, given: &[Option<usize>], out: &mut Maps) -> Tensor<1> {
+    let device = logits.device();
+    let [n, k] = logits.dims();
+    let probabilities = to_vec(softmax(logits.clone().detach(), 1));
+    let mut targets = Vec::with_capacity(n);
+    for (p, t) in probabilities.chunks(k).zip(given) {
+        targets.push(t.unwrap_or_else(|| argmax(p)));
+        out.probabilities.push(p.to_vec());
+    }
+    let mask = one_hot(&targets, k, &device);
+    out.targets.extend(targets);
+    (logits * mask).sum()
 }
 
 fn one_hot(targets: &[usize], n_classes: usize, device: &Device) -> Tensor<2> {
@@ -165,14 +196,15 @@ fn one_hot(targets: &[usize], n_classes: usize, device: &Device) -> Tensor<2> {
 fn grad_cam(
     model: &ResNet,
     images: Tensor<4>,
-    mask: Tensor<2>,
+    given: &[Option<usize>],
     stage: usize,
     size: [usize; 2],
     element_wise: bool,
+    out: &mut Maps,
 ) -> Vec<f32> {
     let activations = model.activations(images, stage);
     let leaf = activations.clone().autodiff().require_grad();
-    let score = (model.logits_from(leaf.clone(), stage) * mask.autodiff()).sum();
+    let score = target_score(model.logits_from(leaf.clone(), stage), given, out);
     let grads = score.backward();
     let gradient = leaf
         .grad(&grads)
@@ -193,9 +225,14 @@ fn grad_cam(
 }
 
 /// |d score / d image| per pixel and channel.
-fn saliency(model: &ResNet, images: Tensor<4>, mask: Tensor<2>) -> Vec<f32> {
+fn saliency(
+    model: &ResNet,
+    images: Tensor<4>,
+    given: &[Option<usize>],
+    out: &mut Maps,
+) -> Vec<f32> {
     let leaf = images.autodiff().require_grad();
-    let score = (model.forward(leaf.clone()) * mask.autodiff()).sum();
+    let score = target_score(model.forward(leaf.clone()), given, out);
     let grads = score.backward();
     let gradient = leaf.grad(&grads).expect("the images are an autodiff leaf");
     to_vec(gradient.abs())
@@ -251,7 +288,7 @@ mod tests {
         // must equal ReLU(sum_k w_kc A_k) up to its normalisation: the autodiff path is checked
         // against the head's weights read directly.
         let (model, images, shape, device) = setup(128);
-        let targets = [0usize, 2, 1];
+        let targets = [Some(0usize), Some(2), Some(1)];
         let options = CamOptions {
             method: Method::Gradcam,
             ..CamOptions::default()
@@ -264,7 +301,7 @@ mod tests {
         assert_eq!([h, w], [4, 4]);
         let weights = model.fc.weight.val(); // [in = k, classes]
         let mut expected = Vec::new();
-        for (i, &t) in targets.iter().enumerate() {
+        for (i, t) in targets.iter().flatten().copied().enumerate() {
             let column = weights
                 .clone()
                 .slice([0..k, t..t + 1])
@@ -329,7 +366,7 @@ mod tests {
             );
         }
         // The saliency map is |gradient| scaled so that each image's largest value is 1.
-        let maps = maps(&model, &images, shape, &[1, 1, 1], &options, &device).unwrap();
+        let maps = maps(&model, &images, shape, &[Some(1); 3], &options, &device).unwrap();
         assert_eq!(maps.shape, shape);
         let top = raw[..2048].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (m, g) in maps.values[..2048].iter().zip(&raw) {
@@ -347,8 +384,29 @@ mod tests {
                 stage: 2,
                 batch_size: 2,
             };
-            let m = maps(&model, &images, shape, &[0, 1, 2], &options, &device).unwrap();
+            let m = maps(
+                &model,
+                &images,
+                shape,
+                &[None, Some(1), None],
+                &options,
+                &device,
+            )
+            .unwrap();
             assert_eq!(m.len(), 3);
+            // The prediction comes from the map's own forward pass: the model's, and an
+            // image without a target is explained for its predicted class.
+            for (p, q) in m
+                .probabilities
+                .iter()
+                .flatten()
+                .zip(before.iter().flatten())
+            {
+                assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+            }
+            assert_eq!(m.targets[0], argmax(&before[0]));
+            assert_eq!(m.targets[1], 1);
+            assert_eq!(m.targets[2], argmax(&before[2]));
             assert!(m.values.iter().all(|v| (0.0..=1.0).contains(v)));
         }
         assert_eq!(predict_proba(&model, &images, shape, 3, &device), before);
@@ -357,12 +415,12 @@ mod tests {
             stage: 5,
             ..CamOptions::default()
         };
-        assert!(maps(&model, &images, shape, &[0, 1, 2], &bad_stage, &device).is_err());
+        assert!(maps(&model, &images, shape, &[Some(0); 3], &bad_stage, &device).is_err());
         let err = maps(
             &model,
             &images,
             shape,
-            &[0, 1, 3],
+            &[Some(0), Some(1), Some(3)],
             &CamOptions::default(),
             &device,
         )
@@ -374,7 +432,7 @@ mod tests {
                 &model,
                 &images,
                 shape,
-                &[0, 1],
+                &[Some(0), Some(1)],
                 &CamOptions::default(),
                 &device
             )

@@ -137,9 +137,6 @@ pub struct Explanation {
 /// Maps, scores and the ranked table of one model on the chosen samples.
 struct Computed {
     samples: Explained,
-    probabilities: Vec<Vec<f32>>,
-    predicted: Vec<usize>,
-    targets: Vec<usize>,
     maps: Maps,
     class_maps: ClassMaps,
     scores: Vec<FeatureScore>,
@@ -154,13 +151,9 @@ fn compute(bundle: &Bundle, options: &ExplainOptions) -> Result<Computed> {
         bundle.layout.height,
         bundle.layout.width,
     ];
-    let probabilities = bundle.predict(&samples.images, options.cam.batch_size.max(1));
-    let predicted: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
-    let targets: Vec<usize> = match &options.target {
-        Target::Label => (0..predicted.len())
-            .map(|i| samples.labels[i].unwrap_or(predicted[i]))
-            .collect(),
-        Target::Predicted => predicted.clone(),
+    let given: Vec<Option<usize>> = match &options.target {
+        Target::Label => samples.labels.clone(),
+        Target::Predicted => vec![None; samples.ids.len()],
         Target::Class(name) => {
             let Some(k) = classes.iter().position(|c| c == name) else {
                 bail!(
@@ -168,7 +161,7 @@ fn compute(bundle: &Bundle, options: &ExplainOptions) -> Result<Computed> {
                     classes.join(", ")
                 );
             };
-            vec![k; predicted.len()]
+            vec![Some(k); samples.ids.len()]
         }
     };
     let pathways_of = match &options.gmt {
@@ -179,8 +172,9 @@ fn compute(bundle: &Bundle, options: &ExplainOptions) -> Result<Computed> {
         )?),
         None => None,
     };
-    let maps = maps_with_progress(bundle, &samples.images, shape, &targets, &options.cam)?;
-    let class_maps = ClassMaps::new(&maps, &targets, classes.len());
+    // One forward pass per image gives both the prediction and the map.
+    let maps = maps_with_progress(bundle, &samples.images, shape, &given, &options.cam)?;
+    let class_maps = ClassMaps::new(&maps, &maps.targets, classes.len());
     let scores = attribution::feature_scores(&bundle.layout, &class_maps);
     let features = attribution::feature_table(
         &bundle.layout,
@@ -192,9 +186,6 @@ fn compute(bundle: &Bundle, options: &ExplainOptions) -> Result<Computed> {
     )?;
     Ok(Computed {
         samples,
-        probabilities,
-        predicted,
-        targets,
         maps,
         class_maps,
         scores,
@@ -207,7 +198,7 @@ fn maps_with_progress(
     bundle: &Bundle,
     images: &[f32],
     shape: [usize; 3],
-    targets: &[usize],
+    targets: &[Option<usize>],
     options: &CamOptions,
 ) -> Result<Maps> {
     let len: usize = shape.iter().product();
@@ -220,6 +211,8 @@ fn maps_with_progress(
     let mut out = Maps {
         values: Vec::new(),
         shape: [0; 3],
+        probabilities: Vec::new(),
+        targets: Vec::new(),
     };
     for start in (0..targets.len()).step_by(slice) {
         let end = (start + slice).min(targets.len());
@@ -233,6 +226,8 @@ fn maps_with_progress(
         )?;
         out.shape = part.shape;
         out.values.extend(part.values);
+        out.probabilities.extend(part.probabilities);
+        out.targets.extend(part.targets);
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();
@@ -258,18 +253,15 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
     let bundle = Bundle::load(&options.model)?;
     let Computed {
         samples,
-        probabilities,
-        predicted,
-        targets,
         maps,
         class_maps,
         scores,
         mut features,
     } = compute(&bundle, options)?;
+    let (probabilities, targets) = (&maps.probabilities, &maps.targets);
     let classes = bundle.classes().to_vec();
     let pathways = attribution::pathway_table(&features, &classes)?;
-    let mut sample_table =
-        sample_table(&bundle, &samples, &probabilities, &targets, &maps, &scores)?;
+    let mut sample_table = sample_table(&bundle, &samples, &maps, &scores)?;
 
     let staged = StagedDir::new(&options.out)?;
     let mut files = Vec::new();
@@ -290,7 +282,7 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
     put("pixel_scores.parquet", &parquet_bytes(&mut pixels)?)?;
     let means = class_means(
         &samples.images,
-        &targets,
+        targets,
         classes.len(),
         bundle.plan.image_len(),
     );
@@ -353,7 +345,7 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
         accuracy: (!known.is_empty()).then(|| {
             known
                 .iter()
-                .filter(|&&i| samples.labels[i] == Some(predicted[i]))
+                .filter(|&&i| samples.labels[i] == Some(argmax(&probabilities[i])))
                 .count() as f64
                 / known.len() as f64
         }),
@@ -494,12 +486,11 @@ fn gene_sets_of(
 fn sample_table(
     bundle: &Bundle,
     samples: &Explained,
-    probabilities: &[Vec<f32>],
-    targets: &[usize],
     maps: &Maps,
     scores: &[FeatureScore],
 ) -> Result<DataFrame> {
     let classes = bundle.classes();
+    let (probabilities, targets) = (&maps.probabilities, &maps.targets);
     let names = bundle.manifest.feature_space.feature_list();
     let top: Vec<String> = (0..samples.ids.len())
         .map(|i| {

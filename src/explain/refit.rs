@@ -50,19 +50,22 @@ pub struct RefitReport {
     pub kept: Vec<BTreeMap<String, usize>>,
 }
 
-fn score_of(run: &std::path::Path) -> Result<Score> {
+fn read_manifest(run: &std::path::Path) -> Result<Manifest> {
     let path = run.join("manifest.json");
-    let manifest: Manifest = serde_json::from_slice(
+    serde_json::from_slice(
         &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
     )
-    .with_context(|| format!("{}: not a valid manifest", path.display()))?;
-    Ok(Score {
+    .with_context(|| format!("{}: not a valid manifest", path.display()))
+}
+
+fn score_of(run: &std::path::Path, manifest: &Manifest) -> Score {
+    Score {
         run: run.to_path_buf(),
         features: manifest.features.len(),
         accuracy: manifest.metrics.accuracy,
         balanced_accuracy: manifest.metrics.balanced_accuracy,
         macro_f1: manifest.metrics.macro_f1,
-    })
+    }
 }
 
 /// The rows to keep from a ranked feature table (best first): the rule's features, then, for
@@ -130,12 +133,8 @@ pub fn run(
     refit: &RefitOptions,
 ) -> Result<RefitReport> {
     check(explain, refit)?;
-    let original_path = explain.model.join("manifest.json");
-    let original: Manifest = serde_json::from_slice(
-        &std::fs::read(&original_path)
-            .with_context(|| format!("cannot read {}", original_path.display()))?,
-    )?;
-    let before = score_of(&explain.model)?;
+    let original = read_manifest(&explain.model)?;
+    let before = score_of(&explain.model, &original);
     let mut report = RefitReport {
         before,
         rounds: Vec::new(),
@@ -170,7 +169,10 @@ pub fn run(
         tracing::info!(round, features = kept.len(), "refitting layout and model");
         let summary = pipeline::run(&config)
             .with_context(|| format!("refit round {round} ({} features)", kept.len()))?;
-        report.rounds.push(score_of(&summary.run_dir)?);
+        report.rounds.push(score_of(
+            &summary.run_dir,
+            &read_manifest(&summary.run_dir)?,
+        ));
         report.kept.push(per_modality);
         if round < refit.rounds {
             features = rank_features(&summary.run_dir, explain)?;

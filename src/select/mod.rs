@@ -184,8 +184,9 @@ impl FeatureSpace {
         }
         // Each modality is written straight into its columns of the output (no per-modality
         // arrays to concatenate), rows in parallel: batch scoring normalises every sample here.
+        const ROWS: usize = 64;
         let mut out = Array2::<f32>::zeros((n, self.n_features()));
-        out.axis_chunks_iter_mut(Axis(0), 64)
+        out.axis_chunks_iter_mut(Axis(0), ROWS)
             .into_par_iter()
             .enumerate()
             .for_each(|(chunk, mut rows)| {
@@ -197,7 +198,7 @@ impl FeatureSpace {
                     for (selected, values) in self.modalities.iter().zip(raw) {
                         let width = selected.features.len();
                         selected.normaliser.transform_row(
-                            values.row(chunk * 64 + r),
+                            values.row(chunk * ROWS + r),
                             &mut row[offset..offset + width],
                         );
                         offset += width;

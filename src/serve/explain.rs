@@ -13,7 +13,7 @@ use crate::explain::attribution::{ClassMaps, feature_scores};
 use crate::explain::cam::{self, CamOptions, Method};
 use crate::layout::Layout;
 use crate::model::ResNet;
-use crate::model::train::{argmax, predict_proba};
+use crate::model::train::argmax;
 use crate::score::bundle::Bundle;
 
 /// The served model's own copy of the network for maps (they need a backward pass), with
@@ -189,21 +189,19 @@ pub fn explain(
         .model
         .lock()
         .map_err(|_| ApiError::internal("the explainer's model is unavailable"))?;
-    let probabilities = predict_proba(&model, image, shape, 1, &explainer.device)
-        .pop()
-        .ok_or_else(|| ApiError::internal("the model gave no output"))?;
-    let predicted = argmax(&probabilities);
-    let target = ask.target.unwrap_or(predicted);
     let maps = cam::maps(
         &model,
         image,
         shape,
-        &[target],
+        &[ask.target],
         &ask.options,
         &explainer.device,
     )
     .map_err(|e| ApiError::internal(format!("{e:#}")))?;
     drop(model);
+    let probabilities = maps.probabilities[0].clone();
+    let predicted = argmax(&probabilities);
+    let target = maps.targets[0];
     let class_maps = ClassMaps::new(&maps, &[target], classes.len());
     let mut scores = feature_scores(layout, &class_maps);
     scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.column.cmp(&b.column)));

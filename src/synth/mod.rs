@@ -61,6 +61,7 @@ pub struct SynthTable {
     pub values: Values,
 }
 
+#[derive(Clone)]
 pub struct Pathway {
     pub name: String,
     pub description: String,
@@ -344,14 +345,7 @@ fn generate_with_structure(spec: &SynthSpec, seed: u64) -> (SynthCohort, Structu
     }
     let structure = Structure {
         signal_pathways: signal_pathways.clone(),
-        pathways: pathways
-            .iter()
-            .map(|p| Pathway {
-                name: p.name.clone(),
-                description: p.description.clone(),
-                members: p.members.clone(),
-            })
-            .collect(),
+        pathways: pathways.clone(),
         modalities: recorded,
     };
     let cohort = SynthCohort {
