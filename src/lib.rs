@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod mapping;
 pub mod model;
 pub mod omics;
+pub mod onnxrt;
 pub mod pipeline;
 pub mod predictions;
 pub mod render;

@@ -187,13 +187,29 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
         /// Where the model goes (comma-separated): batch (Burn INT8 record), server
-        /// (model.onnx for ONNX Runtime / TensorRT).
+        /// (ONNX fp32/fp16/INT8 QDQ for ONNX Runtime and TensorRT, and tensorrt/ with the
+        /// engine build plan).
         #[arg(long, value_delimiter = ',', required = true)]
         targets: Vec<deepinsight::export::Target>,
         /// Fail (and write nothing) when an exported form's predicted class agrees with fp32
         /// on fewer validation samples than this share.
         #[arg(long, default_value_t = 0.99, value_parser = parse_share)]
         min_agreement: f64,
+        /// Training images the ONNX INT8 activation ranges are calibrated on, at most.
+        #[arg(long, default_value_t = 256)]
+        calibration_samples: usize,
+        /// How ONNX INT8 activation ranges are calibrated.
+        #[arg(long, value_enum, default_value = "percentile")]
+        calibration: deepinsight::export::onnx_int8::Calibration,
+        /// The serving batcher's max batch size: the TensorRT profile's max (default 32).
+        #[arg(long)]
+        max_batch_size: Option<usize>,
+        /// The serving batcher's preferred batch sizes: the largest is the profile's opt.
+        #[arg(long, value_delimiter = ',')]
+        preferred_batch_sizes: Option<Vec<usize>>,
+        /// Build the TensorRT engines now, with trtexec from PATH (needs an NVIDIA GPU).
+        #[arg(long)]
+        build: bool,
     },
     /// Serve trained runs over HTTP: KServe v2 (/v2/...), raw omics (/predict), the
     /// optimisation API, /metrics and /openapi.json, each model behind a dynamic batcher.
@@ -513,11 +529,28 @@ fn execute(command: Command) -> Result<()> {
             model,
             targets,
             min_agreement,
+            calibration_samples,
+            calibration,
+            max_batch_size,
+            preferred_batch_sizes,
+            build,
         } => {
-            let options = deepinsight::export::ExportOptions {
+            let mut options = deepinsight::export::ExportOptions {
                 min_agreement,
+                calibration_samples,
+                calibration,
+                build_tensorrt: build,
                 ..deepinsight::export::ExportOptions::new(model, targets)
             };
+            set(&mut options.batching.max_batch_size, max_batch_size);
+            set(
+                &mut options.batching.preferred_batch_sizes,
+                preferred_batch_sizes,
+            );
+            options
+                .batching
+                .validate()
+                .map_err(|e| anyhow::anyhow!(e))?;
             let report = deepinsight::export::run(&options)?;
             print_export_report(&report);
         }
@@ -610,13 +643,14 @@ fn execute(command: Command) -> Result<()> {
 
 fn print_export_report(r: &deepinsight::export::ExportReport) {
     println!(
-        "{:<10} {:>10} {:>7} {:>9} {:>9} {:>10} {:>10}",
-        "format", "bytes", "ratio", "accuracy", "agreement", "ms @1", "ms @32"
+        "{:<20} {:>22} {:>10} {:>7} {:>9} {:>9} {:>10} {:>10}",
+        "format", "runtime", "bytes", "ratio", "accuracy", "agreement", "ms @1", "ms @32"
     );
     let ms = |l: &deepinsight::export::Latency, b: &str| l.get(b).copied().unwrap_or(f64::NAN);
     println!(
-        "{:<10} {:>10} {:>7} {:>9.3} {:>9} {:>10.1} {:>10.1}",
+        "{:<20} {:>22} {:>10} {:>7} {:>9.3} {:>9} {:>10.1} {:>10.1}",
         "fp32",
+        "burn-flex",
         r.fp32.bytes,
         "1.00",
         r.fp32.accuracy,
@@ -626,8 +660,9 @@ fn print_export_report(r: &deepinsight::export::ExportReport) {
     );
     for f in &r.formats {
         println!(
-            "{:<10} {:>10} {:>7.2} {:>9.3} {:>9.3} {:>10.1} {:>10.1}",
+            "{:<20} {:>22} {:>10} {:>7.2} {:>9.3} {:>9.3} {:>10.1} {:>10.1}",
             f.format,
+            f.runtime,
             f.bytes,
             f.size_ratio,
             f.accuracy,
@@ -642,6 +677,19 @@ fn print_export_report(r: &deepinsight::export::ExportReport) {
             "{:<12} {:>12} bytes  {} ({})",
             f.format, f.bytes, f.file, f.checked
         );
+    }
+    for s in &r.skipped {
+        println!("skipped {}: {}", s.format, s.reason);
+    }
+    if let Some(t) = &r.tensorrt {
+        println!(
+            "TensorRT plan {} (engines: {})",
+            t.plan,
+            t.engines.join(", ")
+        );
+        for file in &t.built {
+            println!("TensorRT engine {file}");
+        }
     }
 }
 

@@ -19,12 +19,26 @@ pub struct ValidationSet {
 /// The validation samples of the run (`split` = validation in predictions.parquet), reloaded
 /// from the run's input tables and rendered with its feature space and layout.
 pub fn validation_set(bundle: &Bundle) -> Result<ValidationSet> {
-    let run = bundle
-        .run_cohort()
-        .context("an export is checked on the run's validation samples")?;
-    let rows = run.rows("validation");
+    split_images(bundle, "validation", usize::MAX)
+        .context("an export is checked on the run's validation samples")
+}
+
+/// At most `max` samples of the run's training split, spread evenly over it: the images INT8
+/// activation ranges are calibrated on.
+pub fn calibration_set(bundle: &Bundle, max: usize) -> Result<ValidationSet> {
+    split_images(bundle, "train", max)
+        .context("INT8 activations are calibrated on the run's training samples")
+}
+
+fn split_images(bundle: &Bundle, split: &str, max: usize) -> Result<ValidationSet> {
+    let run = bundle.run_cohort()?;
+    let mut rows = run.rows(split);
     if rows.is_empty() {
-        bail!("the run has no validation samples to check an export on");
+        bail!("the run has no {split} samples");
+    }
+    if rows.len() > max {
+        let step = rows.len() as f64 / max as f64;
+        rows = (0..max).map(|i| rows[(i as f64 * step) as usize]).collect();
     }
     let values = bundle.manifest.feature_space.transform(&run.cohort)?;
     let values = values.select(Axis(0), &rows);

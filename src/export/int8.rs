@@ -8,8 +8,7 @@ use anyhow::{Result, anyhow};
 use burn::module::{Module, ParamGroup, Quantizer};
 use burn::tensor::quantization::{Calibration, QuantValue};
 
-use super::check::{self, ValidationSet};
-use super::{ExportOptions, FormatReport, Fp32Summary, Target, compare};
+use super::{FormatReport, Reference, Target, measure};
 use crate::artefact;
 use crate::model::ResNet;
 use crate::model::ResNetConfig;
@@ -44,13 +43,7 @@ pub fn quantize(
     Ok(bytes.to_vec())
 }
 
-pub fn export(
-    bundle: &Bundle,
-    valid: &ValidationSet,
-    reference: &[Vec<f32>],
-    fp32: &Fp32Summary,
-    options: &ExportOptions,
-) -> Result<FormatReport> {
+pub(crate) fn export(bundle: &Bundle, reference: &Reference) -> Result<FormatReport> {
     let record = std::fs::read(bundle.dir.join(&bundle.manifest.model.record))?;
     let bytes = quantize(&bundle.config, &record, &bundle.device)?;
     // Checked as it will be used: reloaded from the bytes about to be written.
@@ -60,35 +53,13 @@ pub fn export(
         bundle.layout.height,
         bundle.layout.width,
     ];
-    let probabilities = predict_proba(
-        &model,
-        &valid.images,
-        shape,
-        options.batch_size,
-        &bundle.device,
-    );
-    let (accuracy, agreement, max_diff) = compare(
-        "burn-int8",
-        &probabilities,
+    let report = measure(
         reference,
-        &valid.labels,
-        options.min_agreement,
+        ("burn-int8", Target::Batch, "burn-flex"),
+        FILE,
+        &bytes,
+        |images, n| Ok(predict_proba(&model, images, shape, n, &bundle.device)),
     )?;
-    let latency_ms = check::latency(&valid.images, valid.image_len, |images, n| {
-        predict_proba(&model, images, shape, n, &bundle.device);
-    });
     artefact::write_atomic(&bundle.dir.join(FILE), &bytes)?;
-    Ok(FormatReport {
-        format: "burn-int8".into(),
-        target: Target::Batch,
-        file: FILE.into(),
-        sha256: artefact::sha256_hex(&bytes),
-        bytes: bytes.len() as u64,
-        size_ratio: fp32.bytes as f64 / bytes.len() as f64,
-        accuracy,
-        accuracy_drop_points: (fp32.accuracy - accuracy) * 100.0,
-        agreement,
-        max_probability_difference: max_diff,
-        latency_ms,
-    })
+    Ok(report)
 }

@@ -5,15 +5,19 @@
 //! Targets name where a model goes; each brings its formats:
 //! - `batch`: `model-int8.bpk`, Burn weight quantisation (Q8S per tensor) of the conv and
 //!   linear weights only, never the BatchNorm statistics.
-//! - `server`: `model.onnx` (opset 18, symbolic batch, input `input`, outputs `logits` and
-//!   `probabilities`), for ONNX Runtime and TensorRT. Checked here for its structure; its
-//!   agreement with Burn in ONNX Runtime is checked by the tests (tests/export.rs), and will be
-//!   measured here with an ONNX Runtime binding in a later slice, with ONNX INT8 (QDQ), the
-//!   TensorRT plan and Core ML (`mobile`).
+//! - `server` (server.rs): `model.onnx` (opset 18, symbolic batch, input `input`, outputs
+//!   `logits` and `probabilities`), its static INT8 QDQ forms for ONNX Runtime and TensorRT,
+//!   `model-fp16.onnx` for TensorRT 11, and the TensorRT build plan `tensorrt/`. Forms that
+//!   run in ONNX Runtime are checked there when its library is found (onnxrt.rs); without it
+//!   model.onnx is checked for its structure and the report says what was skipped and why.
 
 pub mod check;
 pub mod int8;
 pub mod onnx;
+pub mod onnx_fp16;
+pub mod onnx_int8;
+pub mod server;
+pub mod tensorrt;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +66,13 @@ pub struct ExportOptions {
     pub min_agreement: f64,
     /// Images per forward pass when checking.
     pub batch_size: usize,
+    /// Training images the ONNX INT8 activation ranges are calibrated on (at most).
+    pub calibration_samples: usize,
+    pub calibration: onnx_int8::Calibration,
+    /// The serving batcher's settings: the TensorRT profile is 1 / preferred / max.
+    pub batching: crate::serve::batcher::BatchConfig,
+    /// Build the TensorRT engines now (needs trtexec and an NVIDIA GPU).
+    pub build_tensorrt: bool,
 }
 
 impl ExportOptions {
@@ -71,6 +82,10 @@ impl ExportOptions {
             targets,
             min_agreement: 0.99,
             batch_size: 32,
+            calibration_samples: 256,
+            calibration: onnx_int8::Calibration::Percentile,
+            batching: Default::default(),
+            build_tensorrt: false,
         }
     }
 }
@@ -90,6 +105,9 @@ pub struct Fp32Summary {
 pub struct FormatReport {
     pub format: String,
     pub target: Target,
+    /// What it ran in here: burn-flex or onnxruntime.
+    #[serde(default)]
+    pub runtime: String,
     pub file: String,
     pub sha256: String,
     pub bytes: u64,
@@ -127,12 +145,43 @@ pub struct ExportReport {
     /// Formats checked for their structure only.
     #[serde(default)]
     pub structure_checked: Vec<StructureChecked>,
+    /// Formats not made here, and why (a missing runtime or tool).
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+    /// The TensorRT plan (tensorrt/plan.json) and, with --build, the engines built.
+    #[serde(default)]
+    pub tensorrt: Option<TensorRtSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Skipped {
+    pub format: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct TensorRtSummary {
+    pub plan: String,
+    /// e.g. "10 fp32", "11 int8".
+    pub engines: Vec<String>,
+    /// Engine files built here, when --build was given.
+    #[serde(default)]
+    pub built: Vec<String>,
 }
 
 /// Exports every format of the requested targets into the run folder and writes the report.
 /// Each file is written under a temporary name and renamed; a format that fails its check is
 /// not written and the export fails.
 pub fn run(options: &ExportOptions) -> Result<ExportReport> {
+    if options.build_tensorrt {
+        if !options.targets.contains(&Target::Server) {
+            bail!(
+                "--build builds TensorRT engines from the server target's ONNX: add --targets server"
+            );
+        }
+        // Before any work: a missing tool is known now.
+        tensorrt::Tools::find()?;
+    }
     let bundle = Bundle::load(&options.model)?;
     let started = Instant::now();
     let valid = check::validation_set(&bundle)?;
@@ -147,24 +196,28 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
             bundle.predict(images, n);
         }),
     };
-    let mut formats = Vec::new();
-    let mut structure_checked = Vec::new();
-    for target in &options.targets {
-        match target {
-            Target::Batch => {
-                formats.push(int8::export(&bundle, &valid, &reference, &fp32, options)?)
-            }
-            Target::Server => structure_checked.push(write_onnx(&bundle, options)?),
-        }
-    }
-    let report = ExportReport {
+    let checking = Reference {
+        valid: &valid,
+        probabilities: &reference,
+        fp32: &fp32,
+        options,
+    };
+    let mut report = ExportReport {
         model_sha256: bundle.model_sha256.clone(),
         validation_samples: valid.labels.len(),
         min_agreement: options.min_agreement,
-        fp32,
-        formats,
-        structure_checked,
+        fp32: fp32.clone(),
+        formats: Vec::new(),
+        structure_checked: Vec::new(),
+        skipped: Vec::new(),
+        tensorrt: None,
     };
+    for target in &options.targets {
+        match target {
+            Target::Batch => report.formats.push(int8::export(&bundle, &checking)?),
+            Target::Server => server::export(&bundle, &checking, &mut report)?,
+        }
+    }
     artefact::write_atomic(
         &options.model.join(REPORT_FILE),
         &serde_json::to_vec_pretty(&report)?,
@@ -173,26 +226,52 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
     Ok(report)
 }
 
-/// model.onnx, exported from the run's record (never from the serving model).
-fn write_onnx(bundle: &Bundle, options: &ExportOptions) -> Result<StructureChecked> {
-    let record = std::fs::read(options.model.join(&bundle.manifest.model.record))?;
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
-    let bytes = onnx::export(&bundle.config, &record, shape)?;
-    onnx::check_structure(&bytes, shape, bundle.classes().len())?;
-    let file = "model.onnx";
-    artefact::write_atomic(&options.model.join(file), &bytes)?;
-    tracing::info!(bytes = bytes.len(), "model.onnx written");
-    Ok(StructureChecked {
-        format: "onnx".into(),
-        target: Target::Server,
+/// What each exported form is compared with: fp32 on the validation samples.
+pub(crate) struct Reference<'a> {
+    pub valid: &'a check::ValidationSet,
+    pub probabilities: &'a [Vec<f32>],
+    pub fp32: &'a Fp32Summary,
+    pub options: &'a ExportOptions,
+}
+
+/// One form about to be written: checked on the validation samples through `predict`
+/// (probabilities of n images), timed, and reported. Fails below the agreement threshold.
+pub(crate) fn measure(
+    reference: &Reference,
+    (format, target, runtime): (&str, Target, &str),
+    file: &str,
+    bytes: &[u8],
+    predict: impl Fn(&[f32], usize) -> Result<Vec<Vec<f32>>>,
+) -> Result<FormatReport> {
+    let valid = reference.valid;
+    let options = reference.options;
+    let mut probabilities = Vec::with_capacity(valid.labels.len());
+    for chunk in valid.images.chunks(options.batch_size * valid.image_len) {
+        probabilities.extend(predict(chunk, chunk.len() / valid.image_len)?);
+    }
+    let (accuracy, agreement, max_diff) = compare(
+        format,
+        &probabilities,
+        reference.probabilities,
+        &valid.labels,
+        options.min_agreement,
+    )?;
+    let latency_ms = check::latency(&valid.images, valid.image_len, |images, n| {
+        let _ = predict(images, n);
+    });
+    Ok(FormatReport {
+        format: format.into(),
+        target,
+        runtime: runtime.into(),
         file: file.into(),
-        sha256: artefact::sha256_hex(&bytes),
+        sha256: artefact::sha256_hex(bytes),
         bytes: bytes.len() as u64,
-        checked: "opset 18, input `input` [batch, C, H, W], outputs `logits` and `probabilities` [batch, classes], every node input defined".into(),
+        size_ratio: reference.fp32.bytes as f64 / bytes.len() as f64,
+        accuracy,
+        accuracy_drop_points: (reference.fp32.accuracy - accuracy) * 100.0,
+        agreement,
+        max_probability_difference: max_diff,
+        latency_ms,
     })
 }
 

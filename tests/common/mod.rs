@@ -20,6 +20,19 @@ pub fn deepinsight(dir: &Path, args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// The binary with environment variables set (`Some`) or removed (`None`).
+pub fn deepinsight_env(dir: &Path, args: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deepinsight"));
+    command.args(args).current_dir(dir);
+    for (name, value) in env {
+        match value {
+            Some(v) => command.env(name, v),
+            None => command.env_remove(name),
+        };
+    }
+    command.output().expect("the binary runs")
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
