@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The Python virtual environment the tests use: nbclient, nbformat, ipykernel, polars and
-# requests to run notebooks/ (tests/notebooks.rs), onnx and onnxruntime to check model.onnx in
-# ONNX Runtime (tests/export.rs). All from PyPI. Prints the interpreter's path.
+# requests to run notebooks/ (tests/notebooks.rs); onnx and onnxruntime, which `deepinsight
+# export` uses to make and check the ONNX models (DEEPINSIGHT_PYTHON) and the tests to check
+# them again; coremltools to load and type-check the Core ML package (tests/export.rs). All from
+# PyPI. Prints the interpreter's path.
 #   export DEEPINSIGHT_NOTEBOOK_PYTHON="$(scripts/setup-notebooks.sh)"
 set -euo pipefail
 venv="${DEEPINSIGHT_NOTEBOOK_VENV:-$HOME/.cache/deepinsight/nb-venv}"
-modules="import nbclient, nbformat, ipykernel, polars, requests, onnx, onnxruntime, numpy"
+modules="import nbclient, nbformat, ipykernel, polars, requests, onnx, onnxruntime, numpy, coremltools"
 if ! "$venv/bin/python" -c "$modules" 2>/dev/null; then
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check nbclient nbformat ipykernel polars requests onnx onnxruntime numpy >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check nbclient nbformat ipykernel polars requests onnx onnxruntime numpy coremltools >&2
   "$venv/bin/python" -c "$modules"
 fi
 echo "$venv/bin/python"

@@ -4,6 +4,7 @@
 //! Peak memory is the process's high-water mark (VmHWM), reset before each case through
 //! /proc/self/clear_refs, so each row shows the resident peak reached during that case.
 
+pub mod export;
 pub mod model;
 pub mod score;
 pub mod serve;

@@ -188,7 +188,7 @@ enum Command {
         model: PathBuf,
         /// Where the model goes (comma-separated): batch (Burn INT8 record), server
         /// (ONNX fp32/fp16/INT8 QDQ for ONNX Runtime and TensorRT, and tensorrt/ with the
-        /// engine build plan).
+        /// engine build plan), mobile (model.mlpackage for Core ML).
         #[arg(long, value_delimiter = ',', required = true)]
         targets: Vec<deepinsight::export::Target>,
         /// Fail (and write nothing) when an exported form's predicted class agrees with fp32
@@ -210,6 +210,9 @@ enum Command {
         /// Build the TensorRT engines now, with trtexec from PATH (needs an NVIDIA GPU).
         #[arg(long)]
         build: bool,
+        /// Store the Core ML package's convolution and linear weights in 8 bits (mobile).
+        #[arg(long)]
+        coreml_8bit: bool,
     },
     /// Serve trained runs over HTTP: KServe v2 (/v2/...), raw omics (/predict), the
     /// optimisation API, /metrics and /openapi.json, each model behind a dynamic batcher.
@@ -249,6 +252,11 @@ enum Command {
         /// Deadline of requests that set none; past it the answer is 504.
         #[arg(long)]
         request_timeout_ms: Option<u64>,
+        /// What computes predictions: burn (model.bpk, default), onnx (ONNX Runtime on
+        /// model.onnx) or onnx-int8 (ONNX Runtime on model-int8.onnx, the fastest on CPU); the
+        /// ONNX ones need `deepinsight export --targets server` first.
+        #[arg(long, value_enum)]
+        backend: Option<deepinsight::serve::backend::BackendKind>,
     },
     /// Time a stage at the sizes users meet and print a table (targets, pyDeepInsight times).
     Bench {
@@ -275,6 +283,12 @@ enum Command {
         /// `--features tch`).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// export: the run folder whose exported ONNX forms are timed.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// export: timed rounds (each form once per round).
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
     },
 }
 
@@ -304,6 +318,9 @@ enum BenchStage {
     /// ResNet18 training and inference images/s at 64x64 and 224x224, batch 1, 8 and 32
     /// (--quick: 32x32, batch 2 and 4), against PyTorch with --pytorch.
     Model,
+    /// ONNX Runtime latency of a run's exported ONNX forms, fp32, fp16 and INT8, interleaved,
+    /// at batch 1 and 32 (needs --model and `deepinsight export --targets server` first).
+    Export,
     /// HTTP load with `hey`: batching off/on, 1 and 16 clients, 64x64 and 224x224
     /// (--quick: 32x32, a narrow network, 2 s per row; --overload: 5 min at 2x capacity).
     Serve,
@@ -534,12 +551,14 @@ fn execute(command: Command) -> Result<()> {
             max_batch_size,
             preferred_batch_sizes,
             build,
+            coreml_8bit,
         } => {
             let mut options = deepinsight::export::ExportOptions {
                 min_agreement,
                 calibration_samples,
                 calibration,
                 build_tensorrt: build,
+                coreml_8bit,
                 ..deepinsight::export::ExportOptions::new(model, targets)
             };
             set(&mut options.batching.max_batch_size, max_batch_size);
@@ -566,6 +585,7 @@ fn execute(command: Command) -> Result<()> {
             max_concurrent_batches,
             priority_levels,
             request_timeout_ms,
+            backend,
         } => {
             let mut serve = match config {
                 Some(path) => ServeConfig::from_file(&path)?,
@@ -573,9 +593,11 @@ fn execute(command: Command) -> Result<()> {
                     addr: deepinsight::serve::DEFAULT_ADDR.to_string(),
                     max_body_bytes: deepinsight::serve::DEFAULT_MAX_BODY_BYTES,
                     batching: Default::default(),
+                    backend: Default::default(),
                     models: Vec::new(),
                 },
             };
+            set(&mut serve.backend, backend);
             let b = &mut serve.batching;
             set(&mut b.max_batch_size, max_batch_size);
             set(&mut b.max_queue_delay_ms, max_queue_delay_ms);
@@ -599,6 +621,20 @@ fn execute(command: Command) -> Result<()> {
         } => {
             let rows = deepinsight::bench::layout(quick, only.as_deref())?;
             deepinsight::bench::print(&rows);
+        }
+        Command::Bench {
+            stage: BenchStage::Export,
+            model,
+            rounds,
+            ..
+        } => {
+            let Some(model) = model else {
+                anyhow::bail!(
+                    "bench export needs --model DIR, a run folder exported with --targets server"
+                );
+            };
+            let rows = deepinsight::bench::export::run(&model, rounds)?;
+            deepinsight::bench::export::print(&rows, rounds);
         }
         Command::Bench {
             stage: BenchStage::Score,

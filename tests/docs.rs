@@ -133,3 +133,8 @@ fn readme_training_section_uses_real_flags() {
 fn readme_explain_section_uses_real_flags() {
     assert_real_flags(&readme_section("## Explaining predictions"), "explain", 12);
 }
+
+#[test]
+fn readme_export_flags_are_real() {
+    assert_real_flags(&readme_section("## Exporting"), "export", 8);
+}

@@ -121,7 +121,6 @@ fn bad_export_options_are_refused_before_writing() {
             vec!["--targets", "batch", "--min-agreement", "1.5"],
             "between 0 and 1",
         ),
-        (vec!["--targets", "mobile"], "Core ML"),
         (vec!["--targets", "gpu"], "unknown target"),
     ] {
         let mut all = vec!["export", "--model", model];
@@ -149,11 +148,13 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
     let bundle = Bundle::load(&run).unwrap();
     let valid = check::validation_set(&bundle).unwrap();
     let before = bundle.predict(&valid.images, 8);
-    // In-process, so that the serving copy (`bundle`) can be watched.
-    let report = export::run(&export::ExportOptions::new(
-        run.clone(),
-        vec![export::Target::Server],
-    ))
+    // In-process, so that the serving copy (`bundle`) can be watched. The fp16 and INT8 forms
+    // of a one-epoch network flip near-ties (the other tests check their agreement): only the
+    // fp32 ONNX is at stake here.
+    let report = export::run(&export::ExportOptions {
+        min_agreement: 0.0,
+        ..export::ExportOptions::new(run.clone(), vec![export::Target::Server])
+    })
     .unwrap();
     assert_eq!(
         bundle.predict(&valid.images, 8),
@@ -448,6 +449,32 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
     }
     let readme = std::fs::read_to_string(run.join("tensorrt/README.md")).unwrap();
     assert!(readme.contains("--maxShapes=input:16x"), "{readme}");
+
+    // The benchmark times the three CPU forms at batch 1 and 32, fp32 ONNX as the baseline.
+    let out = common::deepinsight_env(
+        dir.path(),
+        &[
+            "bench",
+            "export",
+            "--model",
+            run.to_str().unwrap(),
+            "--rounds",
+            "3",
+        ],
+        &[("DEEPINSIGHT_PYTHON", python.to_str())],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 4 && w[0].starts_with("onnx"))
+        .collect();
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for row in rows.iter().filter(|r| r[0] == "onnx") {
+        assert_eq!(row[3], "1.00x", "the baseline against itself");
+    }
+    assert!(rows.iter().all(|r| r[2].parse::<f64>().unwrap() > 0.0));
 }
 
 #[test]
@@ -529,4 +556,135 @@ fn without_onnx_runtime_the_server_export_says_what_it_skipped() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("skipped onnx-int8"), "{stdout}");
+}
+
+/// Probabilities the Core ML package gives for these images, evaluated by
+/// tests/helpers/check_coreml.py after coremltools loaded and type-checked it; Err with its
+/// stderr when coremltools refuses it.
+fn coreml_probabilities(
+    python: &Path,
+    package: &Path,
+    images: &[f32],
+    shape: [usize; 3],
+) -> Result<serde_json::Value, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let n = images.len() / shape.iter().product::<usize>();
+    let input = dir.path().join("images.f32");
+    let raw: Vec<u8> = images.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&input, raw).unwrap();
+    let ran = std::process::Command::new(python)
+        .arg(common::root().join("tests/helpers/check_coreml.py"))
+        .arg(package)
+        .arg(&input)
+        .args([n, shape[0], shape[1], shape[2]].map(|d| d.to_string()))
+        .output()
+        .unwrap();
+    if !ran.status.success() {
+        return Err(String::from_utf8_lossy(&ran.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&ran.stdout).unwrap())
+}
+
+#[test]
+fn coreml_package_type_checks_in_coremltools_and_computes_what_burn_does() {
+    let Some(python) = common::test_python("coremltools, numpy") else {
+        eprintln!("skipped: no Python with coremltools (scripts/setup-notebooks.sh)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained(dir.path());
+    let model = run.to_str().unwrap();
+    let bundle = Bundle::load(&run).unwrap();
+    let valid = check::validation_set(&bundle).unwrap();
+    let shape = [bundle.layout.n_channels(), 16, 16];
+    let images = &valid.images[..8 * valid.image_len];
+    let burn = predict_proba(&bundle.model, images, shape, 8, &bundle.device);
+
+    let mut previous = 0;
+    // 8-bit weights move a one-epoch narrow network's probabilities by up to about 0.15
+    // (measured), without changing its predicted classes.
+    for (flag, tolerance) in [(None, 1e-4f32), (Some("--coreml-8bit"), 0.25)] {
+        let mut args = vec!["export", "--model", model, "--targets", "mobile"];
+        args.extend(flag);
+        let out = common::deepinsight(dir.path(), &args);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let report: ExportReport =
+            serde_json::from_slice(&std::fs::read(run.join(export::REPORT_FILE)).unwrap()).unwrap();
+        let written = &report.structure_checked[0];
+        assert_eq!(written.file, "model.mlpackage");
+        let package = run.join("model.mlpackage");
+        let on_disk: u64 = [
+            "Manifest.json",
+            "Data/com.apple.CoreML/model.mlmodel",
+            "Data/com.apple.CoreML/weights/weight.bin",
+        ]
+        .iter()
+        .map(|f| std::fs::metadata(package.join(f)).unwrap().len())
+        .sum();
+        assert_eq!(written.bytes, on_disk);
+
+        let checked = coreml_probabilities(&python, &package, images, shape).unwrap();
+        assert_eq!(checked["classes"], serde_json::json!(bundle.classes()));
+        assert_eq!(checked["input_shape"], serde_json::json!(shape));
+        let probabilities: Vec<Vec<f32>> =
+            serde_json::from_value(checked["probabilities"].clone()).unwrap();
+        for (i, (p, q)) in probabilities.iter().zip(&burn).enumerate() {
+            for (a, b) in p.iter().zip(q) {
+                assert!(
+                    (a - b).abs() <= tolerance,
+                    "{flag:?} image {i}: Core ML {p:?}, Burn {q:?}"
+                );
+            }
+        }
+        if flag.is_none() {
+            assert_eq!(
+                checked["ops"]["constexpr_affine_dequantize"],
+                serde_json::Value::Null
+            );
+            previous = written.bytes;
+        } else {
+            // 20 convolutions and the head stored in 8 bits.
+            assert_eq!(checked["ops"]["constexpr_affine_dequantize"], 21);
+            assert!(
+                written.bytes * 3 < previous,
+                "{} vs {previous}",
+                written.bytes
+            );
+        }
+    }
+
+    // The type check can fail: a convolution declaring the wrong output shape is refused.
+    use coreml_proto::proto::mil_spec::{dimension, value_type};
+    use prost::Message;
+    let spec_path = run.join("model.mlpackage/Data/com.apple.CoreML/model.mlmodel");
+    let mut spec =
+        coreml_proto::proto::Model::decode(std::fs::read(&spec_path).unwrap().as_slice()).unwrap();
+    let Some(coreml_proto::proto::model::Type::MlProgram(program)) = spec.r#type.as_mut() else {
+        panic!("not an ML Program")
+    };
+    let block = program
+        .functions
+        .get_mut("main")
+        .unwrap()
+        .block_specializations
+        .values_mut()
+        .next()
+        .unwrap();
+    let conv = block
+        .operations
+        .iter_mut()
+        .find(|op| op.r#type == "conv")
+        .unwrap();
+    let Some(value_type::Type::TensorType(t)) =
+        conv.outputs[0].r#type.as_mut().unwrap().r#type.as_mut()
+    else {
+        panic!("conv output is not a tensor")
+    };
+    t.dimensions[2].dimension = Some(dimension::Dimension::Constant(
+        dimension::ConstantDimension { size: 5 },
+    ));
+    std::fs::write(&spec_path, spec.encode_to_vec()).unwrap();
+    let err =
+        coreml_probabilities(&python, &run.join("model.mlpackage"), images, shape).unwrap_err();
+    assert!(err.contains("Mismatch between var types"), "{err}");
 }

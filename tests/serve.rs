@@ -83,7 +83,9 @@ fn config(batching: BatchConfig) -> ServeConfig {
             name: Some("small".into()),
             dir: model_dir().to_path_buf(),
             batching: None,
+            backend: None,
         }],
+        backend: Default::default(),
     }
 }
 
@@ -448,7 +450,7 @@ async fn optimize_model_runs_the_export_as_a_job_with_a_history() {
     let bad = post(
         addr,
         "/optimization/optimize-model",
-        &json!({"model_name": "small", "target_platforms": ["batch", "mobile"]}),
+        &json!({"model_name": "small", "target_platforms": ["batch", "gpu"]}),
     )
     .await;
     assert_eq!(bad.status, 422);
@@ -663,4 +665,110 @@ async fn explain_names_the_features_of_one_sample_as_the_library_maps_them() {
     let spec = get(addr, "/openapi.json").await;
     assert!(spec.body["paths"]["/explain"]["post"].is_object());
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones() {
+    let Some(python) = common::test_python("onnx, onnxruntime, numpy") else {
+        eprintln!("skipped: no Python with onnxruntime (scripts/setup-notebooks.sh)");
+        return;
+    };
+    assert!(
+        deepinsight::onnxrt::available(),
+        "ONNX Runtime not found: set DEEPINSIGHT_PYTHON (or ORT_DYLIB_PATH) as .ci/run does"
+    );
+    // A copy of the run without what other tests export into it.
+    let copy = tempfile::tempdir().unwrap();
+    let run = copy.path().join("small");
+    std::fs::create_dir(&run).unwrap();
+    for entry in std::fs::read_dir(model_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_file() && !name.starts_with("export_report") && !name.contains("int8") {
+            std::fs::copy(&path, run.join(&name)).unwrap();
+        }
+    }
+    // Without an export, the ONNX backends say what to run.
+    let mut plain = config(BatchConfig::default());
+    plain.models[0].dir = run.clone();
+    plain.backend = deepinsight::serve::backend::BackendKind::Onnx;
+    let err = format!("{:#}", Server::start(plain).await.err().unwrap());
+    assert!(
+        err.contains("needs model.onnx") && err.contains("--targets server"),
+        "{err}"
+    );
+
+    let out = common::deepinsight_env(
+        copy.path(),
+        &[
+            "export",
+            "--model",
+            run.to_str().unwrap(),
+            "--targets",
+            "server",
+            "--min-agreement",
+            "0",
+        ],
+        &[("DEEPINSIGHT_PYTHON", python.to_str())],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let samples: Vec<Value> = (0..3).map(raw_sample).collect();
+    let (images, probabilities) = expected(&samples);
+    let bundle = Bundle::load(model_dir()).unwrap();
+    let (c, h, w) = (
+        bundle.layout.n_channels(),
+        bundle.layout.height,
+        bundle.layout.width,
+    );
+    let infer = json!({"inputs": [{"name": "input", "datatype": "FP32",
+        "shape": [3, c, h, w], "data": images}]});
+    for (kind, name) in [
+        (
+            deepinsight::serve::backend::BackendKind::Onnx,
+            "onnxruntime",
+        ),
+        (
+            deepinsight::serve::backend::BackendKind::OnnxInt8,
+            "onnxruntime-int8",
+        ),
+    ] {
+        let mut c = config(BatchConfig::default());
+        c.models[0].dir = run.clone();
+        c.models[0].backend = Some(kind);
+        let server = Server::start(c).await.unwrap();
+        let status = get(server.addr, "/optimization/status").await;
+        assert_eq!(status.body["models"][0]["backend"], name, "{}", status.text);
+        assert_eq!(status.body["models"][0]["formats"]["onnx-int8"], true);
+        let answer = post(server.addr, "/v2/models/small/infer", &infer).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let got = floats(&answer.body["outputs"][0]["data"]);
+        if name == "onnxruntime" {
+            // fp32 ONNX computes what Burn does.
+            let want = probabilities.concat();
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{got:?} {want:?}");
+            }
+        } else {
+            for p in got.chunks(2) {
+                assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{p:?}");
+            }
+        }
+        server.shutdown().await.unwrap();
+    }
+
+    // An export of another record is refused, by name of the file.
+    let report_path = run.join("export_report.json");
+    let mut report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    report["model_sha256"] = json!("0".repeat(64));
+    std::fs::write(&report_path, serde_json::to_vec(&report).unwrap()).unwrap();
+    let mut c = config(BatchConfig::default());
+    c.models[0].dir = run.clone();
+    c.models[0].backend = Some(deepinsight::serve::backend::BackendKind::OnnxInt8);
+    let err = format!("{:#}", Server::start(c).await.err().unwrap());
+    assert!(
+        err.contains("model-int8.onnx was exported from another model.bpk"),
+        "{err}"
+    );
 }

@@ -164,7 +164,9 @@ fn serve_config(model: &Path, batching: bool, timeout_ms: u64) -> ServeConfig {
             name: Some("bench".into()),
             dir: model.to_path_buf(),
             batching: None,
+            backend: None,
         }],
+        backend: Default::default(),
     }
 }
 

@@ -12,6 +12,41 @@ use tokio::sync::oneshot;
 
 use crate::model::ResNet;
 use crate::model::train::predict_proba;
+use crate::onnxrt::OnnxClassifier;
+
+/// Which network computes a model's predictions.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// Burn on the run's device, from model.bpk: what `deepinsight predict` computes.
+    #[default]
+    Burn,
+    /// ONNX Runtime on model.onnx (fp32; Burn's probabilities to about 1e-5).
+    Onnx,
+    /// ONNX Runtime on model-int8.onnx (static INT8): the fastest CPU path.
+    OnnxInt8,
+}
+
+impl BackendKind {
+    fn file(self) -> Option<&'static str> {
+        match self {
+            Self::Burn => None,
+            Self::Onnx => Some("model.onnx"),
+            Self::OnnxInt8 => Some("model-int8.onnx"),
+        }
+    }
+}
 
 /// Computes class probabilities of N x C x H x W images. One instance per worker thread, so
 /// implementations need not be `Sync`.
@@ -63,6 +98,84 @@ impl Backend for BurnBackend {
             &self.device,
         ))
     }
+}
+
+/// ONNX Runtime on an exported ONNX model.
+pub struct OnnxBackend {
+    pub model: OnnxClassifier,
+    pub name: &'static str,
+}
+
+impl Backend for OnnxBackend {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn infer(&mut self, images: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+        self.model.predict(images, n)
+    }
+}
+
+/// `workers` ONNX Runtime sessions on the run folder's exported model of `kind`, after
+/// checking it was exported from this very record (export_report.json's model_sha256) and is
+/// the file the export checked (its sha256): a stale or altered ONNX file is refused.
+pub fn onnx_backends(
+    dir: &std::path::Path,
+    kind: BackendKind,
+    model_sha256: &str,
+    shape: [usize; 3],
+    classes: usize,
+    workers: usize,
+) -> Result<Vec<Box<dyn Backend>>> {
+    let Some(file) = kind.file() else {
+        anyhow::bail!("the burn backend has no ONNX file");
+    };
+    let how = format!(
+        "run `deepinsight export --model {} --targets server`",
+        dir.display()
+    );
+    let report = crate::export::read_report(dir)?
+        .ok_or_else(|| anyhow::anyhow!("backend {kind:?} needs {file}: {how}"))?;
+    if report.model_sha256 != model_sha256 {
+        anyhow::bail!(
+            "{file} was exported from another model.bpk than the one in {} (export_report.json's model_sha256 differs): {how} again",
+            dir.display()
+        );
+    }
+    let checked = report
+        .formats
+        .iter()
+        .find(|f| f.file == file)
+        .map(|f| f.sha256.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "export_report.json has no ONNX Runtime check of {file} (was ONNX Runtime missing at export?): {how}"
+            )
+        })?;
+    let path = dir.join(file);
+    let bytes =
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    if crate::artefact::sha256_hex(&bytes) != checked {
+        anyhow::bail!(
+            "{} differs from the file the export checked: {how} again",
+            path.display()
+        );
+    }
+    // The cores are shared between the concurrent batches.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / workers.max(1)).max(1);
+    let name = match kind {
+        BackendKind::OnnxInt8 => "onnxruntime-int8",
+        _ => "onnxruntime",
+    };
+    (0..workers)
+        .map(|_| {
+            Ok(Box::new(OnnxBackend {
+                model: OnnxClassifier::load(&bytes, shape, classes, threads)?,
+                name,
+            }) as Box<dyn Backend>)
+        })
+        .collect()
 }
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, String>>;

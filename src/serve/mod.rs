@@ -21,6 +21,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use backend::BackendKind;
 pub use batcher::BatchConfig;
 use http::AppState;
 use metrics::Metrics;
@@ -38,6 +39,9 @@ pub struct ModelSpec {
     pub dir: PathBuf,
     /// This model's batching; the file's `[batching]` when absent.
     pub batching: Option<BatchConfig>,
+    /// This model's backend; the file's `backend` when absent.
+    #[serde(default)]
+    pub backend: Option<BackendKind>,
 }
 
 impl ModelSpec {
@@ -51,6 +55,7 @@ impl ModelSpec {
             name,
             dir: PathBuf::from(dir),
             batching: None,
+            backend: None,
         })
     }
 
@@ -82,6 +87,9 @@ pub struct ServeConfig {
     /// Batching of models that set none of their own.
     #[serde(default)]
     pub batching: BatchConfig,
+    /// Backend of models that set none of their own.
+    #[serde(default)]
+    pub backend: BackendKind,
     #[serde(default, rename = "model")]
     pub models: Vec<ModelSpec>,
 }
@@ -126,7 +134,8 @@ impl Server {
                 .batching
                 .clone()
                 .unwrap_or_else(|| config.batching.clone());
-            let model = ServedModel::load(&name, &spec.dir, batching, &metrics)
+            let backend = spec.backend.unwrap_or(config.backend);
+            let model = ServedModel::load(&name, &spec.dir, batching, backend, &metrics)
                 .await
                 .with_context(|| format!("loading model '{name}' from {}", spec.dir.display()))?;
             models.insert(name, Arc::new(model));

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::backend::{Backend, BurnBackend, WorkerPool};
+use super::backend::{Backend, BackendKind, BurnBackend, WorkerPool, onnx_backends};
 use super::batcher::{BatchConfig, Batcher, BatcherHandle, Runner};
 use super::metrics::{LiveStats, Metrics};
 use crate::render::RenderPlan;
@@ -78,13 +78,15 @@ impl Runner for InferRunner {
 }
 
 /// Artefact files a run folder may hold, by format (shown in /optimization/status).
-const FORMATS: [(&str, &str); 6] = [
+const FORMATS: [(&str, &str); 8] = [
     ("burn", "model.bpk"),
     ("burn-int8", "model-int8.bpk"),
     ("onnx", "model.onnx"),
+    ("onnx-fp16", "model-fp16.onnx"),
     ("onnx-int8", "model-int8.onnx"),
-    ("tensorrt", "tensorrt"),
-    ("coreml", "coreml"),
+    ("onnx-int8-tensorrt", "model-int8-tensorrt.onnx"),
+    ("tensorrt", "tensorrt/plan.json"),
+    ("coreml", "model.mlpackage"),
 ];
 
 pub struct ServedModel {
@@ -116,6 +118,7 @@ impl ServedModel {
         name: &str,
         dir: &Path,
         batching: BatchConfig,
+        backend: BackendKind,
         metrics: &Arc<Metrics>,
     ) -> Result<Self> {
         check_name(name).map_err(anyhow::Error::msg)?;
@@ -131,16 +134,27 @@ impl ServedModel {
             bundle.layout.height,
             bundle.layout.width,
         ];
-        let backends: Vec<Box<dyn Backend>> = (0..batching.max_concurrent_batches)
-            .map(|_| {
-                Box::new(BurnBackend {
-                    model: bundle.model.clone(),
-                    device: bundle.device.clone(),
-                    shape,
-                    name: BurnBackend::name_for(&bundle.manifest.config.model.device),
-                }) as Box<dyn Backend>
-            })
-            .collect();
+        let workers = batching.max_concurrent_batches;
+        let backends: Vec<Box<dyn Backend>> = match backend {
+            BackendKind::Burn => (0..workers)
+                .map(|_| {
+                    Box::new(BurnBackend {
+                        model: bundle.model.clone(),
+                        device: bundle.device.clone(),
+                        shape,
+                        name: BurnBackend::name_for(&bundle.manifest.config.model.device),
+                    }) as Box<dyn Backend>
+                })
+                .collect(),
+            kind => {
+                let (dir, sha) = (dir.to_path_buf(), bundle.model_sha256.clone());
+                let classes = bundle.manifest.classes.len();
+                tokio::task::spawn_blocking(move || {
+                    onnx_backends(&dir, kind, &sha, shape, classes, workers)
+                })
+                .await??
+            }
+        };
         let pool = WorkerPool::start(name, backends);
         let start = Instant::now();
         let warm = pool
