@@ -289,6 +289,9 @@ enum Command {
         /// export: timed rounds (each form once per round).
         #[arg(long, default_value_t = 30)]
         rounds: usize,
+        /// serve: what computes predictions (the ONNX ones export each trained model first).
+        #[arg(long, value_enum, default_value = "burn")]
+        backend: deepinsight::serve::backend::BackendKind,
     },
 }
 
@@ -668,9 +671,10 @@ fn execute(command: Command) -> Result<()> {
             quick,
             overload,
             only,
+            backend,
             ..
         } => {
-            let report = deepinsight::bench::serve::run(quick, overload, only.as_deref())?;
+            let report = deepinsight::bench::serve::run(quick, overload, only.as_deref(), backend)?;
             deepinsight::bench::serve::print(&report);
         }
     }

@@ -276,11 +276,34 @@ fn bench_score_prints_throughput_and_stage_shares() {
 fn bench_serve_loads_the_server_with_hey_and_prints_each_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let out = common::deepinsight(dir.path(), &["bench", "serve", "--quick"]);
+    check_bench_serve(&out, "burn");
+}
+
+#[test]
+fn bench_serve_runs_the_onnx_runtime_int8_backend_on_an_exported_model() {
+    let Some(python) = common::test_python("onnx, onnxruntime, numpy") else {
+        eprintln!("skipped: no Python with onnxruntime (scripts/setup-notebooks.sh)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::deepinsight_env(
+        dir.path(),
+        &["bench", "serve", "--quick", "--backend", "onnx-int8"],
+        &[("DEEPINSIGHT_PYTHON", python.to_str())],
+    );
+    check_bench_serve(&out, "onnx-int8");
+}
+
+fn check_bench_serve(out: &std::process::Output, backend: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(out));
+    assert_eq!(
+        stdout.lines().next(),
+        Some(format!("backend: {backend}").as_str())
+    );
     let rows: Vec<Vec<&str>> = stdout
         .lines()
-        .skip(1)
+        .skip(2)
         .take(4)
         .map(|l| l.split_whitespace().collect())
         .collect();

@@ -18,7 +18,9 @@ use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use serde_json::{Value, json};
 
+use crate::onnxrt::OnnxClassifier;
 use crate::score::bundle::Bundle;
+use crate::serve::backend::BackendKind;
 use crate::serve::{BatchConfig, ModelSpec, ServeConfig, Server};
 use crate::synth::{self, SynthSpec};
 
@@ -55,6 +57,7 @@ pub struct Overload {
 }
 
 pub struct Report {
+    pub backend: BackendKind,
     pub scenarios: Vec<Scenario>,
     pub overload: Option<Overload>,
 }
@@ -63,8 +66,14 @@ pub struct Report {
 const MAX_BATCH: usize = 8;
 const DELAY_MS: u64 = 5;
 
-/// `only`: image sizes to run, e.g. "64" (all when `None`).
-pub fn run(quick: bool, overload: bool, only: Option<&str>) -> Result<Report> {
+/// `only`: image sizes to run, e.g. "64" (all when `None`). With an ONNX `backend`, each
+/// trained model is exported (`--targets server`) and served, and timed offline, through it.
+pub fn run(
+    quick: bool,
+    overload: bool,
+    only: Option<&str>,
+    backend: BackendKind,
+) -> Result<Report> {
     check_hey()?;
     let work = tempfile::tempdir_in(".").context("cannot create a work folder here")?;
     let (all, width, seconds): (&[usize], usize, u64) = if quick {
@@ -85,14 +94,25 @@ pub fn run(quick: bool, overload: bool, only: Option<&str>) -> Result<Report> {
     let mut overload_row = None;
     for &size in &sizes {
         let model = train(work.path(), size, width)?;
+        if backend != BackendKind::Burn {
+            crate::export::run(&crate::export::ExportOptions {
+                min_agreement: 0.0,
+                calibration_samples: 64,
+                ..crate::export::ExportOptions::new(
+                    model.clone(),
+                    vec![crate::export::Target::Server],
+                )
+            })?;
+        }
         let sample = one_sample(work.path())?;
         let body = work.path().join(format!("body-{size}.json"));
         let request = json!({"samples": [sample], "allow_missing": true, "ignore_unknown": true});
         std::fs::write(&body, request.to_string())?;
-        let offline_1 = offline(&model, &sample, 1, quick)?;
-        let offline_b = offline(&model, &sample, MAX_BATCH, quick)?;
+        let offline_1 = offline(&model, &sample, 1, quick, backend)?;
+        let offline_b = offline(&model, &sample, MAX_BATCH, quick, backend)?;
         for batching in [false, true] {
-            let config = serve_config(&model, batching, 30_000);
+            let mut config = serve_config(&model, batching, 30_000);
+            config.backend = backend;
             let server = runtime.block_on(Server::start(config))?;
             for clients in [1, 16] {
                 tracing::info!(size, batching, clients, "load");
@@ -125,6 +145,7 @@ pub fn run(quick: bool, overload: bool, only: Option<&str>) -> Result<Report> {
         }
     }
     Ok(Report {
+        backend,
         scenarios,
         overload: overload_row,
     })
@@ -213,8 +234,33 @@ fn one_sample(dir: &Path) -> Result<Value> {
 }
 
 /// Offline images/s at `batch`: normalise + render + forward, as the server does per batch.
-fn offline(model: &Path, sample: &Value, batch: usize, quick: bool) -> Result<f64> {
+fn offline(
+    model: &Path,
+    sample: &Value,
+    batch: usize,
+    quick: bool,
+    backend: BackendKind,
+) -> Result<f64> {
     let bundle = Bundle::load(model)?;
+    let shape = [
+        bundle.layout.n_channels(),
+        bundle.layout.height,
+        bundle.layout.width,
+    ];
+    let onnx = match backend {
+        BackendKind::Burn => None,
+        BackendKind::Onnx => Some("model.onnx"),
+        BackendKind::OnnxInt8 => Some("model-int8.onnx"),
+    }
+    .map(|file| {
+        OnnxClassifier::load(
+            &std::fs::read(model.join(file))?,
+            shape,
+            bundle.classes().len(),
+            0,
+        )
+    })
+    .transpose()?;
     let space = &bundle.manifest.feature_space;
     let blocks: Vec<Array2<f32>> = space
         .modalities
@@ -232,7 +278,10 @@ fn offline(model: &Path, sample: &Value, batch: usize, quick: bool) -> Result<f6
     let once = || -> Result<()> {
         let values = space.transform_selected(&views)?;
         let images = bundle.render(values.view())?;
-        bundle.predict(&images, batch);
+        match &onnx {
+            Some(model) => drop(model.predict(&images, batch)?),
+            None => drop(bundle.predict(&images, batch)),
+        }
         Ok(())
     };
     once()?;
@@ -471,6 +520,8 @@ fn codes_text(codes: &[(u16, usize)]) -> String {
 }
 
 pub fn print(report: &Report) {
+    let backend = serde_json::to_value(report.backend).unwrap_or_default();
+    println!("backend: {}", backend.as_str().unwrap_or("?"));
     println!(
         "{:>5} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9}  codes",
         "size",

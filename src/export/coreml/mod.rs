@@ -725,6 +725,48 @@ mod tests {
     }
 
     #[test]
+    fn weights_read_back_from_the_package_are_the_model_s() {
+        let config = ResNetConfig::new(2, 3).with_width(4);
+        let model = crate::model::init_seeded(&config, &Device::flex(), 1);
+        let classes = ["a", "b", "c"].map(String::from);
+        let p = build(&model, [2, 32, 32], &classes, false).unwrap();
+        let decoded = spec::Model::decode(p.spec.as_slice()).unwrap();
+        let Some(spec::model::Type::MlProgram(program)) = decoded.r#type else {
+            panic!("not an ML Program")
+        };
+        let block = &program.functions["main"].block_specializations[OPSET];
+        let weight_of = |name: &str| -> Vec<f32> {
+            let op = block
+                .operations
+                .iter()
+                .find(|op| op.outputs.first().is_some_and(|o| o.name == name))
+                .unwrap();
+            let Some(milspec::value::Value::BlobFileValue(b)) = &op.attributes["val"].value else {
+                panic!("{name} is not in the weight file")
+            };
+            let (kind, data) = blob::read(&p.weights, b.offset).unwrap();
+            assert_eq!(kind, blob::BlobType::Float32);
+            data.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        assert_eq!(weight_of("conv1_weight"), values(model.conv1.weight.val()));
+        assert_eq!(
+            weight_of("layer4_1_bn2_variance"),
+            values(model.layer4[1].bn2.running_var.value())
+        );
+        // The head's weight is stored [out, in]: element (o, i) is Burn's (i, o).
+        let fc = weight_of("fc_weight");
+        let burn = values(model.fc.weight.val());
+        let (inputs, outputs) = (model.fc.weight.val().dims()[0], 3);
+        for o in 0..outputs {
+            for i in 0..inputs {
+                assert_eq!(fc[o * inputs + i], burn[i * outputs + o]);
+            }
+        }
+    }
+
+    #[test]
     fn eight_bit_weights_are_a_quarter_and_within_half_a_step() {
         let (full, small) = (package(false), package(true));
         check(&small, [2, 32, 32], 3).unwrap();
