@@ -252,6 +252,39 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
             expected.iter().map(|p| argmax(p)).collect::<Vec<_>>()
         );
     }
+
+    // The same through the ort crate (ONNX Runtime loaded by this process, as the export and
+    // the server use it).
+    assert!(
+        deepinsight::onnxrt::available(),
+        "ONNX Runtime not found: set DEEPINSIGHT_PYTHON (or ORT_DYLIB_PATH) as .ci/run does"
+    );
+    let session = deepinsight::onnxrt::OnnxClassifier::load(&bytes, shape, classes, 0).unwrap();
+    for n in [1usize, 3, 8] {
+        let images = &valid.images[..n * len];
+        let logits = session.logits(images, n).unwrap().concat();
+        let burn = {
+            use burn::tensor::{Tensor, TensorData};
+            let x = Tensor::<4>::from_data(
+                TensorData::new(images.to_vec(), [n, shape[0], shape[1], shape[2]]),
+                &bundle.device,
+            );
+            bundle
+                .model
+                .forward(x)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(logits.len(), burn.len());
+        for (i, (&a, &b)) in logits.iter().zip(&burn).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+                "ort crate, batch {n}: logit {i}: {a} vs Burn {b}"
+            );
+        }
+    }
 }
 
 /// Runs a model with tests/helpers/check_onnx.py: the checker's full check, then ONNX Runtime
