@@ -137,6 +137,23 @@ fn bad_export_options_are_refused_before_writing() {
     assert!(!run.join(export::REPORT_FILE).exists());
 }
 
+/// Burn's logits of the images (N x C x H x W), flattened.
+fn burn_logits(bundle: &Bundle, images: &[f32], shape: [usize; 3]) -> Vec<f32> {
+    use burn::tensor::{Tensor, TensorData};
+    let n = images.len() / shape.iter().product::<usize>();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(images.to_vec(), [n, shape[0], shape[1], shape[2]]),
+        &bundle.device,
+    );
+    bundle
+        .model
+        .forward(x)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
 #[test]
 fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alone() {
     let Some(python) = common::test_python("onnx, onnxruntime, numpy") else {
@@ -188,45 +205,11 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
     let classes = bundle.classes().len();
     for n in [1usize, 3, 8] {
         let images = &valid.images[..n * len];
-        let input = dir.path().join(format!("images-{n}.f32"));
-        let output = dir.path().join(format!("out-{n}.f32"));
-        let raw: Vec<u8> = images.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(&input, raw).unwrap();
-        let ran = std::process::Command::new(&python)
-            .arg(common::root().join("tests/helpers/check_onnx.py"))
-            .arg(run.join("model.onnx"))
-            .arg(&input)
-            .arg(&output)
-            .args([n, shape[0], shape[1], shape[2]].map(|d| d.to_string()))
-            .output()
-            .unwrap();
-        assert!(
-            ran.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ran.stderr)
-        );
-        let values: Vec<f32> = std::fs::read(&output)
-            .unwrap()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let values = check_onnx(&python, &run.join("model.onnx"), images, shape, false);
         assert_eq!(values.len(), 2 * n * classes);
         let (logits, probabilities) = values.split_at(n * classes);
         let expected = predict_proba(&bundle.model, images, shape, n, &bundle.device);
-        let burn_logits = {
-            use burn::tensor::{Tensor, TensorData};
-            let x = Tensor::<4>::from_data(
-                TensorData::new(images.to_vec(), [n, shape[0], shape[1], shape[2]]),
-                &bundle.device,
-            );
-            bundle
-                .model
-                .forward(x)
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap()
-        };
+        let burn_logits = burn_logits(&bundle, images, shape);
         let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 + 1e-4 * b.abs();
         for (i, (&a, &b)) in logits.iter().zip(&burn_logits).enumerate() {
             assert!(
@@ -263,20 +246,7 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
     for n in [1usize, 3, 8] {
         let images = &valid.images[..n * len];
         let logits = session.logits(images, n).unwrap().concat();
-        let burn = {
-            use burn::tensor::{Tensor, TensorData};
-            let x = Tensor::<4>::from_data(
-                TensorData::new(images.to_vec(), [n, shape[0], shape[1], shape[2]]),
-                &bundle.device,
-            );
-            bundle
-                .model
-                .forward(x)
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap()
-        };
+        let burn = burn_logits(&bundle, images, shape);
         assert_eq!(logits.len(), burn.len());
         for (i, (&a, &b)) in logits.iter().zip(&burn).enumerate() {
             assert!(
@@ -288,15 +258,15 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
 }
 
 /// Runs a model with tests/helpers/check_onnx.py: the checker's full check, then ONNX Runtime
-/// (all optimisations, or none with `reference`) on the images; returns the probabilities.
-fn onnx_runtime_probabilities(
+/// (all optimisations, or none with `reference`) on the images; returns the logits, then the
+/// probabilities, flattened.
+fn check_onnx(
     python: &Path,
     model: &Path,
     images: &[f32],
     shape: [usize; 3],
-    classes: usize,
     reference: bool,
-) -> Vec<Vec<f32>> {
+) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
     let n = images.len() / shape.iter().product::<usize>();
     let input = dir.path().join("images.f32");
@@ -319,12 +289,24 @@ fn onnx_runtime_probabilities(
         "{}",
         String::from_utf8_lossy(&ran.stderr)
     );
-    let values: Vec<f32> = std::fs::read(&output)
+    std::fs::read(&output)
         .unwrap()
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    values[n * classes..]
+        .collect()
+}
+
+/// The probabilities check_onnx gives, one vector per image.
+fn onnx_runtime_probabilities(
+    python: &Path,
+    model: &Path,
+    images: &[f32],
+    shape: [usize; 3],
+    classes: usize,
+    reference: bool,
+) -> Vec<Vec<f32>> {
+    let values = check_onnx(python, model, images, shape, reference);
+    values[values.len() / 2..]
         .chunks(classes)
         .map(<[f32]>::to_vec)
         .collect()

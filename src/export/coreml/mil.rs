@@ -119,42 +119,38 @@ impl Builder {
         name.into()
     }
 
+    /// A constant written into the program itself.
+    fn inline(
+        &mut self,
+        name: &str,
+        data_type: DataType,
+        shape: &[usize],
+        tensor: tensor_value::Value,
+    ) -> String {
+        let value = immediate(data_type, shape, tensor);
+        self.constant(name, data_type, shape, value)
+    }
+
     pub fn ints(&mut self, name: &str, values: &[i32]) -> String {
-        let value = immediate(
-            DataType::Int32,
-            &[values.len()],
-            tensor_value::Value::Ints(tensor_value::RepeatedInts {
-                values: values.to_vec(),
-            }),
-        );
-        self.constant(name, DataType::Int32, &[values.len()], value)
+        let tensor = tensor_value::Value::Ints(tensor_value::RepeatedInts {
+            values: values.to_vec(),
+        });
+        self.inline(name, DataType::Int32, &[values.len()], tensor)
     }
 
     pub fn int(&mut self, name: &str, v: i32) -> String {
-        let value = immediate(
-            DataType::Int32,
-            &[],
-            tensor_value::Value::Ints(tensor_value::RepeatedInts { values: vec![v] }),
-        );
-        self.constant(name, DataType::Int32, &[], value)
+        let tensor = tensor_value::Value::Ints(tensor_value::RepeatedInts { values: vec![v] });
+        self.inline(name, DataType::Int32, &[], tensor)
     }
 
     pub fn float(&mut self, name: &str, v: f32) -> String {
-        let value = immediate(
-            DataType::Float32,
-            &[],
-            tensor_value::Value::Floats(tensor_value::RepeatedFloats { values: vec![v] }),
-        );
-        self.constant(name, DataType::Float32, &[], value)
+        let tensor = tensor_value::Value::Floats(tensor_value::RepeatedFloats { values: vec![v] });
+        self.inline(name, DataType::Float32, &[], tensor)
     }
 
     pub fn boolean(&mut self, name: &str, v: bool) -> String {
-        let value = immediate(
-            DataType::Bool,
-            &[],
-            tensor_value::Value::Bools(tensor_value::RepeatedBools { values: vec![v] }),
-        );
-        self.constant(name, DataType::Bool, &[], value)
+        let tensor = tensor_value::Value::Bools(tensor_value::RepeatedBools { values: vec![v] });
+        self.inline(name, DataType::Bool, &[], tensor)
     }
 
     pub fn string(&mut self, name: &str, v: &str) -> String {
