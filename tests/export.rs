@@ -196,11 +196,7 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
     assert_eq!(sha.0, "model.onnx");
     assert_eq!(*sha.1, deepinsight::artefact::sha256_hex(&bytes));
 
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
+    let shape = bundle.image_shape();
     let len: usize = shape.iter().product();
     let classes = bundle.classes().len();
     for n in [1usize, 3, 8] {

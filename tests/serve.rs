@@ -549,11 +549,7 @@ async fn explain_names_the_features_of_one_sample_as_the_library_maps_them() {
     let sample = raw_sample(3);
     let (images, probabilities) = expected(std::slice::from_ref(&sample));
     let bundle = Bundle::load(model_dir()).unwrap();
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
+    let shape = bundle.image_shape();
     for (method, name) in [(Method::Saliency, "saliency"), (Method::Gradcam, "gradcam")] {
         let a = post(
             addr,

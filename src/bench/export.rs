@@ -28,11 +28,7 @@ pub struct ExportRow {
 pub fn run(dir: &std::path::Path, rounds: usize) -> Result<Vec<ExportRow>> {
     let bundle = Bundle::load(dir)?;
     let valid = check::validation_set(&bundle)?;
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
+    let shape = bundle.image_shape();
     let classes = bundle.classes().len();
     let mut forms = Vec::new();
     for (format, file) in FORMS {

@@ -242,11 +242,7 @@ fn offline(
     backend: BackendKind,
 ) -> Result<f64> {
     let bundle = Bundle::load(model)?;
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
+    let shape = bundle.image_shape();
     let onnx = match backend {
         BackendKind::Burn => None,
         BackendKind::Onnx => Some("model.onnx"),

@@ -146,11 +146,7 @@ struct Computed {
 fn compute(bundle: &Bundle, options: &ExplainOptions) -> Result<Computed> {
     let samples = choose_samples(bundle, options)?;
     let classes = bundle.classes().to_vec();
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
+    let shape = bundle.image_shape();
     let given: Vec<Option<usize>> = match &options.target {
         Target::Label => samples.labels.clone(),
         Target::Predicted => vec![None; samples.ids.len()],

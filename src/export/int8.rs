@@ -48,11 +48,7 @@ pub(crate) fn export(bundle: &Bundle, reference: &Reference) -> Result<FormatRep
     let bytes = quantize(&bundle.config, &record, &bundle.device)?;
     // Checked as it will be used: reloaded from the bytes about to be written.
     let model = load_record(&bundle.config, &bytes, &bundle.device)?;
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
+    let shape = bundle.image_shape();
     let report = measure(
         reference,
         ("burn-int8", Target::Batch, "burn-flex"),

@@ -29,11 +29,7 @@ pub(crate) fn export(
     reference: &Reference,
     report: &mut ExportReport,
 ) -> Result<()> {
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
+    let shape = bundle.image_shape();
     let classes = bundle.classes().len();
     let record = std::fs::read(bundle.dir.join(&bundle.manifest.model.record))?;
     let fp32 = onnx::export(&bundle.config, &record, shape)?;

@@ -48,6 +48,15 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// [C, H, W] of one image: what the network takes.
+    pub fn image_shape(&self) -> [usize; 3] {
+        [
+            self.layout.n_channels(),
+            self.layout.height,
+            self.layout.width,
+        ]
+    }
+
     /// Loads the run in `dir` (a folder written by `deepinsight run`).
     pub fn load(dir: &Path) -> Result<Self> {
         let manifest_path = dir.join("manifest.json");

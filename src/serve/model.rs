@@ -129,11 +129,7 @@ impl ServedModel {
             let dir = dir.to_path_buf();
             tokio::task::spawn_blocking(move || Bundle::load(&dir)).await??
         };
-        let shape = [
-            bundle.layout.n_channels(),
-            bundle.layout.height,
-            bundle.layout.width,
-        ];
+        let shape = bundle.image_shape();
         let workers = batching.max_concurrent_batches;
         let backends: Vec<Box<dyn Backend>> = match backend {
             BackendKind::Burn => (0..workers)

@@ -653,11 +653,7 @@ pub(crate) fn export(
     bundle: &crate::score::bundle::Bundle,
     int8_weights: bool,
 ) -> Result<super::StructureChecked> {
-    let shape = [
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
-    ];
+    let shape = bundle.image_shape();
     let classes = bundle.classes();
     let package = build(&bundle.model, shape, classes, int8_weights)?;
     check(&package, shape, classes.len())?;
