@@ -11,9 +11,9 @@ use crate::onnxrt::OnnxClassifier;
 use crate::score::bundle::Bundle;
 
 pub const FORMS: [(&str, &str); 3] = [
-    ("onnx", "model.onnx"),
-    ("onnx-fp16", "model-fp16.onnx"),
-    ("onnx-int8", "model-int8.onnx"),
+    ("onnx", crate::export::server::FILE),
+    ("onnx-fp16", crate::export::onnx_fp16::FILE),
+    ("onnx-int8", crate::export::onnx_int8::CPU_FILE),
 ];
 
 #[derive(Debug, Clone)]
@@ -47,12 +47,9 @@ pub fn run(dir: &std::path::Path, rounds: usize) -> Result<Vec<ExportRow>> {
             dir.display()
         );
     }
-    let n = valid.labels.len();
     let mut rows = Vec::new();
     for batch in [1usize, 32] {
-        let images: Vec<f32> = (0..batch)
-            .flat_map(|i| valid.images[(i % n) * valid.image_len..][..valid.image_len].to_vec())
-            .collect();
+        let images = check::cyclic_batch(&valid.images, valid.image_len, batch);
         let mut times = vec![Vec::with_capacity(rounds); forms.len()];
         for (_, model) in &forms {
             model.predict(&images, batch)?;

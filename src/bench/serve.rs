@@ -243,20 +243,17 @@ fn offline(
 ) -> Result<f64> {
     let bundle = Bundle::load(model)?;
     let shape = bundle.image_shape();
-    let onnx = match backend {
-        BackendKind::Burn => None,
-        BackendKind::Onnx => Some("model.onnx"),
-        BackendKind::OnnxInt8 => Some("model-int8.onnx"),
-    }
-    .map(|file| {
-        OnnxClassifier::load(
-            &std::fs::read(model.join(file))?,
-            shape,
-            bundle.classes().len(),
-            0,
-        )
-    })
-    .transpose()?;
+    let onnx = backend
+        .file()
+        .map(|file| {
+            OnnxClassifier::load(
+                &std::fs::read(model.join(file))?,
+                shape,
+                bundle.classes().len(),
+                0,
+            )
+        })
+        .transpose()?;
     let space = &bundle.manifest.feature_space;
     let blocks: Vec<Array2<f32>> = space
         .modalities

@@ -65,16 +65,9 @@ pub fn latency(
     image_len: usize,
     forward: impl Fn(&[f32], usize),
 ) -> BTreeMap<String, f64> {
-    let n = images.len() / image_len;
     let mut out = BTreeMap::new();
     for (batch, runs) in [(1usize, 9), (32, 3)] {
-        let buffer: Vec<f32> = (0..batch)
-            .flat_map(|i| {
-                images[(i % n) * image_len..(i % n + 1) * image_len]
-                    .iter()
-                    .copied()
-            })
-            .collect();
+        let buffer = cyclic_batch(images, image_len, batch);
         forward(&buffer, batch);
         let mut ms: Vec<f64> = (0..runs)
             .map(|_| {
@@ -87,4 +80,12 @@ pub fn latency(
         out.insert(batch.to_string(), ms[runs / 2]);
     }
     out
+}
+
+/// `batch` images taken in turn from `images` (repeating them when there are fewer).
+pub fn cyclic_batch(images: &[f32], image_len: usize, batch: usize) -> Vec<f32> {
+    let n = images.len() / image_len;
+    (0..batch)
+        .flat_map(|i| images[(i % n) * image_len..][..image_len].iter().copied())
+        .collect()
 }

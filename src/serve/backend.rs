@@ -39,11 +39,12 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    fn file(self) -> Option<&'static str> {
+    /// The exported file it runs, in a run folder.
+    pub fn file(self) -> Option<&'static str> {
         match self {
             Self::Burn => None,
-            Self::Onnx => Some("model.onnx"),
-            Self::OnnxInt8 => Some("model-int8.onnx"),
+            Self::Onnx => Some(crate::export::server::FILE),
+            Self::OnnxInt8 => Some(crate::export::onnx_int8::CPU_FILE),
         }
     }
 }

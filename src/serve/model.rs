@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::backend::{Backend, BackendKind, BurnBackend, WorkerPool, onnx_backends};
 use super::batcher::{BatchConfig, Batcher, BatcherHandle, Runner};
 use super::metrics::{LiveStats, Metrics};
+use crate::export;
 use crate::render::RenderPlan;
 use crate::score::bundle::Bundle;
 use crate::select::FeatureSpace;
@@ -81,12 +82,12 @@ impl Runner for InferRunner {
 const FORMATS: [(&str, &str); 8] = [
     ("burn", "model.bpk"),
     ("burn-int8", "model-int8.bpk"),
-    ("onnx", "model.onnx"),
-    ("onnx-fp16", "model-fp16.onnx"),
-    ("onnx-int8", "model-int8.onnx"),
-    ("onnx-int8-tensorrt", "model-int8-tensorrt.onnx"),
+    ("onnx", export::server::FILE),
+    ("onnx-fp16", export::onnx_fp16::FILE),
+    ("onnx-int8", export::onnx_int8::CPU_FILE),
+    ("onnx-int8-tensorrt", export::onnx_int8::TENSORRT_FILE),
     ("tensorrt", "tensorrt/plan.json"),
-    ("coreml", "model.mlpackage"),
+    ("coreml", export::coreml::PACKAGE),
 ];
 
 pub struct ServedModel {
