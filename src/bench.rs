@@ -163,9 +163,7 @@ pub fn layout(quick: bool, only: Option<&str>) -> Result<Vec<Row>> {
     let assigns: &[(usize, Option<f64>, Option<f64>)] = if quick {
         &[(400, None, None)]
     } else {
-        // 20,000 features in clumps is not in the table yet: the exact solver needs minutes
-        // there (see docs/layout.md).
-        &[(5000, None, Some(400.0))]
+        &[(5000, None, Some(400.0)), (20000, Some(30.0), None)]
     };
     for &(features, target, reference) in assigns {
         let case = format!("assign {features} features, 224x224");
