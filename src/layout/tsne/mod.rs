@@ -8,7 +8,9 @@
 //! so the thread schedule never changes a bit of the result.
 
 pub mod affinity;
+mod attraction;
 pub mod neighbours;
+pub(crate) mod simd;
 pub mod tree;
 
 use ndarray::{Array2, ArrayView2};
@@ -17,6 +19,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use affinity::Sparse;
+use attraction::Attraction;
 use tree::QuadTree;
 
 /// How the embedding starts.
@@ -111,6 +114,7 @@ fn optimise(p: &Sparse, mut y: Vec<f64>, params: &TsneParams) -> Vec<f64> {
     let mut update = vec![0.0; 2 * n];
     let mut gains = vec![1.0f64; 2 * n];
     let mut grad = vec![0.0; 2 * n];
+    let attraction = Attraction::new(p);
     for it in 0..params.iterations {
         let early = it < params.exaggeration_iterations;
         let exaggeration = if early {
@@ -119,7 +123,7 @@ fn optimise(p: &Sparse, mut y: Vec<f64>, params: &TsneParams) -> Vec<f64> {
             1.0
         };
         let momentum = if early { 0.5 } else { 0.8 };
-        gradient(p, &y, exaggeration, params.theta, &mut grad);
+        gradient(&attraction, &y, exaggeration, params.theta, &mut grad);
         for c in 0..2 * n {
             // Delta-bar-delta gains as in scikit-learn's _gradient_descent.
             gains[c] = if update[c] * grad[c] < 0.0 {
@@ -138,12 +142,9 @@ fn optimise(p: &Sparse, mut y: Vec<f64>, params: &TsneParams) -> Vec<f64> {
 }
 
 /// KL gradient: 4 (exaggeration * attraction - repulsion / Z), scikit-learn's scaling.
-fn gradient(p: &Sparse, y: &[f64], exaggeration: f64, theta: f64, grad: &mut [f64]) {
-    let tree = QuadTree::new(y);
-    let repulsion: Vec<(f64, f64, f64)> = (0..y.len() / 2)
-        .into_par_iter()
-        .map_init(Vec::new, |stack, i| tree.repulsion(i, theta, stack))
-        .collect();
+fn gradient(p: &Attraction, y: &[f64], exaggeration: f64, theta: f64, grad: &mut [f64]) {
+    let repulsion = QuadTree::new(y).repulsion(theta);
+    let y32: Vec<f32> = y.iter().map(|&v| v as f32).collect();
     let z: f64 = repulsion
         .iter()
         .map(|r| r.2)
@@ -153,15 +154,7 @@ fn gradient(p: &Sparse, y: &[f64], exaggeration: f64, theta: f64, grad: &mut [f6
         .zip(repulsion.par_iter())
         .enumerate()
         .for_each(|(i, (g, &(rx, ry, _)))| {
-            let (cols, vals) = p.row(i);
-            let (mut ax, mut ay) = (0.0, 0.0);
-            for (&j, &pij) in cols.iter().zip(vals) {
-                let j = j as usize;
-                let (dx, dy) = (y[2 * i] - y[2 * j], y[2 * i + 1] - y[2 * j + 1]);
-                let w = pij / (1.0 + dx * dx + dy * dy);
-                ax += w * dx;
-                ay += w * dy;
-            }
+            let (ax, ay) = p.force(&y32, i);
             g[0] = 4.0 * (exaggeration * ax - rx / z);
             g[1] = 4.0 * (exaggeration * ay - ry / z);
         });
@@ -169,11 +162,7 @@ fn gradient(p: &Sparse, y: &[f64], exaggeration: f64, theta: f64, grad: &mut [f6
 
 /// KL(P || Q) over the non-zero entries of P, with Z from the tree.
 fn kl(p: &Sparse, y: &[f64]) -> f64 {
-    let tree = QuadTree::new(y);
-    let mut stack = Vec::new();
-    let z: f64 = (0..y.len() / 2)
-        .map(|i| tree.repulsion(i, 0.5, &mut stack).2)
-        .sum();
+    let z: f64 = QuadTree::new(y).repulsion(0.5).iter().map(|r| r.2).sum();
     (0..y.len() / 2)
         .map(|i| {
             let (cols, vals) = p.row(i);
