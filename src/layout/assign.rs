@@ -308,7 +308,9 @@ struct Auction<'a> {
     /// Pixel each feature tries first: the last one it held, whose block is likely still good.
     hint: Vec<u32>,
     blocks: Blocks,
-    /// Per block, at most the lowest price of its pixels.
+    /// Per block, at most the lowest price of its pixels: computed when a forward phase
+    /// starts and still a bound while it runs, since bids only raise prices (only the forward
+    /// phase reads it; the reverse phase lowers prices freely).
     price_floor: Vec<f64>,
     /// Features by the block of their cell (offsets into `block_features`).
     block_start: Vec<u32>,
@@ -590,20 +592,15 @@ impl<'a> Auction<'a> {
         let (mut moves, mut lowered) = (0, 0);
         while let Some(j) = work.pop() {
             let j = j as usize;
-            let (r, c) = (j / self.grid.width, j % self.grid.width);
             let (wanted_by, beta, omega) = self.best_two_features(j);
             if wanted_by == NONE || beta - epsilon <= lambda {
                 self.price[j] = lambda;
-                let b = self.blocks.of(r, c);
-                self.price_floor[b] = self.price_floor[b].min(lambda);
                 lowered += 1;
                 continue;
             }
             moves += 1;
             let i = wanted_by as usize;
             self.price[j] = lambda.max(omega - epsilon);
-            let b = self.blocks.of(r, c);
-            self.price_floor[b] = self.price_floor[b].min(self.price[j]);
             let old = self.pixel_of[i] as usize;
             self.owner[old] = NONE;
             self.owner[j] = i as u32;
