@@ -73,7 +73,8 @@ pub fn embed(points: ArrayView2<f32>, settings: &EmbedSettings) -> Result<Embedd
 /// perplexity search is blind to a constant factor on distances: the affinities are exactly
 /// those of scikit-learn's `metric="cosine"`, which pyDeepInsight uses.
 fn unit_rows(x: ArrayView2<f32>, metric: Metric) -> Array2<f32> {
-    let mut x = x.to_owned();
+    // Row-major whatever the input's order: every later stage reads whole rows.
+    let mut x = x.as_standard_layout().into_owned();
     for mut row in x.rows_mut() {
         if metric == Metric::Correlation {
             let mean = row.mean().unwrap_or(0.0);

@@ -80,6 +80,26 @@ pub fn orthonormalise(q: &mut Array2<f64>) {
     }
 }
 
+/// An orthonormal basis (dim x l) of the dominant subspace of the symmetric positive
+/// semi-definite operator `apply` (given by its product with a dim x l block): subspace
+/// iteration from a seeded Gaussian block, `iterations` passes.
+pub fn subspace(
+    apply: impl Fn(ArrayView2<f64>) -> Array2<f64>,
+    dim: usize,
+    l: usize,
+    iterations: usize,
+    seed: u64,
+) -> Array2<f64> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut q = Array2::from_shape_fn((dim, l), |_| StandardNormal.sample(&mut rng));
+    orthonormalise(&mut q);
+    for _ in 0..iterations {
+        q = apply(q.view());
+        orthonormalise(&mut q);
+    }
+    q
+}
+
 /// The `k` largest eigenpairs of the symmetric positive semi-definite operator `apply`
 /// (dim x dim, given by its product with a dim x l block), by subspace iteration with
 /// `oversample` extra vectors and `iterations` passes, then a Rayleigh-Ritz step.
@@ -92,20 +112,21 @@ pub fn dominant(
     seed: u64,
 ) -> (Array1<f64>, Array2<f64>) {
     let l = (k + oversample).min(dim);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut q = Array2::from_shape_fn((dim, l), |_| StandardNormal.sample(&mut rng));
-    orthonormalise(&mut q);
-    for _ in 0..iterations {
-        q = apply(q.view());
-        orthonormalise(&mut q);
-    }
+    let q = subspace(&apply, dim, l, iterations, seed);
     let aq = apply(q.view());
-    let small = q.t().dot(&aq);
-    let small = (&small + &small.t()) / 2.0;
+    let (values, vectors) = ritz(&q.t().dot(&aq), k);
+    (values, q.dot(&vectors))
+}
+
+/// The `k` largest eigenpairs of a small symmetric matrix (symmetrised against rounding).
+pub fn ritz(small: &Array2<f64>, k: usize) -> (Array1<f64>, Array2<f64>) {
+    let small = (small + &small.t()) / 2.0;
     let (values, vectors) = symmetric_eigen(&small);
-    let k = k.min(l);
-    let top = q.dot(&vectors.slice(ndarray::s![.., ..k]));
-    (Array1::from(values[..k].to_vec()), top)
+    let k = k.min(values.len());
+    (
+        Array1::from(values[..k].to_vec()),
+        vectors.slice(ndarray::s![.., ..k]).to_owned(),
+    )
 }
 
 /// Flips each column so that its entry of largest magnitude is positive (scikit-learn's

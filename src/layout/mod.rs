@@ -12,13 +12,16 @@ pub mod grouped;
 pub mod linalg;
 pub mod pca;
 pub mod precomputed;
+pub(crate) mod simd;
+mod thin;
 pub mod treemap;
 pub mod tsne;
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, CowArray, Ix2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Arrange, ChannelMode, Collisions, EmbedMethod, LayoutConfig};
@@ -252,8 +255,28 @@ fn embed_features(
         });
     }
     // Features are the points: one row per feature, one column per training sample.
-    let points = train.select(Axis(1), features).reversed_axes();
-    embed::embed(points.view(), &EmbedSettings::new(config, seed))
+    let chosen = chosen_columns(train, features);
+    embed::embed(chosen.t(), &EmbedSettings::new(config, seed))
+}
+
+/// The chosen feature columns of `train`, row-major (samples x features): the transposed
+/// points of the embedding. No copy when all columns are chosen in order.
+fn chosen_columns<'a>(train: ArrayView2<'a, f32>, features: &[usize]) -> CowArray<'a, f32, Ix2> {
+    let all = features.len() == train.ncols() && features.iter().enumerate().all(|(i, &f)| i == f);
+    if all && train.is_standard_layout() {
+        return train.into();
+    }
+    let mut out = Array2::<f32>::zeros((train.nrows(), features.len()));
+    out.as_slice_mut()
+        .expect("a new array is row-major")
+        .par_chunks_mut(features.len().max(1))
+        .zip(train.outer_iter().into_par_iter())
+        .for_each(|(dest, row)| {
+            for (d, &f) in dest.iter_mut().zip(features) {
+                *d = row[f];
+            }
+        });
+    out.into()
 }
 
 fn fit_channel(
@@ -284,4 +307,25 @@ fn fit_channel(
 
 fn rows_of(a: &Array2<f64>) -> Vec<[f64; 2]> {
     a.rows().into_iter().map(|r| [r[0], r[1]]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chosen_columns_borrow_all_columns_and_gather_a_subset() {
+        let train = Array2::from_shape_fn((3, 5), |(s, f)| (10 * s + f) as f32);
+        let all = chosen_columns(train.view(), &[0, 1, 2, 3, 4]);
+        assert!(all.is_view(), "all columns in order need no copy");
+        assert_eq!(all, train);
+        let some = chosen_columns(train.view(), &[4, 1]);
+        assert_eq!(
+            some,
+            ndarray::array![[4.0, 1.0], [14.0, 11.0], [24.0, 21.0]]
+        );
+        // A transposed (column-major) table is gathered, not borrowed.
+        let stored = train.t().as_standard_layout().into_owned();
+        assert_eq!(chosen_columns(stored.t(), &[0, 1, 2, 3, 4]), train);
+    }
 }

@@ -5,85 +5,112 @@
 //! the same at any thread count, and the data matrix is only ever multiplied by thin blocks.
 
 use anyhow::{Result, bail};
-use ndarray::{Array2, ArrayView2, Axis, s};
+use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use super::linalg::{dominant, flip_signs};
+use super::linalg::{dominant, flip_signs, ritz, subspace};
+use super::thin::Shifted;
 
-const ROWS_PER_BLOCK: usize = 1024;
 /// Extra vectors and passes of the subspace iteration: scikit-learn's defaults for PCA.
 const OVERSAMPLE: usize = 8;
 const PCA_PASSES: usize = 7;
+/// Vectors per pass: the two components and the oversampling.
+const WIDTH: usize = 2 + OVERSAMPLE;
 /// Kernel PCA spectra decay slowly; more passes are cheap next to building the kernel.
 const KERNEL_PASSES: usize = 30;
 /// An n x n f32 kernel matrix of this many features takes 400 MB.
 pub const KERNEL_PCA_MAX: usize = 10_000;
-
-/// Columns centred to mean zero, as an owned f32 matrix in the input's memory order.
-fn centred(x: ArrayView2<f32>) -> Array2<f32> {
-    let n = x.nrows() as f64;
-    let means: Vec<f32> = x
-        .columns()
-        .into_iter()
-        .map(|c| (c.iter().map(|&v| f64::from(v)).sum::<f64>() / n) as f32)
-        .collect();
-    // Features x samples usually arrives as a transposed view: keep its memory order (a
-    // transposing copy of the data costs more than the multiplications that follow).
-    let mut out = x.to_owned();
-    out -= &ndarray::Array1::from(means);
-    out
+/// The points x dimensions matrix A, each dimension centred over the points, stored as it
+/// arrived: as A itself, or as A^T (a transposed view of a samples x features table, which
+/// is how the features usually arrive; a transposing copy would cost as much as a pass).
+struct Points<'a> {
+    stored: Shifted<'a>,
+    points_are_rows: bool,
 }
 
-/// `a * q` for a tall f32 `a`, computed by row blocks in parallel.
-fn times(a: &Array2<f32>, q: ArrayView2<f64>) -> Array2<f64> {
-    let q32 = q.mapv(|v| v as f32);
-    let blocks: Vec<Array2<f32>> = a
-        .axis_chunks_iter(Axis(0), ROWS_PER_BLOCK)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|block| block.dot(&q32))
-        .collect();
-    let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
-    ndarray::concatenate(Axis(0), &views)
-        .expect("blocks share their width")
-        .mapv(f64::from)
-}
-
-/// `a^T * z` for a tall f32 `a`: per-block products summed in block order.
-fn transpose_times(a: &Array2<f32>, z: &Array2<f64>) -> Array2<f64> {
-    let z32 = z.mapv(|v| v as f32);
-    let parts: Vec<Array2<f32>> = (0..a.nrows().div_ceil(ROWS_PER_BLOCK))
-        .into_par_iter()
-        .map(|b| {
-            let rows = b * ROWS_PER_BLOCK..((b + 1) * ROWS_PER_BLOCK).min(a.nrows());
-            a.slice(s![rows.clone(), ..])
-                .t()
-                .dot(&z32.slice(s![rows, ..]))
-        })
-        .collect();
-    let mut sum = Array2::<f64>::zeros((a.ncols(), z.ncols()));
-    for p in parts {
-        sum += &p.mapv(f64::from);
+impl Points<'_> {
+    /// A^T A q for a dims x l block q (l <= WIDTH).
+    fn gram_times(&self, q: ArrayView2<f64>) -> Array2<f64> {
+        let d = q.nrows();
+        if self.points_are_rows {
+            let product = self.stored.gram::<WIDTH>(&vectors::<WIDTH>(q));
+            Array2::from_shape_fn((d, q.ncols()), |(i, k)| f64::from(product[k * d + i]))
+        } else {
+            let product = self.stored.outer_gram::<WIDTH>(&weights::<WIDTH>(q));
+            Array2::from_shape_fn((d, q.ncols()), |(i, k)| f64::from(product[i * WIDTH + k]))
+        }
     }
-    sum
+
+    /// A q (points x l) for a dims x l block q (l <= WIDTH).
+    fn times(&self, q: ArrayView2<f64>) -> Array2<f64> {
+        if self.points_are_rows {
+            times::<WIDTH>(&self.stored, q)
+        } else {
+            let n = self.stored.cols();
+            let product = self.stored.sum_rows::<WIDTH>(&weights::<WIDTH>(q));
+            Array2::from_shape_fn((n, q.ncols()), |(i, k)| f64::from(product[k * n + i]))
+        }
+    }
 }
 
-/// Scores of the points on the first two principal components (n x 2).
+/// R q (rows x l) for a block q of at most L columns.
+fn times<const L: usize>(r: &Shifted, q: ArrayView2<f64>) -> Array2<f64> {
+    let product = r.dot_rows::<L>(&vectors::<L>(q));
+    Array2::from_shape_fn((r.rows(), q.ncols()), |(i, k)| {
+        f64::from(product[i * L + k])
+    })
+}
+
+/// The columns of `q` (n x l, l <= L) as L vectors of n values, zero-padded.
+fn vectors<const L: usize>(q: ArrayView2<f64>) -> Vec<f32> {
+    assert!(q.ncols() <= L, "at most {L} vectors");
+    let n = q.nrows();
+    let mut v = vec![0.0f32; L * n];
+    for (k, column) in q.columns().into_iter().enumerate() {
+        for (out, &x) in v[k * n..(k + 1) * n].iter_mut().zip(column) {
+            *out = x as f32;
+        }
+    }
+    v
+}
+
+/// The rows of `q` (n x l, l <= L) as L weights per row, zero-padded.
+fn weights<const L: usize>(q: ArrayView2<f64>) -> Vec<f32> {
+    assert!(q.ncols() <= L, "at most {L} vectors");
+    let mut w = vec![0.0f32; L * q.nrows()];
+    for ((i, k), &x) in q.indexed_iter() {
+        w[i * L + k] = x as f32;
+    }
+    w
+}
+
+/// Scores of the points (rows of `x`) on the first two principal components (n x 2).
 pub fn pca(x: ArrayView2<f32>, seed: u64) -> Array2<f64> {
-    let xc = centred(x);
-    let d = xc.ncols();
-    let (_, components) = dominant(
-        |q| transpose_times(&xc, &times(&xc, q)),
-        d,
-        2,
-        OVERSAMPLE,
-        PCA_PASSES,
-        seed,
-    );
-    let mut scores = times(&xc, components.view());
+    let (n, d) = x.dim();
+    let transposed = x.t();
+    let copy;
+    let points = if let Some(data) = transposed.to_slice() {
+        Points {
+            stored: Shifted::plain(data, d, n).centre_rows(),
+            points_are_rows: false,
+        }
+    } else {
+        copy = x.as_standard_layout();
+        Points {
+            stored: Shifted::plain(copy.as_slice().expect("row-major"), n, d).centre_columns(),
+            points_are_rows: true,
+        }
+    };
+    // Rayleigh-Ritz on A^T A restricted to the subspace Q: the eigenvectors V of
+    // (AQ)^T (AQ) give the scores (AQ) V directly, one pass over A instead of two.
+    let l = (2 + OVERSAMPLE).min(d);
+    let q = subspace(|q| points.gram_times(q), d, l, PCA_PASSES, seed);
+    let aq = points.times(q.view());
+    let (_, vectors) = ritz(&aq.t().dot(&aq), 2);
+    let mut scores = aq.dot(&vectors);
     if scores.ncols() < 2 {
         // One sample dimension: the second axis carries nothing.
-        scores = ndarray::concatenate![Axis(1), scores, Array2::zeros((xc.nrows(), 1))];
+        scores = ndarray::concatenate![Axis(1), scores, Array2::zeros((n, 1))];
     }
     flip_signs(&mut scores);
     scores
@@ -106,7 +133,15 @@ pub fn kernel_pca(x: ArrayView2<f32>, gamma: f64, seed: u64) -> Result<Array2<f6
         );
     }
     let kernel = centred_kernel(x, gamma);
-    let (values, vectors) = dominant(|q| times(&kernel, q), n, 2, OVERSAMPLE, KERNEL_PASSES, seed);
+    let stored = Shifted::plain(kernel.as_slice().expect("row-major kernel"), n, n);
+    let (values, vectors) = dominant(
+        |q| times::<WIDTH>(&stored, q),
+        n,
+        2,
+        OVERSAMPLE,
+        KERNEL_PASSES,
+        seed,
+    );
     let mut scores = vectors;
     for (mut col, &lambda) in scores.columns_mut().into_iter().zip(values.iter()) {
         col.mapv_inplace(|v| v * lambda.max(0.0).sqrt());
@@ -153,26 +188,35 @@ fn centred_kernel(x: ArrayView2<f32>, gamma: f64) -> Array2<f32> {
 mod tests {
     use super::*;
     use crate::layout::linalg::symmetric_eigen;
+    use ndarray::s;
     use rand::{Rng, SeedableRng};
 
     #[test]
-    fn pca_matches_the_covariance_eigenvectors() {
+    fn pca_matches_the_covariance_eigenvectors_in_either_memory_order() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        // 400 points in 12 dimensions with two strong directions.
+        // 400 points in 12 dimensions with two strong directions, offset from the origin.
         let x = Array2::from_shape_fn((400, 12), |(i, j)| {
             let t = (i as f32 * 0.37).sin() * 5.0;
             let u = (i as f32 * 0.11).cos() * 2.0;
             t * (j as f32 / 12.0)
                 + u * if j % 2 == 0 { 1.0 } else { -1.0 }
                 + rng.random_range(-0.1..0.1)
+                + 7.0
         });
-        let scores = pca(x.view(), 0);
-        let xc = centred(x.view()).mapv(f64::from);
+        // Points as stored rows, and as the transposed view of a dimensions x points table
+        // (how features x samples arrive): the two code paths.
+        let stored_transposed = x.t().as_standard_layout().into_owned();
+        let by_rows = pca(x.view(), 0);
+        let by_columns = pca(stored_transposed.t(), 0);
+        let xc = x.mapv(f64::from);
+        let xc = &xc - &xc.mean_axis(Axis(0)).unwrap();
         let (values, vectors) = symmetric_eigen(&xc.t().dot(&xc));
         let mut exact = xc.dot(&vectors.slice(s![.., ..2]));
         flip_signs(&mut exact);
-        for (a, b) in scores.iter().zip(exact.iter()) {
-            assert!((a - b).abs() < 1e-3 * values[0].sqrt(), "{a} vs {b}");
+        for scores in [by_rows, by_columns] {
+            for (a, b) in scores.iter().zip(exact.iter()) {
+                assert!((a - b).abs() < 1e-3 * values[0].sqrt(), "{a} vs {b}");
+            }
         }
     }
 

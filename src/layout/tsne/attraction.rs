@@ -7,7 +7,7 @@
 //! bits, and each point's sum is computed by one task, so the thread count does not matter.
 
 use super::affinity::Sparse;
-use super::simd;
+use crate::layout::simd;
 
 /// Lanes of the f32 evaluation: one AVX2 register.
 const LANES: usize = 8;

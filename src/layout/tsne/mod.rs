@@ -10,7 +10,6 @@
 pub mod affinity;
 mod attraction;
 pub mod neighbours;
-pub(crate) mod simd;
 pub mod tree;
 
 use ndarray::{Array2, ArrayView2};

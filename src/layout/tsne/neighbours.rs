@@ -1,15 +1,21 @@
 //! Exact k nearest neighbours by squared Euclidean distance, from blocked matrix products.
 //!
-//! Exact search keeps the layout deterministic and needs no index: the distances of a block of
-//! rows to all rows come from one GEMM (`|a|^2 + |b|^2 - 2 a.b`), so the cost is that of
+//! Exact search keeps the layout deterministic and needs no index: the distances between two
+//! blocks of rows come from one GEMM (`|a|^2 + |b|^2 - 2 a.b`), so the cost is that of
 //! multiplying the data by itself, which the BLAS-like kernels do at close to peak speed.
-//! Blocks have a fixed size whatever the number of threads, so every distance, and so every
-//! neighbour list, is the same bit for bit at any thread count.
+//! Distances are symmetric, so only the tiles on and above the diagonal are multiplied, and
+//! each off-diagonal tile offers its distances to both blocks' rows: half the products.
+//! Each row keeps its k best candidates under a strict order (distance, then index), so the
+//! lists do not depend on the order tiles arrive in: the same bit for bit at any thread
+//! count. Memory is one tile per thread and the n x k lists.
 
-use ndarray::{Array2, ArrayView2, Axis, s};
+use std::collections::BinaryHeap;
+use std::sync::Mutex;
+
+use ndarray::{ArrayView2, s};
 use rayon::prelude::*;
 
-/// Rows per block: 256 rows x 20,000 points of f32 is 20 MB per thread.
+/// Rows per block, and the tile is BLOCK x BLOCK.
 const BLOCK: usize = 256;
 
 /// The `k` nearest other rows of each row of `x`: indices and squared distances, row-major
@@ -20,57 +26,119 @@ pub struct Neighbours {
     pub distance: Vec<f32>,
 }
 
+/// A candidate neighbour, ordered by distance and then index.
+#[derive(Clone, Copy, PartialEq)]
+struct Candidate(f32, u32);
+
+impl Eq for Candidate {}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// The k best candidates of one row, worst on top.
+struct Best {
+    k: usize,
+    heap: BinaryHeap<Candidate>,
+}
+
+impl Best {
+    fn offer(&mut self, c: Candidate) {
+        if self.heap.len() < self.k {
+            self.heap.push(c);
+        } else if let Some(mut worst) = self.heap.peek_mut()
+            && c < *worst
+        {
+            *worst = c;
+        }
+    }
+}
+
 pub fn nearest(x: ArrayView2<f32>, k: usize) -> Neighbours {
     let n = x.nrows();
     assert!(k < n, "k = {k} neighbours need more than {n} points");
     let norms: Vec<f32> = x.rows().into_iter().map(|r| r.dot(&r)).collect();
-    let xt = x.t();
-    let mut index = vec![0u32; n * k];
-    let mut distance = vec![0f32; n * k];
-    index
-        .par_chunks_mut(BLOCK * k)
-        .zip(distance.par_chunks_mut(BLOCK * k))
-        .enumerate()
-        .for_each(|(b, (idx_out, dist_out))| {
-            let start = b * BLOCK;
-            let rows = x.slice(s![start..(start + BLOCK).min(n), ..]);
-            let dots: Array2<f32> = rows.dot(&xt);
-            let mut candidates: Vec<(f32, u32)> = Vec::with_capacity(n);
-            for (r, dot_row) in dots.axis_iter(Axis(0)).enumerate() {
-                let i = start + r;
-                candidates.clear();
-                candidates.extend(dot_row.iter().enumerate().filter(|&(j, _)| j != i).map(
-                    |(j, &d)| {
-                        // Rounding can make a tiny distance negative; distances are >= 0.
-                        ((norms[i] + norms[j] - 2.0 * d).max(0.0), j as u32)
-                    },
-                ));
-                let by_distance =
-                    |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-                candidates.select_nth_unstable_by(k - 1, by_distance);
-                candidates[..k].sort_unstable_by(by_distance);
-                for (slot, &(d, j)) in candidates[..k].iter().enumerate() {
-                    idx_out[r * k + slot] = j;
-                    dist_out[r * k + slot] = d;
+    let blocks = n.div_ceil(BLOCK);
+    let best: Vec<Mutex<Vec<Best>>> = (0..blocks)
+        .map(|b| {
+            let rows = (n - b * BLOCK).min(BLOCK);
+            let lists = (0..rows)
+                .map(|_| Best {
+                    k,
+                    heap: BinaryHeap::with_capacity(k + 1),
+                })
+                .collect();
+            Mutex::new(lists)
+        })
+        .collect();
+    let tiles: Vec<(usize, usize)> = (0..blocks)
+        .flat_map(|b| (b..blocks).map(move |c| (b, c)))
+        .collect();
+    tiles.into_par_iter().for_each(|(b, c)| {
+        let range = |b: usize| b * BLOCK..((b + 1) * BLOCK).min(n);
+        let (rows, cols) = (range(b), range(c));
+        let dots = x
+            .slice(s![rows.clone(), ..])
+            .dot(&x.slice(s![cols.clone(), ..]).t());
+        // Rounding can make a tiny distance negative; distances are >= 0.
+        let distance = |i: usize, j: usize, dot: f32| (norms[i] + norms[j] - 2.0 * dot).max(0.0);
+        {
+            let mut lists = best[b].lock().expect("no task panics holding the lists");
+            for (r, (dot_row, list)) in dots.outer_iter().zip(lists.iter_mut()).enumerate() {
+                let i = rows.start + r;
+                for (j, &d) in cols.clone().zip(dot_row) {
+                    if j != i {
+                        list.offer(Candidate(distance(i, j, d), j as u32));
+                    }
                 }
             }
-        });
+        }
+        if c != b {
+            let mut lists = best[c].lock().expect("no task panics holding the lists");
+            for (r, (dot_col, list)) in dots.columns().into_iter().zip(lists.iter_mut()).enumerate()
+            {
+                let j = cols.start + r;
+                for (i, &d) in rows.clone().zip(dot_col) {
+                    list.offer(Candidate(distance(i, j, d), i as u32));
+                }
+            }
+        }
+    });
+    let mut index = Vec::with_capacity(n * k);
+    let mut distance = Vec::with_capacity(n * k);
+    for block in best {
+        for list in block.into_inner().expect("no task panicked") {
+            for Candidate(d, j) in list.heap.into_sorted_vec() {
+                index.push(j);
+                distance.push(d);
+            }
+        }
+    }
     Neighbours { k, index, distance }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Array2;
     use rand::{Rng, SeedableRng};
 
     #[test]
     fn matches_brute_force() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let n = 300; // more than one block
+        let n = 600; // three blocks: diagonal and off-diagonal tiles, a short last block
         let x = Array2::from_shape_fn((n, 7), |_| rng.random_range(-1.0f32..1.0));
         let k = 5;
         let nb = nearest(x.view(), k);
-        for i in [0, 17, 255, 256, 299] {
+        for i in [0, 17, 255, 256, 299, 511, 512, 599] {
             let mut brute: Vec<(f64, usize)> = (0..n)
                 .filter(|&j| j != i)
                 .map(|j| {

@@ -6,6 +6,9 @@ use rayon::prelude::*;
 /// Cells deeper than this keep all their points in one leaf: identical positions would
 /// otherwise split forever.
 const MAX_DEPTH: usize = 48;
+/// Cells with at most this many points are leaves: splitting them further costs more in the
+/// build than their points cost as direct interactions.
+const LEAF_SIZE: usize = 32;
 
 /// A cell. Nodes are stored in depth-first preorder, so a node's first child is the next node
 /// and `next` is the first node after its subtree: a walk is one forward pass over the array.
@@ -127,16 +130,15 @@ impl QuadTree {
         let mut id = 0;
         while id < self.nodes.len() {
             let node = &self.nodes[id];
-            if node.leaf {
-                let points = node.start as usize..node.end as usize;
-                list.extend(&self.px[points.clone()], &self.py[points]);
-                id = node.next as usize;
-                continue;
-            }
             let dx = (x0 - node.cx).max(node.cx - x1).max(0.0);
             let dy = (y0 - node.cy).max(node.cy - y1).max(0.0);
             if node.width2 < theta2 * (dx * dx + dy * dy) {
                 list.push(node.cx, node.cy, node.mass);
+                id = node.next as usize;
+            } else if node.leaf {
+                // Near leaves give their points one by one, the group's own points included.
+                let points = node.start as usize..node.end as usize;
+                list.extend(&self.px[points.clone()], &self.py[points]);
                 id = node.next as usize;
             } else {
                 id += 1;
@@ -177,7 +179,7 @@ fn build(
         mass: count as f64,
         width2: side * side,
         next: 0,
-        leaf: count <= 1 || depth >= MAX_DEPTH,
+        leaf: count <= LEAF_SIZE || depth >= MAX_DEPTH,
         start: start as u32,
         end: (start + count) as u32,
     });
@@ -298,7 +300,7 @@ impl Interactions {
                 let mut lanes = [[0.0f32; LANES]; 3];
                 let chunks = self.x.len() / LANES * LANES;
                 #[cfg(target_arch = "x86_64")]
-                if super::simd::avx2() {
+                if crate::layout::simd::avx2() {
                     // SAFETY: the CPU supports AVX2 (checked just above).
                     unsafe { self.lanes_avx2(x, y, chunks, &mut lanes) };
                 } else {
@@ -423,7 +425,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn avx2_and_baseline_lanes_give_the_same_bits() {
-        if !crate::layout::tsne::simd::avx2() {
+        if !crate::layout::simd::avx2() {
             return;
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
