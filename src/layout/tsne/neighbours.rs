@@ -163,4 +163,36 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_same_lists_at_one_and_two_threads_with_ties_to_the_lower_index() {
+        // Rows repeat in runs of three, so many distances tie exactly.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let base = Array2::from_shape_fn((300, 5), |_| rng.random_range(-1.0f32..1.0));
+        let x = Array2::from_shape_fn((900, 5), |(i, j)| base[[i / 3, j]]);
+        let k = 7;
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let nb = pool.install(|| nearest(x.view(), k));
+            let bits: Vec<u32> = nb.distance.iter().map(|d| d.to_bits()).collect();
+            (nb.index, bits)
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        // Row 4's two copies (rows 3 and 5) come first, at distance 0, lower index first.
+        assert_eq!(&one.0[4 * k..4 * k + 2], &[3, 5]);
+        assert_eq!(one.1[4 * k], 0);
+        for (idx, d) in one.0.chunks(k).zip(one.1.chunks(k)) {
+            for s in 1..k {
+                let (a, b) = (f32::from_bits(d[s - 1]), f32::from_bits(d[s]));
+                assert!(
+                    a < b || (a == b && idx[s - 1] < idx[s]),
+                    "order at slot {s}"
+                );
+            }
+        }
+    }
 }
