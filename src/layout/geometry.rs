@@ -76,8 +76,8 @@ pub fn minimum_area_rectangle(closed_hull: &[[f64; 2]]) -> Vec<[f64; 2]> {
     let dot = |a: [f64; 2], b: (f64, f64)| a[0] * b.0 + a[1] * b.1;
     let next = |i: usize| (i + 1) % h;
     let (mut right, mut top, mut left) = (0usize, 0usize, 0usize);
-    let mut first = true;
-    let mut candidates: Vec<(f64, f64, Vec<[f64; 2]>)> = Vec::new();
+    // (area, long side / short side, closed corner ring) per hull edge.
+    let mut candidates: Vec<(f64, f64, [[f64; 2]; 5])> = Vec::new();
     for i in 0..h {
         let (a, b) = (hull[i], hull[next(i)]);
         let len = (b[0] - a[0]).hypot(b[1] - a[1]);
@@ -87,6 +87,7 @@ pub fn minimum_area_rectangle(closed_hull: &[[f64; 2]]) -> Vec<[f64; 2]> {
         let e = ((b[0] - a[0]) / len, (b[1] - a[1]) / len);
         // Inward normal of a counter-clockwise polygon.
         let n = (-e.1, e.0);
+        let first = candidates.is_empty();
         if first {
             right = i;
             top = i;
@@ -115,18 +116,15 @@ pub fn minimum_area_rectangle(closed_hull: &[[f64; 2]]) -> Vec<[f64; 2]> {
             (e_hi - e_lo).max(n_hi - n_lo),
             (e_hi - e_lo).min(n_hi - n_lo),
         );
-        {
-            let corner = |s: f64, t: f64| [s * e.0 + t * n.0, s * e.1 + t * n.1];
-            let ring = vec![
-                corner(e_lo, n_lo),
-                corner(e_hi, n_lo),
-                corner(e_hi, n_hi),
-                corner(e_lo, n_hi),
-                corner(e_lo, n_lo),
-            ];
-            candidates.push((area, long / short.max(f64::MIN_POSITIVE), ring));
-            first = false;
-        }
+        let corner = |s: f64, t: f64| [s * e.0 + t * n.0, s * e.1 + t * n.1];
+        let ring = [
+            corner(e_lo, n_lo),
+            corner(e_hi, n_lo),
+            corner(e_hi, n_hi),
+            corner(e_lo, n_hi),
+            corner(e_lo, n_lo),
+        ];
+        candidates.push((area, long / short.max(f64::MIN_POSITIVE), ring));
     }
     // Rectangles whose areas differ by rounding alone (symmetric shapes have several) are
     // told apart by shape: the least elongated one, which the square grid distorts least.
@@ -136,7 +134,7 @@ pub fn minimum_area_rectangle(closed_hull: &[[f64; 2]]) -> Vec<[f64; 2]> {
         .into_iter()
         .filter(|c| c.0 <= smallest * (1.0 + AREA_TIE))
         .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|c| c.2)
+        .map(|c| c.2.to_vec())
         .unwrap_or_default()
 }
 

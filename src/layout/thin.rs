@@ -62,12 +62,7 @@ impl<'a> Shifted<'a> {
                 sums
             })
             .collect();
-        let mut sums = vec![0.0f64; cols];
-        for p in partial {
-            for (s, v) in sums.iter_mut().zip(p) {
-                *s += v;
-            }
-        }
+        let sums = add_in_order(partial, cols);
         let n = self.rows.max(1) as f64;
         self.col_shift = sums.iter().map(|&s| (s / n) as f32).collect();
         self
@@ -234,8 +229,12 @@ fn lane_sum(values: &[f32]) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
-fn add_in_order(partial: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; len];
+/// The element-wise sum of tasks' partial results, in task order.
+fn add_in_order<T: Copy + Default + std::ops::AddAssign>(
+    partial: Vec<Vec<T>>,
+    len: usize,
+) -> Vec<T> {
+    let mut out = vec![T::default(); len];
     for part in partial {
         for (o, p) in out.iter_mut().zip(part) {
             *o += p;

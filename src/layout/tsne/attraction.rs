@@ -94,7 +94,7 @@ unsafe fn lanes_avx2(
     out: &mut [[f32; LANES]; 2],
 ) {
     use std::arch::x86_64::*;
-    let (one, px, py) = (_mm256_set1_ps(1.0), _mm256_set1_ps(x0), _mm256_set1_ps(y0));
+    let (px, py) = (_mm256_set1_ps(x0), _mm256_set1_ps(y0));
     let (mut ax, mut ay) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     for k in (0..chunks).step_by(LANES) {
         // SAFETY: k + LANES <= chunks <= cols.len() = vals.len(); the caller guarantees the
@@ -109,10 +109,7 @@ unsafe fn lanes_avx2(
             let p = _mm256_loadu_ps(vals.as_ptr().add(k));
             let dx = _mm256_sub_ps(px, gx);
             let dy = _mm256_sub_ps(py, gy);
-            let d = _mm256_add_ps(
-                _mm256_add_ps(one, _mm256_mul_ps(dx, dx)),
-                _mm256_mul_ps(dy, dy),
-            );
+            let d = crate::layout::simd::one_plus_squares(dx, dy);
             let w = _mm256_div_ps(p, d);
             ax = _mm256_add_ps(ax, _mm256_mul_ps(w, dx));
             ay = _mm256_add_ps(ay, _mm256_mul_ps(w, dy));

@@ -360,10 +360,7 @@ impl Interactions {
             };
             let dx = _mm256_sub_ps(px, cx);
             let dy = _mm256_sub_ps(py, cy);
-            let d = _mm256_add_ps(
-                _mm256_add_ps(one, _mm256_mul_ps(dx, dx)),
-                _mm256_mul_ps(dy, dy),
-            );
+            let d = crate::layout::simd::one_plus_squares(dx, dy);
             let q = _mm256_div_ps(one, d);
             let mq = _mm256_mul_ps(m, q);
             let mqq = _mm256_mul_ps(mq, q);
