@@ -11,6 +11,7 @@ use deepinsight::layout::Layout;
 use deepinsight::omics::{Cohort, Modality};
 use deepinsight::render::RenderPlan;
 use deepinsight::select::FeatureSpace;
+use deepinsight::serve::omics::PredictRequest;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -104,9 +105,49 @@ fn stages(c: &mut Criterion) {
     });
 }
 
+/// The text of a /predict request for one sample of 3,000 features by name, as a client
+/// sends a whole table row: what the server parses per request before any model runs.
+fn predict_body() -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let modality = |prefix: &str, n: usize, rng: &mut ChaCha8Rng| {
+        let values: Vec<String> = (1..=n)
+            .map(|j| {
+                format!(
+                    "\"{prefix}{j:04}\": {:.3}",
+                    rng.random_range(0.0f64..5000.0)
+                )
+            })
+            .collect();
+        format!("{{{}}}", values.join(", "))
+    };
+    let genomics = modality("G", 2000, &mut rng);
+    let proteomics = modality("P", 500, &mut rng);
+    let metabolomics = modality("M", 300, &mut rng);
+    let microbiome = modality("T", 200, &mut rng);
+    format!(
+        "{{\"samples\": [{{\"id\": \"s0\", \"values\": {{\"genomics\": {genomics}, \
+         \"proteomics\": {proteomics}, \"metabolomics\": {metabolomics}, \
+         \"microbiome\": {microbiome}}}}}], \"ignore_unknown\": true}}"
+    )
+}
+
+fn serving(c: &mut Criterion) {
+    let body = predict_body();
+    c.bench_function(
+        "serve: parse a /predict body, 1 sample x 3000 features",
+        |b| {
+            b.iter(|| {
+                let request: PredictRequest =
+                    deepinsight::serve::error::parse_json(black_box(body.as_bytes())).unwrap();
+                black_box(request.samples.len())
+            })
+        },
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = stages
+    targets = stages, serving
 }
 criterion_main!(benches);

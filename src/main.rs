@@ -292,6 +292,10 @@ enum Command {
         /// serve: what computes predictions (the ONNX ones export each trained model first).
         #[arg(long, value_enum, default_value = "burn")]
         backend: deepinsight::serve::backend::BackendKind,
+        /// serve: the server's --max-concurrent-batches (worker threads, the cores shared
+        /// between them).
+        #[arg(long, default_value_t = 1)]
+        concurrent_batches: usize,
     },
 }
 
@@ -672,9 +676,16 @@ fn execute(command: Command) -> Result<()> {
             overload,
             only,
             backend,
+            concurrent_batches,
             ..
         } => {
-            let report = deepinsight::bench::serve::run(quick, overload, only.as_deref(), backend)?;
+            let report = deepinsight::bench::serve::run(
+                quick,
+                overload,
+                only.as_deref(),
+                backend,
+                concurrent_batches,
+            )?;
             deepinsight::bench::serve::print(&report);
         }
     }

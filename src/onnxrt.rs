@@ -113,20 +113,29 @@ impl OnnxClassifier {
     /// Runtime fuses QDQ pairs into integer kernels) and `threads` intra-op threads (0: its
     /// default, one per core).
     pub fn load(bytes: &[u8], shape: [usize; 3], classes: usize, threads: usize) -> Result<Self> {
-        Self::with_optimisation(
-            bytes,
-            shape,
-            classes,
-            threads,
-            GraphOptimizationLevel::Level3,
-        )
+        let level = GraphOptimizationLevel::Level3;
+        Self::with_optimisation(bytes, shape, classes, threads, level, true)
+    }
+
+    /// As [`Self::load`], for a server: between runs the intra-op threads sleep instead of
+    /// spinning. A spinning thread kept a whole core busy while the batcher waited, taking it
+    /// from the requests being parsed and rendered meanwhile (measured: docs/serving.md).
+    pub fn for_server(
+        bytes: &[u8],
+        shape: [usize; 3],
+        classes: usize,
+        threads: usize,
+    ) -> Result<Self> {
+        let level = GraphOptimizationLevel::Level3;
+        Self::with_optimisation(bytes, shape, classes, threads, level, false)
     }
 
     /// A session that runs the graph as written, operator by operator: for a QDQ model, the
     /// reference semantics of quantisation (dequantised values in float), which is what an
     /// INT8 engine elsewhere (TensorRT) must reproduce, free of the CPU kernels' own limits.
     pub fn reference(bytes: &[u8], shape: [usize; 3], classes: usize) -> Result<Self> {
-        Self::with_optimisation(bytes, shape, classes, 0, GraphOptimizationLevel::Disable)
+        let level = GraphOptimizationLevel::Disable;
+        Self::with_optimisation(bytes, shape, classes, 0, level, true)
     }
 
     fn with_optimisation(
@@ -135,11 +144,14 @@ impl OnnxClassifier {
         classes: usize,
         threads: usize,
         level: GraphOptimizationLevel,
+        spin: bool,
     ) -> Result<Self> {
         let options = |e: ort::Error<SessionBuilder>| anyhow!("ONNX Runtime session options: {e}");
         let mut builder = Session::builder(environment()?)
             .map_err(|e| anyhow!("ONNX Runtime session: {e}"))?
             .with_optimization_level(level)
+            .map_err(options)?
+            .with_intra_op_spinning(spin)
             .map_err(options)?;
         if threads > 0 {
             builder = builder.with_intra_threads(threads).map_err(options)?;

@@ -300,7 +300,7 @@ fn check_bench_serve(out: &std::process::Output, backend: &str) {
     assert!(out.status.success(), "{}\n{stdout}", common::stderr(out));
     assert_eq!(
         stdout.lines().next(),
-        Some(format!("backend: {backend}").as_str())
+        Some(format!("backend: {backend}; concurrent batches: 1").as_str())
     );
     let rows: Vec<Vec<&str>> = stdout
         .lines()
@@ -309,7 +309,8 @@ fn check_bench_serve(out: &std::process::Output, backend: &str) {
         .map(|l| l.split_whitespace().collect())
         .collect();
     // size, batching ("off" or "max 8"), clients, then QPS, p50, p95, p99, p99 bound, mean
-    // batch, batch ms, offline, QPS/offline, then the status codes.
+    // batch, batch ms, offline, QPS/offline, server and hey CPU ms per request, then the
+    // status codes.
     let expected = [(false, 1), (false, 16), (true, 1), (true, 16)];
     for (row, (batching, clients)) in rows.iter().zip(expected) {
         assert_eq!(row[0], "32", "{row:?}");
@@ -321,16 +322,18 @@ fn check_bench_serve(out: &std::process::Output, backend: &str) {
             &row[2..]
         };
         assert_eq!(rest[0], clients.to_string(), "{row:?}");
-        let numbers: Vec<f64> = rest[1..10].iter().map(|v| v.parse().unwrap()).collect();
+        let numbers: Vec<f64> = rest[1..12].iter().map(|v| v.parse().unwrap()).collect();
         let (qps, mean_batch) = (numbers[0], numbers[5]);
         assert!(qps > 0.0, "{row:?}");
         assert!(
             numbers[6] > 0.0,
             "batch compute time from the server's metrics: {row:?}"
         );
+        // Serving costs the server CPU time, and sending costs hey some.
+        assert!(numbers[9] > 0.0 && numbers[10] > 0.0, "{row:?}");
         // Every request was answered 200.
-        assert_eq!(rest[10..].len(), 1, "{row:?}");
-        assert!(rest[10].starts_with("200:"), "{row:?}");
+        assert_eq!(rest[12..].len(), 1, "{row:?}");
+        assert!(rest[12].starts_with("200:"), "{row:?}");
         if !batching {
             assert_eq!(mean_batch, 1.0, "{row:?}");
         } else if clients == 16 {

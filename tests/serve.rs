@@ -77,7 +77,7 @@ fn expected(samples: &[Value]) -> (Vec<f32>, Vec<Vec<f32>>) {
 fn config(batching: BatchConfig) -> ServeConfig {
     ServeConfig {
         addr: "127.0.0.1:0".into(),
-        max_body_bytes: 256 * 1024,
+        max_body_bytes: 1024 * 1024,
         batching,
         models: vec![ModelSpec {
             name: Some("small".into()),
@@ -202,6 +202,28 @@ async fn predictions_match_the_library_over_every_route() {
         a.body["predictions"][2]["probabilities"]
     );
 
+    // Names written with JSON escapes ("\u0061" is "a") name the same features: they are
+    // the ones the server cannot borrow from the body's text.
+    let text = serde_json::to_string(&json!({"samples": samples})).unwrap();
+    let escaped = text.replace("\"a", "\"\\u0061");
+    assert_ne!(escaped, text);
+    let e = call(addr, "POST", "/predict", escaped.as_bytes()).await;
+    assert_eq!(e.status, 200, "{}", e.text);
+    assert_eq!(e.body["predictions"], a.body["predictions"]);
+
+    // A body too large to parse on the async runtime's thread (over 256 KiB) is parsed on a
+    // blocking thread, with the same answers.
+    let many: Vec<Value> = (0..2400).map(|i| samples[i % 3].clone()).collect();
+    let big = serde_json::to_vec(&json!({"samples": many})).unwrap();
+    assert!(big.len() > 256 * 1024, "{} bytes", big.len());
+    let g = call(addr, "POST", "/predict", &big).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let got = g.body["predictions"].as_array().unwrap();
+    assert_eq!(got.len(), 2400);
+    for (i, p) in got.iter().enumerate() {
+        assert_eq!(p, &a.body["predictions"][i % 3], "sample {i}");
+    }
+
     // KServe v2 on the images the library rendered.
     let meta = get(addr, "/v2/models/small").await;
     let shape: Vec<i64> = meta.body["inputs"][0]["shape"]
@@ -291,7 +313,7 @@ async fn bad_requests_get_a_json_error_naming_the_field() {
         ("empty body", "/predict", Vec::new(), 400, None),
         ("malformed JSON", "/predict", b"{\"samples\": [".to_vec(), 400, None),
         ("unknown key", "/predict", br#"{"samples": [], "sample": 1}"#.to_vec(), 422, None),
-        ("body over the limit", "/predict", vec![b' '; 300 * 1024], 413, None),
+        ("body over the limit", "/predict", vec![b' '; 1200 * 1024], 413, None),
         ("unknown model", "/v2/models/other/infer", br#"{"inputs": []}"#.to_vec(), 404, Some("model_name")),
         ("model name leaving the folder", "/v2/models/..%2F..%2Fetc/infer", br#"{"inputs": []}"#.to_vec(), 400, Some("model_name")),
         ("wrong tensor shape", "/v2/models/small/infer",

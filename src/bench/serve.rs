@@ -36,12 +36,18 @@ pub struct Scenario {
     /// Status code -> count; code 0 counts transport errors.
     pub codes: Vec<(u16, usize)>,
     pub mean_batch: f64,
-    /// Offline images/s at this scenario's batch size.
+    /// Offline images/s at this scenario's batch size: the mean of the rates timed just
+    /// before and just after the server ran with this scenario's settings.
     pub offline: f64,
     /// Mean compute time of a batch in the server during this scenario (its own metric).
     pub batch_ms: f64,
     /// The issue's bound for p99: max queue delay + 2 x batch compute time, in ms.
     pub p99_bound_ms: f64,
+    /// CPU time per answered request of the server (every thread: HTTP, parsing, rendering,
+    /// the model) and of the load generator, in ms: on a machine they share, these say what
+    /// the cores can give.
+    pub server_cpu_ms: f64,
+    pub hey_cpu_ms: f64,
 }
 
 pub struct Overload {
@@ -58,6 +64,8 @@ pub struct Overload {
 
 pub struct Report {
     pub backend: BackendKind,
+    /// Batches computed at once, each on its own worker thread with its share of the cores.
+    pub concurrent_batches: usize,
     pub scenarios: Vec<Scenario>,
     pub overload: Option<Overload>,
 }
@@ -68,12 +76,17 @@ const DELAY_MS: u64 = 5;
 
 /// `only`: image sizes to run, e.g. "64" (all when `None`). With an ONNX `backend`, each
 /// trained model is exported (`--targets server`) and served, and timed offline, through it.
+/// `concurrent_batches` is the server's `--max-concurrent-batches` in every row.
 pub fn run(
     quick: bool,
     overload: bool,
     only: Option<&str>,
     backend: BackendKind,
+    concurrent_batches: usize,
 ) -> Result<Report> {
+    if concurrent_batches == 0 {
+        bail!("--concurrent-batches must be at least 1");
+    }
     check_hey()?;
     let work = tempfile::tempdir_in(".").context("cannot create a work folder here")?;
     let (all, width, seconds): (&[usize], usize, u64) = if quick {
@@ -108,17 +121,24 @@ pub fn run(
         let body = work.path().join(format!("body-{size}.json"));
         let request = json!({"samples": [sample], "allow_missing": true, "ignore_unknown": true});
         std::fs::write(&body, request.to_string())?;
-        let offline_1 = offline(&model, &sample, 1, quick, backend)?;
-        let offline_b = offline(&model, &sample, MAX_BATCH, quick, backend)?;
         for batching in [false, true] {
+            // Offline is timed just before and just after this setting's server runs, and
+            // the two averaged: this machine's speed drifts over minutes.
+            let batch = if batching { MAX_BATCH } else { 1 };
+            let offline_before = offline(&model, &sample, batch, quick, backend)?;
+            let first_row = scenarios.len();
             let mut config = serve_config(&model, batching, 30_000);
             config.backend = backend;
+            config.batching.max_concurrent_batches = concurrent_batches;
             let server = runtime.block_on(Server::start(config))?;
             for clients in [1, 16] {
                 tracing::info!(size, batching, clients, "load");
                 let before = batch_metrics(&runtime, server.addr)?;
+                let cpu_before = cpu_seconds();
                 let load = hey(server.addr, &body, clients, seconds, None)?;
+                let cpu_after = cpu_seconds();
                 let after = batch_metrics(&runtime, server.addr)?;
+                let answered = load.codes.iter().map(|c| c.1).sum::<usize>().max(1) as f64;
                 let count = (after.count - before.count).max(1.0);
                 let batch_ms = (after.seconds - before.seconds) / count * 1000.0;
                 let delay = if batching { DELAY_MS } else { 0 };
@@ -127,13 +147,19 @@ pub fn run(
                     batching,
                     clients,
                     mean_batch: (after.samples - before.samples) / count,
-                    offline: if batching { offline_b } else { offline_1 },
+                    offline: f64::NAN,
                     batch_ms,
                     p99_bound_ms: delay as f64 + 2.0 * batch_ms,
+                    server_cpu_ms: (cpu_after.0 - cpu_before.0) / answered * 1000.0,
+                    hey_cpu_ms: (cpu_after.1 - cpu_before.1) / answered * 1000.0,
                     ..load
                 });
             }
             runtime.block_on(server.shutdown())?;
+            let offline_after = offline(&model, &sample, batch, quick, backend)?;
+            for row in &mut scenarios[first_row..] {
+                row.offline = (offline_before + offline_after) / 2.0;
+            }
         }
         if overload && size == *sizes.last().expect("a size") {
             let capacity = scenarios
@@ -141,11 +167,19 @@ pub fn run(
                 .filter(|s| s.size == size && s.batching)
                 .map(|s| s.qps)
                 .fold(0.0, f64::max);
-            overload_row = Some(run_overload(&runtime, &model, &body, size, capacity)?);
+            overload_row = Some(run_overload(
+                &runtime,
+                &model,
+                &body,
+                size,
+                capacity,
+                concurrent_batches,
+            )?);
         }
     }
     Ok(Report {
         backend,
+        concurrent_batches,
         scenarios,
         overload: overload_row,
     })
@@ -427,7 +461,24 @@ fn read_hey(text: &str, clients: usize) -> Scenario {
         offline: 0.0,
         batch_ms: 0.0,
         p99_bound_ms: 0.0,
+        server_cpu_ms: 0.0,
+        hey_cpu_ms: 0.0,
     }
+}
+
+/// CPU seconds (user + system) used so far by this process and by its children that have
+/// been waited for: the in-process server, and hey once it has exited.
+fn cpu_seconds() -> (f64, f64) {
+    let of = |who| {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+            return f64::NAN;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        secs(usage.ru_utime) + secs(usage.ru_stime)
+    };
+    (of(libc::RUSAGE_SELF), of(libc::RUSAGE_CHILDREN))
 }
 
 fn rss_mb() -> f64 {
@@ -450,9 +501,11 @@ fn run_overload(
     body: &Path,
     size: usize,
     capacity: f64,
+    concurrent_batches: usize,
 ) -> Result<Overload> {
     let mut config = serve_config(model, true, 2_000);
     config.batching.queue_capacity = 256;
+    config.batching.max_concurrent_batches = concurrent_batches;
     let server = runtime.block_on(Server::start(config))?;
     let clients = 512;
     let target = 2.0 * capacity;
@@ -514,9 +567,13 @@ fn codes_text(codes: &[(u16, usize)]) -> String {
 
 pub fn print(report: &Report) {
     let backend = serde_json::to_value(report.backend).unwrap_or_default();
-    println!("backend: {}", backend.as_str().unwrap_or("?"));
     println!(
-        "{:>5} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9}  codes",
+        "backend: {}; concurrent batches: {}",
+        backend.as_str().unwrap_or("?"),
+        report.concurrent_batches
+    );
+    println!(
+        "{:>5} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}  codes",
         "size",
         "batching",
         "clients",
@@ -528,11 +585,13 @@ pub fn print(report: &Report) {
         "mean batch",
         "batch ms",
         "offline",
-        "QPS/offl"
+        "QPS/offl",
+        "srv CPU",
+        "hey CPU"
     );
     for s in &report.scenarios {
         println!(
-            "{:>5} {:>8} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.2} {:>9.1} {:>9.1} {:>9.2}  {}",
+            "{:>5} {:>8} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.2} {:>9.1} {:>9.1} {:>9.2} {:>8.3} {:>8.3}  {}",
             s.size,
             if s.batching {
                 format!("max {MAX_BATCH}")
@@ -549,13 +608,17 @@ pub fn print(report: &Report) {
             s.batch_ms,
             s.offline,
             s.qps / s.offline,
+            s.server_cpu_ms,
+            s.hey_cpu_ms,
             codes_text(&s.codes)
         );
     }
     println!(
         "batch ms = mean compute time of a batch in the server (its batch_compute_seconds metric); \
          p99 bound = max queue delay ({DELAY_MS} ms on) + 2 x batch ms;\n\
-         offline = images/s of normalise + render + forward at the scenario's batch size (1 off, {MAX_BATCH} on), same process, no HTTP"
+         offline = images/s of normalise + render + forward at the scenario's batch size (1 off, {MAX_BATCH} on), same process, no HTTP,\n\
+         the mean of its rate just before and just after the setting's server runs;\n\
+         srv CPU, hey CPU = CPU ms per request of the server (all its threads) and of the load generator"
     );
     if let Some(o) = &report.overload {
         println!(

@@ -172,7 +172,7 @@ pub fn onnx_backends(
     (0..workers)
         .map(|_| {
             Ok(Box::new(OnnxBackend {
-                model: OnnxClassifier::load(&bytes, shape, classes, threads)?,
+                model: OnnxClassifier::for_server(&bytes, shape, classes, threads)?,
                 name,
             }) as Box<dyn Backend>)
         })

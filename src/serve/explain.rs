@@ -60,11 +60,12 @@ impl Explainer {
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ExplainRequest {
+pub struct ExplainRequest<'a> {
     /// Needed when the server holds more than one model.
     pub model: Option<String>,
     /// One sample, as an element of /predict's `samples`.
-    pub sample: SampleInput,
+    #[serde(borrow)]
+    pub sample: SampleInput<'a>,
     /// saliency (default), gradcam or hirescam.
     #[serde(default)]
     pub method: Method,
@@ -133,7 +134,7 @@ pub struct Ask {
     pub include_map: bool,
 }
 
-pub fn check(request: &ExplainRequest, classes: &[String]) -> Result<Ask, ApiError> {
+pub fn check(request: &ExplainRequest<'_>, classes: &[String]) -> Result<Ask, ApiError> {
     if !(1..=4).contains(&request.stage) {
         return Err(ApiError::field(
             "stage",

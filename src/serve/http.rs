@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
@@ -18,7 +19,7 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::batcher::Submit;
-use super::error::{ApiError, ErrorBody, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody, RawJson, parse_json};
 use super::explain::{self, ExplainRequest, ExplainResponse};
 use super::kserve::{self, InferOutput, InferRequest, InferResponse, ModelMetadata};
 use super::metrics::Metrics;
@@ -235,10 +236,15 @@ async fn model_features(
     }))
 }
 
-fn submit_options(priority: Option<u8>, timeout_ms: Option<u64>) -> Submit {
+/// Batcher options; a deadline counts from the request's arrival, parsing included.
+fn submit_options(
+    arrival: tokio::time::Instant,
+    priority: Option<u8>,
+    timeout_ms: Option<u64>,
+) -> Submit {
     Submit {
         priority,
-        deadline: timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms)),
+        deadline: timeout_ms.map(|ms| arrival + Duration::from_millis(ms)),
     }
 }
 
@@ -258,7 +264,11 @@ async fn infer(
     let model = state.model(&model_path(path)?)?.clone();
     let (want_probabilities, want_label) = kserve::requested_outputs(&request)?;
     let (images, n) = kserve::images(&mut request, model.shape)?;
-    let options = submit_options(request.parameters.priority, request.parameters.timeout_ms);
+    let options = submit_options(
+        tokio::time::Instant::now(),
+        request.parameters.priority,
+        request.parameters.timeout_ms,
+    );
     let probabilities = model
         .batcher
         .submit(ImageJob { images, n }, options)
@@ -294,23 +304,22 @@ async fn infer(
     }))
 }
 
-/// Preprocesses raw samples on a blocking thread when there are many of them.
-async fn prepare(
-    model: &Arc<ServedModel>,
-    samples: Vec<SampleInput>,
-    allow_missing: bool,
-    ignore_unknown: bool,
-) -> Result<(Vec<SampleInput>, omics::Prepared), ApiError> {
-    if samples.len() <= 64 {
-        let prepared = omics::prepare(model, &samples, allow_missing, ignore_unknown)?;
-        return Ok((samples, prepared));
+/// Bodies up to this size are parsed and rendered on the async thread, which costs less than
+/// a hop to a blocking thread; larger ones on a blocking thread, so that one big request
+/// cannot stall the others.
+const INLINE_BODY_BYTES: usize = 256 * 1024;
+
+/// Runs `work` on the request's text where [`INLINE_BODY_BYTES`] says.
+async fn parse_and_prepare<R: Send + 'static>(
+    body: Bytes,
+    work: impl FnOnce(&[u8]) -> Result<R, ApiError> + Send + 'static,
+) -> Result<R, ApiError> {
+    if body.len() <= INLINE_BODY_BYTES {
+        return work(&body);
     }
-    let model = model.clone();
-    tokio::task::spawn_blocking(move || {
-        omics::prepare(&model, &samples, allow_missing, ignore_unknown).map(|p| (samples, p))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("preprocessing failed: {e}")))?
+    tokio::task::spawn_blocking(move || work(&body))
+        .await
+        .map_err(|e| ApiError::internal(format!("preprocessing failed: {e}")))?
 }
 
 /// Raw omics values -> the saved imputation, normalisation, selection and layout -> the model.
@@ -321,24 +330,29 @@ async fn prepare(
         (status = 504, body = ErrorBody)))]
 async fn predict(
     State(state): Shared,
-    JsonBody(request): JsonBody<PredictRequest>,
+    RawJson(body): RawJson,
 ) -> Result<Json<PredictResponse>, ApiError> {
     let start = Instant::now();
-    let model = state.model_or_only(request.model.as_deref())?.clone();
-    let options = submit_options(request.priority, request.timeout_ms);
-    let (samples, mut prepared) = prepare(
-        &model,
-        request.samples,
-        request.allow_missing,
-        request.ignore_unknown,
-    )
+    let arrival = tokio::time::Instant::now();
+    let (model, options, mut prepared) = parse_and_prepare(body, move |body| {
+        let request: PredictRequest = parse_json(body)?;
+        let model = state.model_or_only(request.model.as_deref())?.clone();
+        let prepared = omics::prepare(
+            &model,
+            &request.samples,
+            request.allow_missing,
+            request.ignore_unknown,
+        )?;
+        let options = submit_options(arrival, request.priority, request.timeout_ms);
+        Ok((model, options, prepared))
+    })
     .await?;
     let job = ImageJob {
         images: std::mem::take(&mut prepared.images),
         n: prepared.n,
     };
     let probabilities = model.batcher.submit(job, options).await?;
-    let predictions = omics::predictions(&model, &samples, &prepared, probabilities);
+    let predictions = omics::predictions(&model, prepared, probabilities);
     model.live.request(start.elapsed());
     Ok(Json(PredictResponse {
         model_name: model.name.clone(),
@@ -356,24 +370,30 @@ async fn predict(
         (status = 422, body = ErrorBody)))]
 async fn explain(
     State(state): Shared,
-    JsonBody(request): JsonBody<ExplainRequest>,
+    RawJson(body): RawJson,
 ) -> Result<Json<ExplainResponse>, ApiError> {
     // Not counted in the model's live latency and QPS, which describe predictions; /metrics
     // counts and times every route.
-    let model = state.model_or_only(request.model.as_deref())?.clone();
-    let ask = explain::check(&request, &model.classes)?;
-    let sample = vec![request.sample];
-    let prepared = omics::prepare(
-        &model,
-        &sample,
-        request.allow_missing,
-        request.ignore_unknown,
-    )
-    .map_err(|e| e.renamed("samples[0]", "sample"))?;
+    let (model, ask, request, prepared) = parse_and_prepare(body, move |body| {
+        let request: ExplainRequest = parse_json(body)?;
+        let model = state.model_or_only(request.model.as_deref())?.clone();
+        let ask = explain::check(&request, &model.classes)?;
+        let prepared = omics::prepare(
+            &model,
+            std::slice::from_ref(&request.sample),
+            request.allow_missing,
+            request.ignore_unknown,
+        )
+        .map_err(|e| e.renamed("samples[0]", "sample"))?;
+        Ok((model, ask, (request.method, request.stage), prepared))
+    })
+    .await?;
+    let (method, stage) = request;
     let worker = model.clone();
     let include_map = ask.include_map;
+    let images = prepared.images;
     let answer = tokio::task::spawn_blocking(move || {
-        explain::explain(&worker.explainer, &worker.classes, &prepared.images, &ask)
+        explain::explain(&worker.explainer, &worker.classes, &images, &ask)
     })
     .await
     .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))??;
@@ -381,12 +401,12 @@ async fn explain(
     Ok(Json(ExplainResponse {
         model_name: model.name.clone(),
         model_sha256: model.model_sha256.clone(),
-        id: sample.into_iter().next().and_then(|s| s.id),
+        id: prepared.ids.into_iter().next().flatten(),
         predicted: classes[answer.predicted].clone(),
         probabilities: classes.iter().cloned().zip(answer.probabilities).collect(),
         target: classes[answer.target].clone(),
-        method: request.method,
-        stage: request.stage,
+        method,
+        stage,
         features: answer.features,
         map_shape: include_map.then_some(answer.maps.shape),
         map: include_map.then_some(answer.maps.values),
@@ -395,10 +415,11 @@ async fn explain(
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BatchPredictRequest {
+pub struct BatchPredictRequest<'a> {
     pub model_name: String,
     /// Samples as in /predict.
-    pub data: Vec<SampleInput>,
+    #[serde(borrow)]
+    pub data: Vec<SampleInput<'a>>,
     /// Through the dynamic batcher (true, the default) or straight to a worker.
     #[serde(default = "yes")]
     pub enable_batching: bool,
@@ -426,37 +447,39 @@ pub struct BatchPredictResponse {
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn batch_predict(
     State(state): Shared,
-    JsonBody(request): JsonBody<BatchPredictRequest>,
+    RawJson(body): RawJson,
 ) -> Result<Json<BatchPredictResponse>, ApiError> {
     let start = Instant::now();
-    let model = state.model(&request.model_name)?.clone();
-    let (samples, mut prepared) = prepare(
-        &model,
-        request.data,
-        request.allow_missing,
-        request.ignore_unknown,
-    )
+    let (model, enable_batching, mut prepared) = parse_and_prepare(body, move |body| {
+        let request: BatchPredictRequest = parse_json(body)?;
+        let model = state.model(&request.model_name)?.clone();
+        let prepared = omics::prepare(
+            &model,
+            &request.data,
+            request.allow_missing,
+            request.ignore_unknown,
+        )?;
+        Ok((model, request.enable_batching, prepared))
+    })
     .await?;
     let images = std::mem::take(&mut prepared.images);
-    let probabilities = if request.enable_batching {
-        let job = ImageJob {
-            images,
-            n: prepared.n,
-        };
+    let n = prepared.n;
+    let probabilities = if enable_batching {
+        let job = ImageJob { images, n };
         model.batcher.submit(job, Submit::default()).await?
     } else {
         model
             .pool
-            .infer(images, prepared.n)
+            .infer(images, n)
             .await
             .map_err(ApiError::internal)?
     };
-    let predictions = omics::predictions(&model, &samples, &prepared, probabilities);
+    let predictions = omics::predictions(&model, prepared, probabilities);
     model.live.request(start.elapsed());
     Ok(Json(BatchPredictResponse {
         model_name: model.name.clone(),
-        batched: request.enable_batching,
-        samples: samples.len(),
+        batched: enable_batching,
+        samples: n,
         elapsed_ms: start.elapsed().as_secs_f64() * 1000.0,
         predictions,
     }))

@@ -1,13 +1,14 @@
 //! A served model: the run's fitted preprocessing (normalisation, selection, layout) for raw
 //! omics requests, and its network on worker threads behind a dynamic batcher.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use fnv::FnvHashMap;
 use serde::Serialize;
 
 use super::backend::{Backend, BackendKind, BurnBackend, WorkerPool, onnx_backends};
@@ -97,8 +98,9 @@ pub struct ServedModel {
     /// C, H, W of the network's input.
     pub shape: [usize; 3],
     pub feature_space: FeatureSpace,
-    /// Per modality (feature space order): feature name -> column.
-    pub feature_index: Vec<HashMap<String, usize>>,
+    /// Per modality (feature space order): feature name -> column. FNV: a request looks up
+    /// thousands of short names, where SipHash's per-call setup dominates.
+    pub feature_index: Vec<FnvHashMap<String, usize>>,
     pub plan: RenderPlan,
     pub model_sha256: String,
     pub batching: BatchConfig,

@@ -1,6 +1,7 @@
 //! POST /predict: raw omics values by modality and feature name, turned into the model's
 //! images with exactly the imputation, normalisation, selection and layout fitted at training.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use ndarray::Array2;
@@ -13,23 +14,50 @@ use super::model::ServedModel;
 /// order (GET /v2/models/{name}/features lists it). `null` is a missing value.
 #[derive(Debug, Clone, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum ModalityValues {
-    ByName(NamedValues),
+pub enum ModalityValues<'a> {
+    ByName(NamedValues<'a>),
     Ordered(Vec<Option<f64>>),
 }
 
-/// Feature name -> value, in the order given.
+/// Feature name -> value, in the order given. The names point into the request body where
+/// they hold no escapes.
 #[derive(Debug, Clone, utoipa::ToSchema)]
 #[schema(value_type = BTreeMap<String, Option<f64>>)]
-pub struct NamedValues(pub Vec<(String, Option<f64>)>);
+pub struct NamedValues<'a>(pub Vec<(Cow<'a, str>, Option<f64>)>);
+
+/// A string borrowed from the JSON text when it can be (serde's own `Cow<str>` always copies).
+struct Borrowed<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Borrowed<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a feature name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Borrowed(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Borrowed(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Borrowed(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
 
 // By hand rather than `#[serde(untagged)]`, which buffers the whole value before trying each
-// form, and into a list of pairs rather than a map: this parse is most of a request's cost.
-impl<'de> Deserialize<'de> for ModalityValues {
+// form, and into a list of borrowed names rather than a map of owned ones: a request names
+// thousands of features, and this parse is most of its cost.
+impl<'de: 'a, 'a> Deserialize<'de> for ModalityValues<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Either;
         impl<'de> serde::de::Visitor<'de> for Either {
-            type Value = ModalityValues;
+            type Value = ModalityValues<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str(
                     "an object of feature name -> number or null, or an array of numbers or nulls in the model's feature order",
@@ -40,8 +68,10 @@ impl<'de> Deserialize<'de> for ModalityValues {
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(pair) = map.next_entry::<String, Option<f64>>()? {
-                    pairs.push(pair);
+                while let Some((Borrowed(name), value)) =
+                    map.next_entry::<Borrowed<'de>, Option<f64>>()?
+                {
+                    pairs.push((name, value));
                 }
                 Ok(ModalityValues::ByName(NamedValues(pairs)))
             }
@@ -62,19 +92,21 @@ impl<'de> Deserialize<'de> for ModalityValues {
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SampleInput {
+pub struct SampleInput<'a> {
     /// Echoed in the answer.
     pub id: Option<String>,
     /// Modality name -> values.
-    pub values: BTreeMap<String, ModalityValues>,
+    #[serde(borrow)]
+    pub values: BTreeMap<String, ModalityValues<'a>>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PredictRequest {
+pub struct PredictRequest<'a> {
     /// Needed when the server holds more than one model.
     pub model: Option<String>,
-    pub samples: Vec<SampleInput>,
+    #[serde(borrow)]
+    pub samples: Vec<SampleInput<'a>>,
     /// Impute missing features (absent or null) with the training median instead of refusing.
     #[serde(default)]
     pub allow_missing: bool,
@@ -105,10 +137,12 @@ pub struct PredictResponse {
     pub predictions: Vec<SamplePrediction>,
 }
 
-/// Rendered images of the request's samples, with the count of imputed values per sample.
+/// Rendered images of the request's samples, with each sample's id and count of imputed
+/// values: all an answer needs once the request's text is gone.
 pub struct Prepared {
     pub images: Vec<f32>,
     pub n: usize,
+    pub ids: Vec<Option<String>>,
     pub imputed: Vec<usize>,
 }
 
@@ -119,7 +153,7 @@ pub const MAX_SAMPLES: usize = 4096;
 /// field: `samples[i].values.<modality>.<feature>`.
 pub fn prepare(
     model: &ServedModel,
-    samples: &[SampleInput],
+    samples: &[SampleInput<'_>],
     allow_missing: bool,
     ignore_unknown: bool,
 ) -> Result<Prepared, ApiError> {
@@ -154,20 +188,21 @@ pub fn prepare(
             ));
         }
         for (m, modality) in modalities.iter().enumerate() {
-            let path = format!("samples[{i}].values.{}", modality.name);
+            // Built only for an error: a request may carry thousands of features.
+            let path = || format!("samples[{i}].values.{}", modality.name);
             let mut row = raw[m].row_mut(i);
             match sample.values.get(&modality.name) {
                 None if allow_missing => {}
                 None => {
                     return Err(ApiError::field(
-                        path,
+                        path(),
                         "modality missing (set allow_missing to impute it)",
                     ));
                 }
                 Some(ModalityValues::Ordered(values)) => {
                     if values.len() != modality.features.len() {
                         return Err(ApiError::field(
-                            path,
+                            path(),
                             format!(
                                 "{} values given, the model uses {} features of {} (in the order of GET /v2/models/{}/features)",
                                 values.len(),
@@ -178,28 +213,28 @@ pub fn prepare(
                         ));
                     }
                     for (j, v) in values.iter().enumerate() {
-                        row[j] = checked(*v, || format!("{path}[{j}]"))?;
+                        row[j] = checked(*v, || format!("{}[{j}]", path()))?;
                     }
                 }
                 Some(ModalityValues::ByName(NamedValues(values))) => {
                     let index = &model.feature_index[m];
                     let mut seen = vec![false; modality.features.len()];
                     for (feature, v) in values {
-                        match index.get(feature) {
+                        match index.get(feature.as_ref()) {
                             Some(&j) if seen[j] => {
                                 return Err(ApiError::field(
-                                    format!("{path}.{feature}"),
+                                    format!("{}.{feature}", path()),
                                     "given twice",
                                 ));
                             }
                             Some(&j) => {
                                 seen[j] = true;
-                                row[j] = checked(*v, || format!("{path}.{feature}"))?;
+                                row[j] = checked(*v, || format!("{}.{feature}", path()))?;
                             }
                             None if ignore_unknown => {}
                             None => {
                                 return Err(ApiError::field(
-                                    format!("{path}.{feature}"),
+                                    format!("{}.{feature}", path()),
                                     "unknown feature (set ignore_unknown to skip features the model does not use)",
                                 ));
                             }
@@ -211,7 +246,7 @@ pub fn prepare(
             if missing > 0 && !allow_missing {
                 let j = row.iter().position(|v| v.is_nan()).expect("one is missing");
                 return Err(ApiError::field(
-                    format!("{path}.{}", modality.features[j]),
+                    format!("{}.{}", path(), modality.features[j]),
                     format!(
                         "missing ({missing} of {} features missing; set allow_missing to impute them)",
                         modality.features.len()
@@ -233,6 +268,7 @@ pub fn prepare(
     Ok(Prepared {
         images,
         n: samples.len(),
+        ids: samples.iter().map(|s| s.id.clone()).collect(),
         imputed,
     })
 }
@@ -249,19 +285,42 @@ fn checked(v: Option<f64>, field: impl Fn() -> String) -> Result<f32, ApiError> 
 /// Answers of each sample: the most probable class and every class's probability.
 pub fn predictions(
     model: &ServedModel,
-    samples: &[SampleInput],
-    prepared: &Prepared,
+    prepared: Prepared,
     probabilities: Vec<Vec<f32>>,
 ) -> Vec<SamplePrediction> {
-    samples
-        .iter()
+    prepared
+        .ids
+        .into_iter()
         .zip(probabilities)
-        .zip(&prepared.imputed)
-        .map(|((sample, p), &imputed)| SamplePrediction {
-            id: sample.id.clone(),
+        .zip(prepared.imputed)
+        .map(|((id, p), imputed)| SamplePrediction {
+            id,
             label: model.classes[crate::model::train::argmax(&p)].clone(),
             probabilities: model.classes.iter().cloned().zip(p).collect(),
             imputed,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_names_point_into_the_body_unless_escaped() {
+        let body = br#"{"samples": [{"values": {"g": {"TP53": 1.5, "\u0042RCA1": null}, "p": [2, null]}}]}"#;
+        let request: PredictRequest = crate::serve::error::parse_json(body).unwrap();
+        let values = &request.samples[0].values;
+        let Some(ModalityValues::ByName(NamedValues(pairs))) = values.get("g") else {
+            panic!("{values:?}");
+        };
+        assert!(matches!(&pairs[0].0, Cow::Borrowed("TP53")));
+        assert_eq!(pairs[0].1, Some(1.5));
+        assert!(matches!(&pairs[1].0, Cow::Owned(name) if name == "BRCA1"));
+        assert_eq!(pairs[1].1, None);
+        let Some(ModalityValues::Ordered(ordered)) = values.get("p") else {
+            panic!("{values:?}");
+        };
+        assert_eq!(ordered, &[Some(2.0), None]);
+    }
 }
