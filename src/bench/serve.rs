@@ -87,6 +87,10 @@ pub fn run(
     if concurrent_batches == 0 {
         bail!("--concurrent-batches must be at least 1");
     }
+    let setup = Setup {
+        backend,
+        concurrent_batches,
+    };
     check_hey()?;
     let work = tempfile::tempdir_in(".").context("cannot create a work folder here")?;
     let (all, width, seconds): (&[usize], usize, u64) = if quick {
@@ -127,9 +131,7 @@ pub fn run(
             let batch = if batching { MAX_BATCH } else { 1 };
             let offline_before = offline(&model, &sample, batch, quick, backend)?;
             let first_row = scenarios.len();
-            let mut config = serve_config(&model, batching, 30_000);
-            config.backend = backend;
-            config.batching.max_concurrent_batches = concurrent_batches;
+            let config = serve_config(&model, batching, 30_000, setup);
             let server = runtime.block_on(Server::start(config))?;
             for clients in [1, 16] {
                 tracing::info!(size, batching, clients, "load");
@@ -138,7 +140,7 @@ pub fn run(
                 let load = hey(server.addr, &body, clients, seconds, None)?;
                 let cpu_after = cpu_seconds();
                 let after = batch_metrics(&runtime, server.addr)?;
-                let answered = load.codes.iter().map(|c| c.1).sum::<usize>().max(1) as f64;
+                let answered = load.requests.max(1) as f64;
                 let count = (after.count - before.count).max(1.0);
                 let batch_ms = (after.seconds - before.seconds) / count * 1000.0;
                 let delay = if batching { DELAY_MS } else { 0 };
@@ -168,12 +170,7 @@ pub fn run(
                 .map(|s| s.qps)
                 .fold(0.0, f64::max);
             overload_row = Some(run_overload(
-                &runtime,
-                &model,
-                &body,
-                size,
-                capacity,
-                concurrent_batches,
+                &runtime, &model, &body, size, capacity, setup,
             )?);
         }
     }
@@ -195,12 +192,20 @@ fn check_hey() -> Result<()> {
     Ok(())
 }
 
-fn serve_config(model: &Path, batching: bool, timeout_ms: u64) -> ServeConfig {
+/// What every server of one bench run shares, beside its batching.
+#[derive(Clone, Copy)]
+struct Setup {
+    backend: BackendKind,
+    concurrent_batches: usize,
+}
+
+fn serve_config(model: &Path, batching: bool, timeout_ms: u64, setup: Setup) -> ServeConfig {
     let batching = if batching {
         BatchConfig {
             max_batch_size: MAX_BATCH,
             max_queue_delay_ms: DELAY_MS,
             request_timeout_ms: timeout_ms,
+            max_concurrent_batches: setup.concurrent_batches,
             ..BatchConfig::default()
         }
     } else {
@@ -208,6 +213,7 @@ fn serve_config(model: &Path, batching: bool, timeout_ms: u64) -> ServeConfig {
             max_batch_size: 1,
             max_queue_delay_ms: 0,
             request_timeout_ms: timeout_ms,
+            max_concurrent_batches: setup.concurrent_batches,
             ..BatchConfig::default()
         }
     };
@@ -221,7 +227,7 @@ fn serve_config(model: &Path, batching: bool, timeout_ms: u64) -> ServeConfig {
             batching: None,
             backend: None,
         }],
-        backend: Default::default(),
+        backend: setup.backend,
     }
 }
 
@@ -501,11 +507,10 @@ fn run_overload(
     body: &Path,
     size: usize,
     capacity: f64,
-    concurrent_batches: usize,
+    setup: Setup,
 ) -> Result<Overload> {
-    let mut config = serve_config(model, true, 2_000);
+    let mut config = serve_config(model, true, 2_000, setup);
     config.batching.queue_capacity = 256;
-    config.batching.max_concurrent_batches = concurrent_batches;
     let server = runtime.block_on(Server::start(config))?;
     let clients = 512;
     let target = 2.0 * capacity;

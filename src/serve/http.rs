@@ -374,7 +374,7 @@ async fn explain(
 ) -> Result<Json<ExplainResponse>, ApiError> {
     // Not counted in the model's live latency and QPS, which describe predictions; /metrics
     // counts and times every route.
-    let (model, ask, request, prepared) = parse_and_prepare(body, move |body| {
+    let (model, ask, method, stage, prepared) = parse_and_prepare(body, move |body| {
         let request: ExplainRequest = parse_json(body)?;
         let model = state.model_or_only(request.model.as_deref())?.clone();
         let ask = explain::check(&request, &model.classes)?;
@@ -385,10 +385,9 @@ async fn explain(
             request.ignore_unknown,
         )
         .map_err(|e| e.renamed("samples[0]", "sample"))?;
-        Ok((model, ask, (request.method, request.stage), prepared))
+        Ok((model, ask, request.method, request.stage, prepared))
     })
     .await?;
-    let (method, stage) = request;
     let worker = model.clone();
     let include_map = ask.include_map;
     let images = prepared.images;
