@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use fnv::FnvHashMap;
 use serde::Serialize;
 
-use super::backend::{Backend, BackendKind, BurnBackend, WorkerPool, onnx_backends};
+use super::backend::{
+    Backend, BackendKind, BurnBackend, WorkerPool, onnx_backends, threads_per_worker,
+};
 use super::batcher::{BatchConfig, Batcher, BatcherHandle, Runner};
 use super::metrics::{LiveStats, Metrics};
 use crate::export;
@@ -135,16 +137,20 @@ impl ServedModel {
         let shape = bundle.image_shape();
         let workers = batching.max_concurrent_batches;
         let backends: Vec<Box<dyn Backend>> = match backend {
-            BackendKind::Burn => (0..workers)
-                .map(|_| {
-                    Box::new(BurnBackend {
-                        model: bundle.model.clone(),
-                        device: bundle.device.clone(),
-                        shape,
-                        name: BurnBackend::name_for(&bundle.manifest.config.model.device),
-                    }) as Box<dyn Backend>
-                })
-                .collect(),
+            BackendKind::Burn => {
+                let name = BurnBackend::name_for(&bundle.manifest.config.model.device);
+                (0..workers)
+                    .map(|_| {
+                        Ok(Box::new(BurnBackend::new(
+                            bundle.model.clone(),
+                            bundle.device.clone(),
+                            shape,
+                            name,
+                            threads_per_worker(workers),
+                        )?) as Box<dyn Backend>)
+                    })
+                    .collect::<Result<_>>()?
+            }
             kind => {
                 let (dir, sha) = (dir.to_path_buf(), bundle.model_sha256.clone());
                 let classes = bundle.manifest.classes.len();
