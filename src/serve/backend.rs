@@ -83,7 +83,7 @@ impl BurnBackend {
     ) -> Result<Self> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
-            .thread_name(|i| format!("infer-flex-{i}"))
+            .thread_name(|i| format!("infer-burn-{i}"))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot start an inference thread pool: {e}"))?;
         Ok(Self {
