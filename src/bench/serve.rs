@@ -74,6 +74,15 @@ pub struct Report {
 const MAX_BATCH: usize = 8;
 const DELAY_MS: u64 = 5;
 
+/// Max batch size and max queue delay (ms) of batching on or off.
+fn batch_limits(batching: bool) -> (usize, u64) {
+    if batching {
+        (MAX_BATCH, DELAY_MS)
+    } else {
+        (1, 0)
+    }
+}
+
 /// `only`: image sizes to run, e.g. "64" (all when `None`). With an ONNX `backend`, each
 /// trained model is exported (`--targets server`) and served, and timed offline, through it.
 /// `concurrent_batches` is the server's `--max-concurrent-batches` in every row.
@@ -128,7 +137,7 @@ pub fn run(
         for batching in [false, true] {
             // Offline is timed just before and just after this setting's server runs, and
             // the two averaged: this machine's speed drifts over minutes.
-            let batch = if batching { MAX_BATCH } else { 1 };
+            let (batch, delay) = batch_limits(batching);
             let offline_before = offline(&model, &sample, batch, quick, backend)?;
             let first_row = scenarios.len();
             let config = serve_config(&model, batching, 30_000, setup);
@@ -143,7 +152,6 @@ pub fn run(
                 let answered = load.requests.max(1) as f64;
                 let count = (after.count - before.count).max(1.0);
                 let batch_ms = (after.seconds - before.seconds) / count * 1000.0;
-                let delay = if batching { DELAY_MS } else { 0 };
                 scenarios.push(Scenario {
                     size,
                     batching,
@@ -200,22 +208,13 @@ struct Setup {
 }
 
 fn serve_config(model: &Path, batching: bool, timeout_ms: u64, setup: Setup) -> ServeConfig {
-    let batching = if batching {
-        BatchConfig {
-            max_batch_size: MAX_BATCH,
-            max_queue_delay_ms: DELAY_MS,
-            request_timeout_ms: timeout_ms,
-            max_concurrent_batches: setup.concurrent_batches,
-            ..BatchConfig::default()
-        }
-    } else {
-        BatchConfig {
-            max_batch_size: 1,
-            max_queue_delay_ms: 0,
-            request_timeout_ms: timeout_ms,
-            max_concurrent_batches: setup.concurrent_batches,
-            ..BatchConfig::default()
-        }
+    let (max_batch_size, max_queue_delay_ms) = batch_limits(batching);
+    let batching = BatchConfig {
+        max_batch_size,
+        max_queue_delay_ms,
+        request_timeout_ms: timeout_ms,
+        max_concurrent_batches: setup.concurrent_batches,
+        ..BatchConfig::default()
     };
     ServeConfig {
         addr: "127.0.0.1:0".into(),

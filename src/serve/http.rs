@@ -258,14 +258,23 @@ fn submit_options(
 async fn infer(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
-    JsonBody(mut request): JsonBody<InferRequest>,
+    RawJson(body): RawJson,
 ) -> Result<Json<InferResponse>, ApiError> {
     let start = Instant::now();
     let model = state.model(&model_path(path)?)?.clone();
-    let (want_probabilities, want_label) = kserve::requested_outputs(&request)?;
-    let (images, n) = kserve::images(&mut request, model.shape)?;
+    let shape = model.shape;
+    // A batch of 224x224 images is megabytes of JSON: parsed where the body's size says, as
+    // /predict's is, and its deadline counts from arrival.
+    let (request, (want_probabilities, want_label), images, n) =
+        parse_and_prepare(body, move |body| {
+            let mut request: InferRequest = parse_json(body)?;
+            let wanted = kserve::requested_outputs(&request)?;
+            let (images, n) = kserve::images(&mut request, shape)?;
+            Ok((request, wanted, images, n))
+        })
+        .await?;
     let options = submit_options(
-        tokio::time::Instant::now(),
+        tokio::time::Instant::from_std(start),
         request.parameters.priority,
         request.parameters.timeout_ms,
     );
@@ -333,7 +342,7 @@ async fn predict(
     RawJson(body): RawJson,
 ) -> Result<Json<PredictResponse>, ApiError> {
     let start = Instant::now();
-    let arrival = tokio::time::Instant::now();
+    let arrival = tokio::time::Instant::from_std(start);
     let (model, options, mut prepared) = parse_and_prepare(body, move |body| {
         let request: PredictRequest = parse_json(body)?;
         let model = state.model_or_only(request.model.as_deref())?.clone();
