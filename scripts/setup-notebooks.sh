@@ -7,10 +7,10 @@
 #   export DEEPINSIGHT_NOTEBOOK_PYTHON="$(scripts/setup-notebooks.sh)"
 set -euo pipefail
 venv="${DEEPINSIGHT_NOTEBOOK_VENV:-$HOME/.cache/deepinsight/nb-venv}"
-modules="import nbclient, nbformat, ipykernel, polars, requests, onnx, onnxruntime, numpy, coremltools"
+modules="import nbclient, nbformat, ipykernel, polars, requests, onnx, onnxruntime, numpy, coremltools, tritonclient.http"
 if ! "$venv/bin/python" -c "$modules" 2>/dev/null; then
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check nbclient nbformat ipykernel polars requests onnx onnxruntime numpy coremltools >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check nbclient nbformat ipykernel polars requests onnx onnxruntime numpy coremltools "tritonclient[http]" >&2
   "$venv/bin/python" -c "$modules"
 fi
 echo "$venv/bin/python"

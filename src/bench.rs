@@ -5,6 +5,7 @@
 //! /proc/self/clear_refs, so each row shows the resident peak reached during that case.
 
 pub mod export;
+pub mod load;
 pub mod model;
 pub mod score;
 pub mod serve;

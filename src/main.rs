@@ -296,6 +296,14 @@ enum Command {
         /// between them).
         #[arg(long, default_value_t = 1)]
         concurrent_batches: usize,
+        /// serve: the load generator of the table's rows (the overload run always uses hey,
+        /// which can hold an offered rate).
+        #[arg(long, value_enum, default_value = "wrk")]
+        generator: deepinsight::bench::load::Generator,
+        /// serve: the route loaded: raw omics on /predict, or the rendered image as bytes on
+        /// KServe v2's infer (the binary data extension).
+        #[arg(long, value_enum, default_value = "predict")]
+        route: deepinsight::bench::serve::Route,
     },
 }
 
@@ -677,6 +685,8 @@ fn execute(command: Command) -> Result<()> {
             only,
             backend,
             concurrent_batches,
+            generator,
+            route,
             ..
         } => {
             let report = deepinsight::bench::serve::run(
@@ -685,6 +695,8 @@ fn execute(command: Command) -> Result<()> {
                 only.as_deref(),
                 backend,
                 concurrent_batches,
+                generator,
+                route,
             )?;
             deepinsight::bench::serve::print(&report);
         }

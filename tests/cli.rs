@@ -274,10 +274,20 @@ fn bench_score_prints_throughput_and_stage_shares() {
 }
 
 #[test]
-fn bench_serve_loads_the_server_with_hey_and_prints_each_scenario() {
+fn bench_serve_loads_the_server_with_wrk_and_prints_each_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let out = common::deepinsight(dir.path(), &["bench", "serve", "--quick"]);
-    check_bench_serve(&out, "burn");
+    check_bench_serve(&out, "burn", "wrk", "/predict (raw omics, JSON)");
+}
+
+#[test]
+fn bench_serve_loads_kserve_v2_with_images_as_json_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::deepinsight(
+        dir.path(),
+        &["bench", "serve", "--quick", "--route", "v2-json"],
+    );
+    check_bench_serve(&out, "burn", "wrk", "/v2/models/bench/infer (image, JSON)");
 }
 
 #[test]
@@ -289,18 +299,38 @@ fn bench_serve_runs_the_onnx_runtime_int8_backend_on_an_exported_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = common::deepinsight_env(
         dir.path(),
-        &["bench", "serve", "--quick", "--backend", "onnx-int8"],
+        &[
+            "bench",
+            "serve",
+            "--quick",
+            "--backend",
+            "onnx-int8",
+            "--generator",
+            "hey",
+            "--route",
+            "v2-binary",
+        ],
         &[("DEEPINSIGHT_PYTHON", python.to_str())],
     );
-    check_bench_serve(&out, "onnx-int8");
+    check_bench_serve(
+        &out,
+        "onnx-int8",
+        "hey",
+        "/v2/models/bench/infer (image, binary data extension)",
+    );
 }
 
-fn check_bench_serve(out: &std::process::Output, backend: &str) {
+fn check_bench_serve(out: &std::process::Output, backend: &str, generator: &str, route: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", common::stderr(out));
     assert_eq!(
         stdout.lines().next(),
-        Some(format!("backend: {backend}; concurrent batches: 1").as_str())
+        Some(
+            format!(
+                "backend: {backend}; concurrent batches: 1; load generator: {generator}; route: {route}"
+            )
+            .as_str()
+        )
     );
     let rows: Vec<Vec<&str>> = stdout
         .lines()
@@ -309,8 +339,8 @@ fn check_bench_serve(out: &std::process::Output, backend: &str) {
         .map(|l| l.split_whitespace().collect())
         .collect();
     // size, batching ("off" or "max 8"), clients, then QPS, p50, p95, p99, p99 bound, mean
-    // batch, batch ms, offline, QPS/offline, server and hey CPU ms per request, then the
-    // status codes.
+    // batch, batch ms, offline, QPS/offline, server and load generator CPU ms per request,
+    // then the status codes.
     let expected = [(false, 1), (false, 16), (true, 1), (true, 16)];
     for (row, (batching, clients)) in rows.iter().zip(expected) {
         assert_eq!(row[0], "32", "{row:?}");
@@ -329,7 +359,7 @@ fn check_bench_serve(out: &std::process::Output, backend: &str) {
             numbers[6] > 0.0,
             "batch compute time from the server's metrics: {row:?}"
         );
-        // Serving costs the server CPU time, and sending costs hey some.
+        // Serving costs the server CPU time, and sending costs the generator some.
         assert!(numbers[9] > 0.0 && numbers[10] > 0.0, "{row:?}");
         // Every request was answered 200.
         assert_eq!(rest[12..].len(), 1, "{row:?}");

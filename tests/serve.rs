@@ -98,9 +98,28 @@ struct Answer {
 
 /// One HTTP/1.1 request on a fresh connection.
 async fn call(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> Answer {
+    let (status, headers, raw) = call_raw(addr, method, path, body, "").await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+/// One HTTP/1.1 request with `extra` header lines ("Name: value\r\n" each); the answer's
+/// status, lower-cased headers and body bytes.
+async fn call_raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    extra: &str,
+) -> (u16, String, Vec<u8>) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -108,15 +127,13 @@ async fn call(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8])
     let _ = stream.write_all(body).await;
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw).await;
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (headers, text) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let headers = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
     let status = headers[9..12].parse().unwrap();
-    Answer {
-        status,
-        headers: headers.to_ascii_lowercase(),
-        body: serde_json::from_str(text).unwrap_or(Value::Null),
-        text: text.to_string(),
-    }
+    (status, headers, raw[end + 4..].to_vec())
 }
 
 async fn post(addr: std::net::SocketAddr, path: &str, body: &Value) -> Answer {
@@ -253,6 +270,46 @@ async fn predictions_match_the_library_over_every_route() {
         c.body["outputs"][1]["data"][0],
         a.body["predictions"][0]["label"]
     );
+
+    // The same images as raw bytes (the binary data extension), the probabilities asked for
+    // as bytes too and the labels as JSON.
+    let header = json!({"inputs": [{"name": "input", "datatype": "FP32",
+            "shape": [3, shape[1], shape[2], shape[3]],
+            "parameters": {"binary_data_size": images.len() * 4}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": true}},
+            {"name": "label"}]})
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    images.iter().for_each(|v| body.extend(v.to_le_bytes()));
+    let length = format!("Inference-Header-Content-Length: {}\r\n", header.len());
+    let (status, headers, answer) =
+        call_raw(addr, "POST", "/v2/models/small/infer", &body, &length).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let json_length: usize = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("inference-header-content-length: "))
+        .expect("the answer's JSON length")
+        .parse()
+        .unwrap();
+    let (json_part, bytes) = answer.split_at(json_length);
+    let head: Value = serde_json::from_slice(json_part).unwrap();
+    assert_eq!(
+        head["outputs"][0]["parameters"]["binary_data_size"],
+        3 * 2 * 4
+    );
+    assert!(head["outputs"][0].get("data").is_none(), "{head}");
+    let got: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert!(close(&got, &probabilities.concat()), "{got:?}");
+    assert_eq!(head["outputs"][1]["data"], c.body["outputs"][1]["data"]);
+    // A header length past the body: 400 naming the header.
+    let past = format!("Inference-Header-Content-Length: {}\r\n", body.len() + 1);
+    let (status, _, answer) = call_raw(addr, "POST", "/v2/models/small/infer", &body, &past).await;
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["field"], "Inference-Header-Content-Length");
 
     // The optimisation API's batch-predict, through the batcher and around it.
     for batching in [true, false] {
@@ -789,4 +846,57 @@ async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones()
         err.contains("model-int8.onnx was exported from another model.bpk"),
         "{err}"
     );
+}
+
+/// Triton's own v2 client (tritonclient, Python) talks to the server: health, readiness and
+/// metadata, then the images sent as bytes and both outputs asked for as bytes, as that
+/// client does by default. The answers are the library's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triton_s_client_gets_the_library_s_answers_over_binary_data() {
+    let Some(python) = common::test_python("tritonclient.http, numpy") else {
+        eprintln!("skipped: no Python with tritonclient (scripts/setup-notebooks.sh)");
+        return;
+    };
+    let server = Server::start(config(BatchConfig::default())).await.unwrap();
+    let samples: Vec<Value> = (0..3).map(raw_sample).collect();
+    let (images, probabilities) = expected(&samples);
+    let bundle = Bundle::load(model_dir()).unwrap();
+    let shape = [
+        3,
+        bundle.layout.n_channels(),
+        bundle.layout.height,
+        bundle.layout.width,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("images.json");
+    std::fs::write(&input, json!({"shape": shape, "data": images}).to_string()).unwrap();
+    let addr = server.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(common::root().join("tests/helpers/triton_client.py"))
+            .args([addr.as_str(), "small"])
+            .arg(&input)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["id"], "triton-1");
+    assert_eq!(answer["binary"], json!([true, true]), "{answer}");
+    let got: Vec<f32> = answer["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(floats)
+        .collect();
+    assert!(close(&got, &probabilities.concat()), "{got:?}");
+    let classes = bundle.classes();
+    let labels: Vec<Value> = probabilities
+        .iter()
+        .map(|p| json!(classes[if p[0] > p[1] { 0 } else { 1 }]))
+        .collect();
+    assert_eq!(answer["labels"], Value::Array(labels));
+    server.shutdown().await.unwrap();
 }

@@ -1,5 +1,5 @@
-//! `deepinsight bench serve`: load on loopback with `hey` (a standard HTTP load generator,
-//! `apt-get install hey`) against an in-process server, raw-omics POST /predict with one
+//! `deepinsight bench serve`: load on loopback with a standard HTTP load generator (wrk by
+//! default, or hey: `load.rs`) against an in-process server, raw-omics POST /predict with one
 //! sample per request, batching off and on, 1 and 16 concurrent clients, at 64x64 and
 //! 224x224 (ResNet18 at full width). Each row shows QPS, latency percentiles, the mean batch
 //! size the server formed, and QPS as a fraction of the offline throughput (normalise +
@@ -9,7 +9,6 @@
 //! answered (200, 503 or 504) and the resident memory must stay bounded.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use serde_json::{Value, json};
 
+use super::load::{self, Generator};
 use crate::onnxrt::OnnxClassifier;
 use crate::score::bundle::Bundle;
 use crate::serve::backend::BackendKind;
@@ -47,7 +47,7 @@ pub struct Scenario {
     /// the model) and of the load generator, in ms: on a machine they share, these say what
     /// the cores can give.
     pub server_cpu_ms: f64,
-    pub hey_cpu_ms: f64,
+    pub generator_cpu_ms: f64,
 }
 
 pub struct Overload {
@@ -66,6 +66,8 @@ pub struct Report {
     pub backend: BackendKind,
     /// Batches computed at once, each on its own worker thread with its share of the cores.
     pub concurrent_batches: usize,
+    pub generator: Generator,
+    pub route: Route,
     pub scenarios: Vec<Scenario>,
     pub overload: Option<Overload>,
 }
@@ -83,6 +85,29 @@ fn batch_limits(batching: bool) -> (usize, u64) {
     }
 }
 
+/// The route the rows load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Route {
+    /// POST /predict with the sample's raw omics values by name: the server normalises and
+    /// renders.
+    Predict,
+    /// POST /v2/models/{name}/infer with the sample's rendered image as JSON numbers: the
+    /// server parses them, batches and runs the model.
+    V2Json,
+    /// The same image as raw bytes (the binary data extension): the server copies them.
+    V2Binary,
+}
+
+impl Route {
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Predict => "/predict (raw omics, JSON)",
+            Route::V2Json => "/v2/models/bench/infer (image, JSON)",
+            Route::V2Binary => "/v2/models/bench/infer (image, binary data extension)",
+        }
+    }
+}
+
 /// `only`: image sizes to run, e.g. "64" (all when `None`). With an ONNX `backend`, each
 /// trained model is exported (`--targets server`) and served, and timed offline, through it.
 /// `concurrent_batches` is the server's `--max-concurrent-batches` in every row.
@@ -92,6 +117,8 @@ pub fn run(
     only: Option<&str>,
     backend: BackendKind,
     concurrent_batches: usize,
+    generator: Generator,
+    route: Route,
 ) -> Result<Report> {
     if concurrent_batches == 0 {
         bail!("--concurrent-batches must be at least 1");
@@ -100,7 +127,10 @@ pub fn run(
         backend,
         concurrent_batches,
     };
-    check_hey()?;
+    generator.check()?;
+    if overload {
+        Generator::Hey.check()?;
+    }
     let work = tempfile::tempdir_in(".").context("cannot create a work folder here")?;
     let (all, width, seconds): (&[usize], usize, u64) = if quick {
         (&[32], 8, 2)
@@ -132,13 +162,12 @@ pub fn run(
         }
         let sample = one_sample(work.path())?;
         let body = work.path().join(format!("body-{size}.json"));
-        let request = json!({"samples": [sample], "allow_missing": true, "ignore_unknown": true});
-        std::fs::write(&body, request.to_string())?;
+        let (path, headers) = write_body(route, &model, &sample, &body)?;
         for batching in [false, true] {
             // Offline is timed just before and just after this setting's server runs, and
             // the two averaged: this machine's speed drifts over minutes.
             let (batch, delay) = batch_limits(batching);
-            let offline_before = offline(&model, &sample, batch, quick, backend)?;
+            let offline_before = offline(&model, &sample, batch, quick, backend, route)?;
             let first_row = scenarios.len();
             let config = serve_config(&model, batching, 30_000, setup);
             let server = runtime.block_on(Server::start(config))?;
@@ -146,7 +175,13 @@ pub fn run(
                 tracing::info!(size, batching, clients, "load");
                 let before = batch_metrics(&runtime, server.addr)?;
                 let cpu_before = cpu_seconds();
-                let load = hey(server.addr, &body, clients, seconds, None)?;
+                let target = load::Target {
+                    addr: server.addr,
+                    path: &path,
+                    body: &body,
+                    headers: &headers,
+                };
+                let load = load::run(generator, &target, clients, seconds)?;
                 let cpu_after = cpu_seconds();
                 let after = batch_metrics(&runtime, server.addr)?;
                 let answered = load.requests.max(1) as f64;
@@ -161,12 +196,17 @@ pub fn run(
                     batch_ms,
                     p99_bound_ms: delay as f64 + 2.0 * batch_ms,
                     server_cpu_ms: (cpu_after.0 - cpu_before.0) / answered * 1000.0,
-                    hey_cpu_ms: (cpu_after.1 - cpu_before.1) / answered * 1000.0,
-                    ..load
+                    generator_cpu_ms: (cpu_after.1 - cpu_before.1) / answered * 1000.0,
+                    requests: load.requests,
+                    qps: load.qps,
+                    p50_ms: load.p50_ms,
+                    p95_ms: load.p95_ms,
+                    p99_ms: load.p99_ms,
+                    codes: load.codes,
                 });
             }
             runtime.block_on(server.shutdown())?;
-            let offline_after = offline(&model, &sample, batch, quick, backend)?;
+            let offline_after = offline(&model, &sample, batch, quick, backend, route)?;
             for row in &mut scenarios[first_row..] {
                 row.offline = (offline_before + offline_after) / 2.0;
             }
@@ -177,27 +217,20 @@ pub fn run(
                 .filter(|s| s.size == size && s.batching)
                 .map(|s| s.qps)
                 .fold(0.0, f64::max);
+            let target = (path.as_str(), body.as_path(), headers.as_slice());
             overload_row = Some(run_overload(
-                &runtime, &model, &body, size, capacity, setup,
+                &runtime, &model, target, size, capacity, setup,
             )?);
         }
     }
     Ok(Report {
         backend,
         concurrent_batches,
+        generator,
+        route,
         scenarios,
         overload: overload_row,
     })
-}
-
-fn check_hey() -> Result<()> {
-    let found = Command::new("hey").arg("-n").arg("0").output().is_ok();
-    if !found {
-        bail!(
-            "the load generator `hey` is not on PATH: install it (Debian/Ubuntu: apt-get install hey)"
-        );
-    }
-    Ok(())
 }
 
 /// What every server of one bench run shares, beside its batching.
@@ -272,13 +305,15 @@ fn one_sample(dir: &Path) -> Result<Value> {
     Ok(json!({"id": cohort.sample_ids[0], "values": values}))
 }
 
-/// Offline images/s at `batch`: normalise + render + forward, as the server does per batch.
+/// Offline images/s at `batch`: what the server does per batch of the route: normalise +
+/// render + forward for /predict, the forward pass alone for images.
 fn offline(
     model: &Path,
     sample: &Value,
     batch: usize,
     quick: bool,
     backend: BackendKind,
+    route: Route,
 ) -> Result<f64> {
     let bundle = Bundle::load(model)?;
     let shape = bundle.image_shape();
@@ -293,23 +328,13 @@ fn offline(
             )
         })
         .transpose()?;
-    let space = &bundle.manifest.feature_space;
-    let blocks: Vec<Array2<f32>> = space
-        .modalities
-        .iter()
-        .map(|m| {
-            Array2::from_shape_fn((batch, m.features.len()), |(_, j)| {
-                sample["values"][&m.name][&m.features[j]]
-                    .as_f64()
-                    .unwrap_or(f64::NAN) as f32
-            })
-        })
-        .collect();
-    let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
     let budget = Duration::from_secs(if quick { 1 } else { 5 });
+    let rendered = render(&bundle, sample, batch)?;
     let once = || -> Result<()> {
-        let values = space.transform_selected(&views)?;
-        let images = bundle.render(values.view())?;
+        let images = match route {
+            Route::Predict => render(&bundle, sample, batch)?,
+            Route::V2Json | Route::V2Binary => rendered.clone(),
+        };
         match &onnx {
             Some(model) => drop(model.predict(&images, batch)?),
             None => drop(bundle.predict(&images, batch)),
@@ -324,6 +349,65 @@ fn offline(
         images += batch;
     }
     Ok(images as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `batch` copies of `sample` normalised and rendered, as the server does for /predict.
+fn render(bundle: &Bundle, sample: &Value, batch: usize) -> Result<Vec<f32>> {
+    let space = &bundle.manifest.feature_space;
+    let blocks: Vec<Array2<f32>> = space
+        .modalities
+        .iter()
+        .map(|m| {
+            Array2::from_shape_fn((batch, m.features.len()), |(_, j)| {
+                sample["values"][&m.name][&m.features[j]]
+                    .as_f64()
+                    .unwrap_or(f64::NAN) as f32
+            })
+        })
+        .collect();
+    let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
+    let values = space.transform_selected(&views)?;
+    bundle.render(values.view())
+}
+
+/// Writes the body of one request of `route` for `sample`; returns the path to POST it to and
+/// the headers it needs.
+fn write_body(
+    route: Route,
+    model: &Path,
+    sample: &Value,
+    body: &Path,
+) -> Result<(String, Vec<(String, String)>)> {
+    match route {
+        Route::Predict => {
+            let request =
+                json!({"samples": [sample], "allow_missing": true, "ignore_unknown": true});
+            std::fs::write(body, request.to_string())?;
+            Ok(("/predict".into(), Vec::new()))
+        }
+        Route::V2Json | Route::V2Binary => {
+            let bundle = Bundle::load(model)?;
+            let [c, h, w] = bundle.image_shape();
+            let image = render(&bundle, sample, 1)?;
+            let mut input = json!({"name": crate::serve::kserve::INPUT,
+                "datatype": "FP32", "shape": [1, c, h, w]});
+            if route == Route::V2Json {
+                input["data"] = json!(image);
+                std::fs::write(body, json!({"inputs": [input]}).to_string())?;
+                return Ok(("/v2/models/bench/infer".into(), Vec::new()));
+            }
+            input["parameters"] = json!({"binary_data_size": image.len() * 4});
+            let header = json!({"inputs": [input]}).to_string();
+            let mut bytes = header.clone().into_bytes();
+            image.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+            std::fs::write(body, bytes)?;
+            let length = (
+                crate::serve::kserve::HEADER_LENGTH.to_string(),
+                header.len().to_string(),
+            );
+            Ok(("/v2/models/bench/infer".into(), vec![length]))
+        }
+    }
 }
 
 /// What the server's own metrics say of the batches computed so far.
@@ -367,112 +451,8 @@ async fn get_text(addr: std::net::SocketAddr, path: &str) -> Result<String> {
         .map_or(raw.clone(), |(_, b)| b.to_string()))
 }
 
-/// Runs hey for `seconds` with `clients` workers (optionally rate-limited per worker) and
-/// reads its summary: requests/s, latency percentiles, status codes and transport errors.
-fn hey(
-    addr: std::net::SocketAddr,
-    body: &Path,
-    clients: usize,
-    seconds: u64,
-    per_client_qps: Option<f64>,
-) -> Result<Scenario> {
-    let mut cmd = Command::new("hey");
-    cmd.args(["-z", &format!("{seconds}s"), "-c", &clients.to_string()])
-        .args(["-m", "POST", "-T", "application/json", "-t", "60"])
-        .arg("-D")
-        .arg(body);
-    if let Some(q) = per_client_qps {
-        cmd.args(["-q", &format!("{q:.2}")]);
-    }
-    let out = cmd
-        .arg(format!("http://{addr}/predict"))
-        .output()
-        .context("running hey")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !text.contains("Summary:") {
-        bail!(
-            "hey failed: {}{}",
-            text,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(read_hey(&text, clients))
-}
-
-/// Reads hey's text summary.
-fn read_hey(text: &str, clients: usize) -> Scenario {
-    let number = |s: &str| s.trim().trim_end_matches("secs").trim().parse::<f64>().ok();
-    let mut qps = 0.0;
-    let (mut p50, mut p95, mut p99) = (f64::NAN, f64::NAN, f64::NAN);
-    let mut codes = std::collections::BTreeMap::<u16, usize>::new();
-    let mut section = "";
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(v) = t.strip_prefix("Requests/sec:") {
-            qps = number(v).unwrap_or(0.0);
-        } else if let Some((q, v)) = t.split_once("% in ") {
-            let ms = number(v).map_or(f64::NAN, |s| s * 1000.0);
-            match q {
-                "50" => p50 = ms,
-                "95" => p95 = ms,
-                "99" => p99 = ms,
-                _ => {}
-            }
-        } else if t.ends_with("distribution:") {
-            section = if t.starts_with("Status code") {
-                "codes"
-            } else if t.starts_with("Error") {
-                "errors"
-            } else {
-                ""
-            };
-        } else if let Some((head, rest)) = t.strip_prefix('[').and_then(|r| r.split_once(']')) {
-            let rest = rest.trim();
-            match section {
-                // "[200]\t1234 responses"
-                "codes" => {
-                    if let (Ok(code), Some(n)) = (
-                        head.parse::<u16>(),
-                        rest.split_whitespace()
-                            .next()
-                            .and_then(|n| n.parse::<usize>().ok()),
-                    ) {
-                        *codes.entry(code).or_default() += n;
-                    }
-                }
-                // "[12]\tPost ...: connection refused"
-                "errors" => {
-                    if let Ok(n) = head.parse::<usize>() {
-                        *codes.entry(0).or_default() += n;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    let requests = codes.values().sum();
-    let ok_share = codes.get(&200).copied().unwrap_or(0) as f64 / (requests as f64).max(1.0);
-    Scenario {
-        size: 0,
-        batching: false,
-        clients,
-        requests,
-        qps: qps * ok_share,
-        p50_ms: p50,
-        p95_ms: p95,
-        p99_ms: p99,
-        codes: codes.into_iter().collect(),
-        mean_batch: 0.0,
-        offline: 0.0,
-        batch_ms: 0.0,
-        p99_bound_ms: 0.0,
-        server_cpu_ms: 0.0,
-        hey_cpu_ms: 0.0,
-    }
-}
-
 /// CPU seconds (user + system) used so far by this process and by its children that have
-/// been waited for: the in-process server, and hey once it has exited.
+/// been waited for: the in-process server, and the load generator once it has exited.
 fn cpu_seconds() -> (f64, f64) {
     let of = |who| {
         // SAFETY: getrusage only writes the struct it is given.
@@ -496,14 +476,15 @@ fn rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Twice the measured capacity for 5 minutes. hey's clients are closed-loop (each waits for
+/// Twice the measured capacity for 5 minutes, offered by hey (whatever the rows' generator:
+/// wrk cannot hold a rate). hey's clients are closed-loop (each waits for
 /// its answer), so the offered rate only reaches twice capacity with many more clients than the
 /// server can hold: 512 clients, a 256-sample queue and a 2 s deadline, so requests beyond the
 /// queue get 503 at once and those that wait too long get 504.
 fn run_overload(
     runtime: &tokio::runtime::Runtime,
     model: &Path,
-    body: &Path,
+    (path, body, headers): (&str, &Path, &[(String, String)]),
     size: usize,
     capacity: f64,
     setup: Setup,
@@ -532,13 +513,13 @@ fn run_overload(
         })
     };
     let seconds = 300;
-    let load = hey(
-        server.addr,
+    let post = load::Target {
+        addr: server.addr,
+        path,
         body,
-        clients,
-        seconds,
-        Some(target / clients as f64),
-    )?;
+        headers,
+    };
+    let load = load::hey(&post, clients, seconds, Some(target / clients as f64))?;
     running.store(false, Ordering::Relaxed);
     let minutes = sampler.join().unwrap_or_default();
     let rss_end = rss_mb();
@@ -572,9 +553,11 @@ fn codes_text(codes: &[(u16, usize)]) -> String {
 pub fn print(report: &Report) {
     let backend = serde_json::to_value(report.backend).unwrap_or_default();
     println!(
-        "backend: {}; concurrent batches: {}",
+        "backend: {}; concurrent batches: {}; load generator: {}; route: {}",
         backend.as_str().unwrap_or("?"),
-        report.concurrent_batches
+        report.concurrent_batches,
+        report.generator.name(),
+        report.route.name()
     );
     println!(
         "{:>5} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}  codes",
@@ -591,7 +574,7 @@ pub fn print(report: &Report) {
         "offline",
         "QPS/offl",
         "srv CPU",
-        "hey CPU"
+        "gen CPU"
     );
     for s in &report.scenarios {
         println!(
@@ -613,16 +596,17 @@ pub fn print(report: &Report) {
             s.offline,
             s.qps / s.offline,
             s.server_cpu_ms,
-            s.hey_cpu_ms,
+            s.generator_cpu_ms,
             codes_text(&s.codes)
         );
     }
     println!(
         "batch ms = mean compute time of a batch in the server (its batch_compute_seconds metric); \
          p99 bound = max queue delay ({DELAY_MS} ms on) + 2 x batch ms;\n\
-         offline = images/s of normalise + render + forward at the scenario's batch size (1 off, {MAX_BATCH} on), same process, no HTTP,\n\
+         offline = images/s of what the server does per batch (/predict: normalise + render + forward; images: forward)\n\
+         at the scenario's batch size (1 off, {MAX_BATCH} on), same process, no HTTP,\n\
          the mean of its rate just before and just after the setting's server runs;\n\
-         srv CPU, hey CPU = CPU ms per request of the server (all its threads) and of the load generator"
+         srv CPU, gen CPU = CPU ms per request of the server (all its threads) and of the load generator"
     );
     if let Some(o) = &report.overload {
         println!(
@@ -643,24 +627,5 @@ pub fn print(report: &Report) {
             .map(|m| format!("{m:.0}"))
             .collect();
         println!("RSS peak of each minute, MB: {}", minutes.join(", "));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_hey_s_summary() {
-        let text = "\nSummary:\n  Total:\t10.0012 secs\n  Requests/sec:\t200.0000\n\n\
-            Latency distribution:\n  10%% in 0.0010 secs\n  50% in 0.0050 secs\n  95% in 0.0200 secs\n  99% in 0.0400 secs\n\n\
-            Status code distribution:\n  [200]\t1500 responses\n  [503]\t500 responses\n\n\
-            Error distribution:\n  [3]\tPost \"http://x/predict\": EOF\n";
-        let s = read_hey(text, 16);
-        assert_eq!(s.codes, vec![(0, 3), (200, 1500), (503, 500)]);
-        assert_eq!(s.requests, 2003);
-        assert!((s.p50_ms - 5.0).abs() < 1e-9 && (s.p99_ms - 40.0).abs() < 1e-9);
-        // QPS counts answered 200s only.
-        assert!((s.qps - 200.0 * 1500.0 / 2003.0).abs() < 1e-9);
     }
 }

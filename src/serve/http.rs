@@ -15,13 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::batcher::Submit;
 use super::error::{ApiError, ErrorBody, JsonBody, RawJson, parse_json};
 use super::explain::{self, ExplainRequest, ExplainResponse};
-use super::kserve::{self, InferOutput, InferRequest, InferResponse, ModelMetadata};
+use super::kserve::{self, InferRequest, InferResponse, ModelMetadata};
 use super::metrics::Metrics;
 use super::model::{ImageJob, ModelStatus, ServedModel, check_name};
 use super::omics::{self, PredictRequest, PredictResponse, SampleInput, SamplePrediction};
@@ -248,7 +247,8 @@ fn submit_options(
     }
 }
 
-/// KServe v2 inference on FP32 images [N, C, H, W].
+/// KServe v2 inference on FP32 images [N, C, H, W], as JSON numbers or with the binary data
+/// extension (`Inference-Header-Content-Length`).
 #[utoipa::path(post, path = "/v2/models/{name}/infer", params(("name" = String, Path)),
     request_body = InferRequest,
     responses((status = 200, body = InferResponse), (status = 400, body = ErrorBody),
@@ -258,21 +258,23 @@ fn submit_options(
 async fn infer(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
+    headers: axum::http::HeaderMap,
     RawJson(body): RawJson,
-) -> Result<Json<InferResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let start = Instant::now();
     let model = state.model(&model_path(path)?)?.clone();
     let shape = model.shape;
+    let header_length = header_length(&headers)?;
     // A batch of 224x224 images is megabytes of JSON: parsed where the body's size says, as
     // /predict's is, and its deadline counts from arrival.
-    let (request, (want_probabilities, want_label), images, n) =
-        parse_and_prepare(body, move |body| {
-            let mut request: InferRequest = parse_json(body)?;
-            let wanted = kserve::requested_outputs(&request)?;
-            let (images, n) = kserve::images(&mut request, shape)?;
-            Ok((request, wanted, images, n))
-        })
-        .await?;
+    let (request, wanted, images, n) = parse_and_prepare(body, move |body| {
+        let (json, binary) = kserve::split_body(body, header_length)?;
+        let mut request: InferRequest = parse_json(json)?;
+        let wanted = kserve::requested_outputs(&request)?;
+        let (images, n) = kserve::images(&mut request, shape, binary)?;
+        Ok((request, wanted, images, n))
+    })
+    .await?;
     let options = submit_options(
         tokio::time::Instant::from_std(start),
         request.parameters.priority,
@@ -284,33 +286,76 @@ async fn infer(
         .await?;
     let k = model.classes.len();
     let mut outputs = Vec::new();
-    if want_probabilities {
-        outputs.push(InferOutput {
-            name: kserve::PROBABILITIES.into(),
-            shape: vec![n, k],
-            datatype: "FP32".into(),
-            data: json!(probabilities.concat()),
-        });
+    let mut binary = Vec::new();
+    if let Some(encoding) = wanted.probabilities {
+        let values = kserve::OutputValues::Fp32(probabilities.concat());
+        let name = kserve::PROBABILITIES;
+        outputs.push(kserve::output(
+            name,
+            vec![n, k],
+            encoding,
+            values,
+            &mut binary,
+        ));
     }
-    if want_label {
-        let labels: Vec<&str> = probabilities
+    if let Some(encoding) = wanted.label {
+        let labels = probabilities
             .iter()
             .map(|p| model.classes[crate::model::train::argmax(p)].as_str())
             .collect();
-        outputs.push(InferOutput {
-            name: kserve::LABEL.into(),
-            shape: vec![n],
-            datatype: "BYTES".into(),
-            data: json!(labels),
-        });
+        let values = kserve::OutputValues::Bytes(labels);
+        outputs.push(kserve::output(
+            kserve::LABEL,
+            vec![n],
+            encoding,
+            values,
+            &mut binary,
+        ));
     }
     model.live.request(start.elapsed());
-    Ok(Json(InferResponse {
+    let response = InferResponse {
         model_name: model.name.clone(),
         model_version: "1".into(),
         id: request.id,
         outputs,
-    }))
+    };
+    if binary.is_empty() {
+        return Ok(Json(response).into_response());
+    }
+    let mut body = serde_json::to_vec(&response)
+        .map_err(|e| ApiError::internal(format!("cannot write the answer: {e}")))?;
+    let json_length = body.len();
+    body.extend(binary);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::HeaderName::from_static("inference-header-content-length"),
+                json_length.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The binary data extension's `Inference-Header-Content-Length`, when given.
+fn header_length(headers: &axum::http::HeaderMap) -> Result<Option<usize>, ApiError> {
+    let Some(value) = headers.get(kserve::HEADER_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{}: {value:?} is not a byte count",
+                kserve::HEADER_LENGTH
+            ))
+            .with_field(kserve::HEADER_LENGTH)
+        })
 }
 
 /// Bodies up to this size are parsed and rendered on the async thread, which costs less than

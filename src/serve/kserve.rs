@@ -1,6 +1,15 @@
 //! The KServe Open Inference Protocol (v2) types: the tensor request of
 //! POST /v2/models/{name}/infer and its response, with the checks that turn a bad tensor into
 //! an error naming the field.
+//!
+//! Tensors travel as JSON numbers or, with the protocol's binary data extension (what Triton's
+//! clients send by default), as raw little-endian bytes after the JSON: the HTTP header
+//! `Inference-Header-Content-Length` gives the JSON's length, each binary input says its
+//! `binary_data_size` in its `parameters`, and an output asked for with
+//! `"parameters": {"binary_data": true}` (or every output, with the request parameter
+//! `binary_data_output`) comes back the same way. A 64x64 image of four channels is 64 KiB of
+//! bytes against about 200 KiB of JSON numbers that cost more to parse than the model
+//! costs to run.
 
 use std::fmt;
 
@@ -59,6 +68,18 @@ pub struct InferParameters {
     pub priority: Option<u8>,
     /// Deadline in milliseconds from arrival; past it the answer is 504.
     pub timeout_ms: Option<u64>,
+    /// Every output as binary data (the binary data extension).
+    #[serde(default)]
+    pub binary_data_output: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+pub struct TensorParameters {
+    /// Bytes of this input after the JSON header (binary data extension).
+    pub binary_data_size: Option<usize>,
+    /// For a requested output: send it as binary data.
+    #[serde(default)]
+    pub binary_data: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -68,12 +89,18 @@ pub struct InferInput {
     pub shape: Vec<i64>,
     /// Only FP32.
     pub datatype: String,
-    pub data: FlatData,
+    /// Absent when the values come as binary data.
+    #[serde(default)]
+    pub data: Option<FlatData>,
+    #[serde(default)]
+    pub parameters: TensorParameters,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct RequestedOutput {
     pub name: String,
+    #[serde(default)]
+    pub parameters: TensorParameters,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -90,8 +117,18 @@ pub struct InferOutput {
     pub name: String,
     pub shape: Vec<usize>,
     pub datatype: String,
-    #[schema(value_type = Vec<Object>)]
-    pub data: Value,
+    /// Absent when the output is sent as binary data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<OutputParameters>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OutputParameters {
+    /// Bytes of this output after the JSON header.
+    pub binary_data_size: usize,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -149,12 +186,29 @@ pub fn metadata(name: &str, backend: &str, shape: [usize; 3], classes: usize) ->
     }
 }
 
+/// Splits a body into its JSON header and binary data, at `header_length` (the
+/// `Inference-Header-Content-Length` header) when the request has one.
+pub fn split_body(body: &[u8], header_length: Option<usize>) -> Result<(&[u8], &[u8]), ApiError> {
+    match header_length {
+        None => Ok((body, &[])),
+        Some(n) if n <= body.len() => Ok(body.split_at(n)),
+        Some(n) => Err(ApiError::field(
+            HEADER_LENGTH,
+            format!("{n} is longer than the {}-byte body", body.len()),
+        )),
+    }
+}
+
+pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
+
 /// The images of a v2 request for a model of input `shape`, checked: one FP32 input of shape
-/// [N, C, H, W] whose N*C*H*W values are all finite. Takes them out of the request (no copy);
+/// [N, C, H, W] whose N*C*H*W values are all finite, given as JSON `data` or as `binary`
+/// (the bytes after the JSON header). JSON values are taken out of the request (no copy);
 /// returns the images and N.
 pub fn images(
     request: &mut InferRequest,
     shape: [usize; 3],
+    binary: &[u8],
 ) -> Result<(Vec<f32>, usize), ApiError> {
     let [input] = request.inputs.as_mut_slice() else {
         return Err(ApiError::field(
@@ -183,44 +237,179 @@ pub fn images(
         }
     };
     let expected = n * c * h * w;
-    if input.data.0.len() != expected {
+    let values = match (input.data.take(), input.parameters.binary_data_size) {
+        (Some(data), None) if binary.is_empty() => data.0,
+        (None, Some(size)) => binary_values(binary, size, expected, &input.shape)?,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                "inputs[0].data",
+                "give the values either as data or as binary_data_size bytes, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::field(
+                "inputs[0].data",
+                "missing: give the values as data, or as binary data with \
+                 parameters.binary_data_size",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(ApiError::field(
+                HEADER_LENGTH,
+                format!(
+                    "{} bytes follow the JSON header but no input declares binary_data_size",
+                    binary.len()
+                ),
+            ));
+        }
+    };
+    if values.len() != expected {
         return Err(ApiError::field(
             "inputs[0].data",
             format!(
                 "{} values given, shape {:?} needs {expected}",
-                input.data.0.len(),
+                values.len(),
                 input.shape
             ),
         ));
     }
-    if let Some(i) = input.data.0.iter().position(|v| !v.is_finite()) {
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(ApiError::field(
             format!("inputs[0].data[{i}]"),
             "not a finite FP32 number",
         ));
     }
-    Ok((std::mem::take(&mut input.data.0), n))
+    Ok((values, n))
 }
 
-/// Which outputs the caller asked for (both when it named none).
-pub fn requested_outputs(request: &InferRequest) -> Result<(bool, bool), ApiError> {
-    let Some(outputs) = &request.outputs else {
-        return Ok((true, true));
+/// FP32 values from the binary data: exactly `size` bytes, 4 little-endian bytes per value.
+fn binary_values(
+    binary: &[u8],
+    size: usize,
+    expected: usize,
+    shape: &[i64],
+) -> Result<Vec<f32>, ApiError> {
+    let field = "inputs[0].parameters.binary_data_size";
+    if size != binary.len() {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "{size} declared, {} bytes follow the JSON header",
+                binary.len()
+            ),
+        ));
+    }
+    if size != expected * 4 {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "{size} bytes, shape {shape:?} needs {} (4 per FP32 value)",
+                expected * 4
+            ),
+        ));
+    }
+    Ok(binary
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// How the caller wants an output: `None` = not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Binary,
+}
+
+/// The outputs the caller asked for, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    pub probabilities: Option<Encoding>,
+    pub label: Option<Encoding>,
+}
+
+/// Which outputs the caller asked for (both when it named none), and how.
+pub fn requested_outputs(request: &InferRequest) -> Result<Wanted, ApiError> {
+    let all_binary = request.parameters.binary_data_output;
+    let encoding = |binary: bool| {
+        if binary || all_binary {
+            Encoding::Binary
+        } else {
+            Encoding::Json
+        }
     };
-    let (mut probabilities, mut label) = (false, false);
+    let Some(outputs) = &request.outputs else {
+        return Ok(Wanted {
+            probabilities: Some(encoding(false)),
+            label: Some(encoding(false)),
+        });
+    };
+    let mut wanted = Wanted {
+        probabilities: None,
+        label: None,
+    };
     for (i, o) in outputs.iter().enumerate() {
-        match o.name.as_str() {
-            PROBABILITIES => probabilities = true,
-            LABEL => label = true,
+        let slot = match o.name.as_str() {
+            PROBABILITIES => &mut wanted.probabilities,
+            LABEL => &mut wanted.label,
             other => {
                 return Err(ApiError::field(
                     format!("outputs[{i}].name"),
                     format!("unknown output '{other}' (expected '{PROBABILITIES}' or '{LABEL}')"),
                 ));
             }
-        }
+        };
+        *slot = Some(encoding(o.parameters.binary_data));
     }
-    Ok((probabilities, label))
+    Ok(wanted)
+}
+
+/// An output's values: JSON numbers or strings, or the binary extension's bytes (FP32
+/// little-endian; BYTES as a 4-byte little-endian length before each string).
+pub fn output(
+    name: &str,
+    shape: Vec<usize>,
+    encoding: Encoding,
+    values: OutputValues,
+    binary: &mut Vec<u8>,
+) -> InferOutput {
+    let datatype = match values {
+        OutputValues::Fp32(_) => "FP32",
+        OutputValues::Bytes(_) => "BYTES",
+    };
+    let (data, parameters) = match encoding {
+        Encoding::Json => (
+            Some(match values {
+                OutputValues::Fp32(v) => serde_json::json!(v),
+                OutputValues::Bytes(v) => serde_json::json!(v),
+            }),
+            None,
+        ),
+        Encoding::Binary => {
+            let before = binary.len();
+            match values {
+                OutputValues::Fp32(v) => v.iter().for_each(|x| binary.extend(x.to_le_bytes())),
+                OutputValues::Bytes(v) => v.iter().for_each(|s| {
+                    binary.extend((s.len() as u32).to_le_bytes());
+                    binary.extend(s.as_bytes());
+                }),
+            }
+            let binary_data_size = binary.len() - before;
+            (None, Some(OutputParameters { binary_data_size }))
+        }
+    };
+    InferOutput {
+        name: name.to_string(),
+        shape,
+        datatype: datatype.to_string(),
+        data,
+        parameters,
+    }
+}
+
+pub enum OutputValues<'a> {
+    Fp32(Vec<f32>),
+    Bytes(Vec<&'a str>),
 }
 
 #[cfg(test)]
@@ -241,23 +430,167 @@ mod tests {
         let flat = request("[1, 1, 2, 2]", "[1, 2, 3, 4.5]");
         let nested = request("[1, 1, 2, 2]", "[[[[1, 2], [3, 4.5]]]]");
         assert_eq!(flat.inputs[0].data, nested.inputs[0].data);
-        let (images, n) = images(&mut nested.clone(), [1, 2, 2]).unwrap();
+        let (images, n) = images(&mut nested.clone(), [1, 2, 2], &[]).unwrap();
         assert_eq!((images, n), (vec![1.0, 2.0, 3.0, 4.5], 1));
     }
 
     #[test]
     fn bad_tensors_name_the_field() {
-        let e = images(&mut request("[1, 1, 2, 3]", "[1,2,3,4,5,6]"), [1, 2, 2]).unwrap_err();
+        let e = images(
+            &mut request("[1, 1, 2, 3]", "[1,2,3,4,5,6]"),
+            [1, 2, 2],
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("inputs[0].shape"));
-        let e = images(&mut request("[1, 1, 2, 2]", "[1,2,3]"), [1, 2, 2]).unwrap_err();
+        let e = images(&mut request("[1, 1, 2, 2]", "[1,2,3]"), [1, 2, 2], &[]).unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("inputs[0].data"));
         // 1e300 is a valid JSON number but not a finite FP32 one.
-        let e = images(&mut request("[1, 1, 2, 2]", "[1,2,1e300,4]"), [1, 2, 2]).unwrap_err();
+        let e = images(
+            &mut request("[1, 1, 2, 2]", "[1,2,1e300,4]"),
+            [1, 2, 2],
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("inputs[0].data[2]"));
         let e = parse_json::<InferRequest>(
             br#"{"inputs": [{"name": "input", "shape": [1], "datatype": "FP32", "data": ["x"]}]}"#,
         )
         .unwrap_err();
         assert_eq!(e.body.field.as_deref(), Some("inputs[0].data[0]"));
+    }
+
+    fn binary_request(header: &str, values: &[f32]) -> (Vec<u8>, usize) {
+        let mut body = header.as_bytes().to_vec();
+        values.iter().for_each(|v| body.extend(v.to_le_bytes()));
+        (body, header.len())
+    }
+
+    #[test]
+    fn binary_data_reads_as_the_same_values_as_json() {
+        let values = [1.0, -2.5, 3.25, 4.0];
+        let header = r#"{"inputs": [{"name": "input", "shape": [1, 1, 2, 2], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]}"#;
+        let (body, length) = binary_request(header, &values);
+        let (json, binary) = split_body(&body, Some(length)).unwrap();
+        let mut request: InferRequest = parse_json(json).unwrap();
+        let (got, n) = images(&mut request, [1, 2, 2], binary).unwrap();
+        assert_eq!((got.as_slice(), n), (values.as_slice(), 1));
+        let mut from_json = request_of(&values);
+        assert_eq!(images(&mut from_json, [1, 2, 2], &[]).unwrap().0, values);
+    }
+
+    fn request_of(values: &[f32]) -> InferRequest {
+        request("[1, 1, 2, 2]", &serde_json::to_string(values).unwrap())
+    }
+
+    #[test]
+    fn bad_binary_data_names_the_field() {
+        let declared = |size: usize| {
+            format!(
+                r#"{{"inputs": [{{"name": "input", "shape": [1, 1, 2, 2], "datatype": "FP32", "parameters": {{"binary_data_size": {size}}}}}]}}"#
+            )
+        };
+        let field = |header: &str, values: &[f32], shape: [usize; 3]| {
+            let (body, length) = binary_request(header, values);
+            let (json, binary) = split_body(&body, Some(length)).unwrap();
+            let mut request: InferRequest = parse_json(json).unwrap();
+            images(&mut request, shape, binary)
+                .unwrap_err()
+                .body
+                .field
+                .unwrap()
+        };
+        let size_field = "inputs[0].parameters.binary_data_size";
+        // Declared 16 bytes, 12 sent; 12 declared and sent for 4 values.
+        assert_eq!(field(&declared(16), &[1.0; 3], [1, 2, 2]), size_field);
+        assert_eq!(field(&declared(12), &[1.0; 3], [1, 2, 2]), size_field);
+        // A NaN among the bytes is named by its index, as in JSON.
+        assert_eq!(
+            field(&declared(16), &[1.0, 2.0, f32::NAN, 4.0], [1, 2, 2]),
+            "inputs[0].data[2]"
+        );
+        // Bytes after the header that no input declares.
+        let json_data = r#"{"inputs": [{"name": "input", "shape": [1, 1, 2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}]}"#;
+        assert_eq!(field(json_data, &[1.0], [1, 2, 2]), HEADER_LENGTH);
+        // Neither data nor binary.
+        let none = r#"{"inputs": [{"name": "input", "shape": [1, 1, 2, 2], "datatype": "FP32"}]}"#;
+        assert_eq!(field(none, &[], [1, 2, 2]), "inputs[0].data");
+        // A header length past the end of the body.
+        let e = split_body(b"{}", Some(3)).unwrap_err();
+        assert_eq!(e.body.field.as_deref(), Some(HEADER_LENGTH));
+    }
+
+    #[test]
+    fn outputs_come_as_json_or_as_the_extension_s_bytes() {
+        let parse = |text: &str| -> InferRequest { parse_json(text.as_bytes()).unwrap() };
+        let both = parse(r#"{"inputs": []}"#);
+        let json = Some(Encoding::Json);
+        let binary = Some(Encoding::Binary);
+        assert_eq!(
+            requested_outputs(&both).unwrap(),
+            Wanted {
+                probabilities: json,
+                label: json
+            }
+        );
+        let one = parse(
+            r#"{"inputs": [], "outputs": [{"name": "probabilities", "parameters": {"binary_data": true}}]}"#,
+        );
+        assert_eq!(
+            requested_outputs(&one).unwrap(),
+            Wanted {
+                probabilities: binary,
+                label: None
+            }
+        );
+        let all = parse(r#"{"inputs": [], "parameters": {"binary_data_output": true}}"#);
+        assert_eq!(
+            requested_outputs(&all).unwrap(),
+            Wanted {
+                probabilities: binary,
+                label: binary
+            }
+        );
+
+        let mut bytes = Vec::new();
+        let p = output(
+            "p",
+            vec![1, 2],
+            Encoding::Binary,
+            OutputValues::Fp32(vec![0.25, 0.75]),
+            &mut bytes,
+        );
+        let l = output(
+            "l",
+            vec![2],
+            Encoding::Binary,
+            OutputValues::Bytes(vec!["ab", "c"]),
+            &mut bytes,
+        );
+        assert_eq!(p.data, None);
+        assert_eq!(p.parameters.as_ref().unwrap().binary_data_size, 8);
+        assert_eq!(
+            l.parameters.as_ref().unwrap().binary_data_size,
+            4 + 2 + 4 + 1
+        );
+        let mut expected: Vec<u8> = [0.25f32, 0.75]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        expected.extend([2, 0, 0, 0, b'a', b'b', 1, 0, 0, 0, b'c']);
+        assert_eq!(bytes, expected);
+        let j = output(
+            "l",
+            vec![2],
+            Encoding::Json,
+            OutputValues::Bytes(vec!["ab", "c"]),
+            &mut bytes,
+        );
+        assert_eq!(j.data, Some(serde_json::json!(["ab", "c"])));
+        assert_eq!(
+            (j.datatype.as_str(), j.parameters.is_none()),
+            ("BYTES", true)
+        );
+        assert_eq!(bytes.len(), expected.len(), "JSON outputs add no bytes");
     }
 }
