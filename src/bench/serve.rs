@@ -28,13 +28,8 @@ pub struct Scenario {
     pub size: usize,
     pub batching: bool,
     pub clients: usize,
-    pub requests: usize,
-    pub qps: f64,
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    /// Status code -> count; code 0 counts transport errors.
-    pub codes: Vec<(u16, usize)>,
+    /// What the load generator measured.
+    pub load: load::Load,
     pub mean_batch: f64,
     /// Offline images/s at this scenario's batch size: the mean of the rates timed just
     /// before and just after the server ran with this scenario's settings.
@@ -197,12 +192,7 @@ pub fn run(
                     p99_bound_ms: delay as f64 + 2.0 * batch_ms,
                     server_cpu_ms: (cpu_after.0 - cpu_before.0) / answered * 1000.0,
                     generator_cpu_ms: (cpu_after.1 - cpu_before.1) / answered * 1000.0,
-                    requests: load.requests,
-                    qps: load.qps,
-                    p50_ms: load.p50_ms,
-                    p95_ms: load.p95_ms,
-                    p99_ms: load.p99_ms,
-                    codes: load.codes,
+                    load,
                 });
             }
             runtime.block_on(server.shutdown())?;
@@ -215,7 +205,7 @@ pub fn run(
             let capacity = scenarios
                 .iter()
                 .filter(|s| s.size == size && s.batching)
-                .map(|s| s.qps)
+                .map(|s| s.load.qps)
                 .fold(0.0, f64::max);
             let target = (path.as_str(), body.as_path(), headers.as_slice());
             overload_row = Some(run_overload(
@@ -586,18 +576,18 @@ pub fn print(report: &Report) {
                 "off".into()
             },
             s.clients,
-            s.qps,
-            s.p50_ms,
-            s.p95_ms,
-            s.p99_ms,
+            s.load.qps,
+            s.load.p50_ms,
+            s.load.p95_ms,
+            s.load.p99_ms,
             s.p99_bound_ms,
             s.mean_batch,
             s.batch_ms,
             s.offline,
-            s.qps / s.offline,
+            s.load.qps / s.offline,
             s.server_cpu_ms,
             s.generator_cpu_ms,
-            codes_text(&s.codes)
+            codes_text(&s.load.codes)
         );
     }
     println!(
