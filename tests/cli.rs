@@ -281,13 +281,18 @@ fn bench_serve_loads_the_server_with_wrk_and_prints_each_scenario() {
 }
 
 #[test]
-fn bench_serve_loads_kserve_v2_with_images_as_json_numbers() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = common::deepinsight(
-        dir.path(),
-        &["bench", "serve", "--quick", "--route", "v2-json"],
-    );
-    check_bench_serve(&out, "burn", "wrk", "/v2/models/bench/infer (image, JSON)");
+fn bench_serve_loads_kserve_v2_with_json_images_and_binary_raw_omics() {
+    for (route, name) in [
+        ("v2-json", "/v2/models/bench/infer (image, JSON)"),
+        (
+            "v2-omics-binary",
+            "/v2/models/bench/infer (raw omics, binary data extension)",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = common::deepinsight(dir.path(), &["bench", "serve", "--quick", "--route", route]);
+        check_bench_serve(&out, "burn", "wrk", name);
+    }
 }
 
 #[test]

@@ -311,6 +311,85 @@ async fn predictions_match_the_library_over_every_route() {
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["field"], "Inference-Header-Content-Length");
 
+    // Raw omics on v2: the `omics` input, rows of every modality's features in the order of
+    // GET .../features, as JSON numbers and as bytes: /predict's answers.
+    let rows: Vec<f32> = ordered
+        .iter()
+        .flat_map(|sample| {
+            f.body["modalities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|m| floats(&sample["values"][m["name"].as_str().unwrap()]))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let width = rows.len() / 3;
+    assert_eq!(meta.body["inputs"][1]["name"], "omics");
+    assert_eq!(meta.body["inputs"][1]["shape"], json!([-1, width]));
+    let o = post(
+        addr,
+        "/v2/models/small/infer",
+        &json!({"inputs": [{"name": "omics", "datatype": "FP32", "shape": [3, width],
+            "data": rows}]}),
+    )
+    .await;
+    assert_eq!(o.status, 200, "{}", o.text);
+    assert!(close(
+        &floats(&o.body["outputs"][0]["data"]),
+        &probabilities.concat()
+    ));
+    // The second sample's first value missing: refused, naming its index and feature, unless
+    // allow_missing; then imputed as /predict imputes it.
+    let mut gappy = rows.clone();
+    gappy[width] = f32::NAN;
+    let omics_bytes = |allow_missing: bool| {
+        let header = json!({"inputs": [{"name": "omics", "datatype": "FP32",
+            "shape": [3, width], "parameters": {"binary_data_size": gappy.len() * 4}}],
+            "parameters": {"allow_missing": allow_missing}})
+        .to_string();
+        let mut body = header.clone().into_bytes();
+        gappy.iter().for_each(|v| body.extend(v.to_le_bytes()));
+        let length = format!("Inference-Header-Content-Length: {}\r\n", header.len());
+        (body, length)
+    };
+    let (body, length) = omics_bytes(false);
+    let (status, _, answer) =
+        call_raw(addr, "POST", "/v2/models/small/infer", &body, &length).await;
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["field"], format!("inputs[0].data[{width}]"));
+    let first = format!(
+        "{}.{}",
+        f.body["modalities"][0]["name"].as_str().unwrap(),
+        f.body["modalities"][0]["features"][0].as_str().unwrap()
+    );
+    assert!(error["error"].as_str().unwrap().contains(&first), "{error}");
+    let (body, length) = omics_bytes(true);
+    let (status, _, answer) =
+        call_raw(addr, "POST", "/v2/models/small/infer", &body, &length).await;
+    let imputed: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 200, "{imputed}");
+    let mut missing = ordered[1].clone();
+    missing["values"][f.body["modalities"][0]["name"].as_str().unwrap()][0] = Value::Null;
+    let reference = post(
+        addr,
+        "/predict",
+        &json!({"samples": [missing], "allow_missing": true}),
+    )
+    .await;
+    assert_eq!(reference.status, 200, "{}", reference.text);
+    let expected: Vec<f32> = classes
+        .iter()
+        .map(|c| {
+            reference.body["predictions"][0]["probabilities"][c]
+                .as_f64()
+                .unwrap() as f32
+        })
+        .collect();
+    let got = floats(&imputed["outputs"][0]["data"]);
+    assert!(close(&got[2..4], &expected), "{got:?} vs {expected:?}");
+
     // The optimisation API's batch-predict, through the batcher and around it.
     for batching in [true, false] {
         let d = post(

@@ -91,6 +91,9 @@ pub enum Route {
     V2Json,
     /// The same image as raw bytes (the binary data extension): the server copies them.
     V2Binary,
+    /// The sample's raw values in the model's feature order as bytes, the v2 `omics` input:
+    /// the server normalises and renders, as for /predict, without parsing JSON numbers.
+    V2OmicsBinary,
 }
 
 impl Route {
@@ -99,6 +102,7 @@ impl Route {
             Route::Predict => "/predict (raw omics, JSON)",
             Route::V2Json => "/v2/models/bench/infer (image, JSON)",
             Route::V2Binary => "/v2/models/bench/infer (image, binary data extension)",
+            Route::V2OmicsBinary => "/v2/models/bench/infer (raw omics, binary data extension)",
         }
     }
 }
@@ -322,7 +326,7 @@ fn offline(
     let rendered = render(&bundle, sample, batch)?;
     let once = || -> Result<()> {
         let images = match route {
-            Route::Predict => render(&bundle, sample, batch)?,
+            Route::Predict | Route::V2OmicsBinary => render(&bundle, sample, batch)?,
             Route::V2Json | Route::V2Binary => rendered.clone(),
         };
         match &onnx {
@@ -339,6 +343,23 @@ fn offline(
         images += batch;
     }
     Ok(images as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The sample's raw values of the model's features, modality after modality (NaN where
+/// absent): one row of the v2 `omics` input.
+fn feature_row(bundle: &Bundle, sample: &Value) -> Vec<f32> {
+    let space = &bundle.manifest.feature_space;
+    space
+        .modalities
+        .iter()
+        .flat_map(|m| {
+            m.features.iter().map(|f| {
+                sample["values"][&m.name][f]
+                    .as_f64()
+                    .map_or(f32::NAN, |v| v as f32)
+            })
+        })
+        .collect()
 }
 
 /// `batch` copies of `sample` normalised and rendered, as the server does for /predict.
@@ -375,21 +396,29 @@ fn write_body(
             std::fs::write(body, request.to_string())?;
             Ok(("/predict".into(), Vec::new()))
         }
-        Route::V2Json | Route::V2Binary => {
+        Route::V2Json | Route::V2Binary | Route::V2OmicsBinary => {
             let bundle = Bundle::load(model)?;
             let [c, h, w] = bundle.image_shape();
-            let image = render(&bundle, sample, 1)?;
-            let mut input = json!({"name": crate::serve::kserve::INPUT,
-                "datatype": "FP32", "shape": [1, c, h, w]});
+            let (mut input, values) = if route == Route::V2OmicsBinary {
+                let row = feature_row(&bundle, sample);
+                let input = json!({"name": crate::serve::kserve::OMICS,
+                    "datatype": "FP32", "shape": [1, row.len()]});
+                (input, row)
+            } else {
+                let input = json!({"name": crate::serve::kserve::INPUT,
+                    "datatype": "FP32", "shape": [1, c, h, w]});
+                (input, render(&bundle, sample, 1)?)
+            };
             if route == Route::V2Json {
-                input["data"] = json!(image);
+                input["data"] = json!(values);
                 std::fs::write(body, json!({"inputs": [input]}).to_string())?;
                 return Ok(("/v2/models/bench/infer".into(), Vec::new()));
             }
-            input["parameters"] = json!({"binary_data_size": image.len() * 4});
-            let header = json!({"inputs": [input]}).to_string();
+            input["parameters"] = json!({"binary_data_size": values.len() * 4});
+            let header =
+                json!({"inputs": [input], "parameters": {"allow_missing": true}}).to_string();
             let mut bytes = header.clone().into_bytes();
-            image.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+            values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
             std::fs::write(body, bytes)?;
             let length = (
                 crate::serve::kserve::HEADER_LENGTH.to_string(),

@@ -175,6 +175,7 @@ async fn model_metadata(
         &model.name,
         model.pool.backend,
         model.shape,
+        omics::feature_count(model),
         model.classes.len(),
     )))
 }
@@ -247,8 +248,9 @@ fn submit_options(
     }
 }
 
-/// KServe v2 inference on FP32 images [N, C, H, W], as JSON numbers or with the binary data
-/// extension (`Inference-Header-Content-Length`).
+/// KServe v2 inference on FP32 images [N, C, H, W] (`input`) or raw omics values [N, F]
+/// (`omics`, normalised and rendered as /predict does), as JSON numbers or with the binary
+/// data extension (`Inference-Header-Content-Length`).
 #[utoipa::path(post, path = "/v2/models/{name}/infer", params(("name" = String, Path)),
     request_body = InferRequest,
     responses((status = 200, body = InferResponse), (status = 400, body = ErrorBody),
@@ -263,16 +265,24 @@ async fn infer(
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
     let model = state.model(&model_path(path)?)?.clone();
-    let shape = model.shape;
     let header_length = header_length(&headers)?;
     // A batch of 224x224 images is megabytes of JSON: parsed where the body's size says, as
     // /predict's is, and its deadline counts from arrival.
+    let served = model.clone();
     let (request, wanted, images, n) = parse_and_prepare(body, move |body| {
         let (json, binary) = kserve::split_body(body, header_length)?;
         let mut request: InferRequest = parse_json(json)?;
         let wanted = kserve::requested_outputs(&request)?;
-        let (images, n) = kserve::images(&mut request, shape, binary)?;
-        Ok((request, wanted, images, n))
+        let features = omics::feature_count(&served);
+        let input = kserve::input(&mut request, served.shape, features, binary)?;
+        let images = match input.kind {
+            kserve::InputKind::Images => input.values,
+            kserve::InputKind::Omics => {
+                let allow_missing = request.parameters.allow_missing;
+                omics::render_rows(&served, &input.values, input.n, allow_missing)?
+            }
+        };
+        Ok((request, wanted, images, input.n))
     })
     .await?;
     let options = submit_options(

@@ -50,6 +50,11 @@ impl<'de> Deserialize<'de> for FlatData {
                 self.0.push(v as f32);
                 Ok(())
             }
+            // A missing raw value; images refuse it as not finite.
+            fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+                self.0.push(f32::NAN);
+                Ok(())
+            }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
                 while seq.next_element_seed(Flat(&mut *self.0))?.is_some() {}
                 Ok(())
@@ -71,6 +76,10 @@ pub struct InferParameters {
     /// Every output as binary data (the binary data extension).
     #[serde(default)]
     pub binary_data_output: bool,
+    /// For the `omics` input: impute missing values (NaN, or null in JSON) with the training
+    /// median instead of refusing them.
+    #[serde(default)]
+    pub allow_missing: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -156,21 +165,40 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
+/// The rendered images, [N, C, H, W].
 pub const INPUT: &str = "input";
+/// Raw omics values, [N, F], in the order of GET /v2/models/{name}/features; the server
+/// normalises and renders them as /predict does.
+pub const OMICS: &str = "omics";
 pub const PROBABILITIES: &str = "probabilities";
 pub const LABEL: &str = "label";
 
-pub fn metadata(name: &str, backend: &str, shape: [usize; 3], classes: usize) -> ModelMetadata {
+/// A model's v2 metadata. It takes one of its two inputs per request: `input` (images) or
+/// `omics` (raw values of its `features` features).
+pub fn metadata(
+    name: &str,
+    backend: &str,
+    shape: [usize; 3],
+    features: usize,
+    classes: usize,
+) -> ModelMetadata {
     let [c, h, w] = shape.map(|d| d as i64);
     ModelMetadata {
         name: name.to_string(),
         versions: vec!["1".to_string()],
         platform: backend.to_string(),
-        inputs: vec![TensorMetadata {
-            name: INPUT.to_string(),
-            datatype: "FP32".to_string(),
-            shape: vec![-1, c, h, w],
-        }],
+        inputs: vec![
+            TensorMetadata {
+                name: INPUT.to_string(),
+                datatype: "FP32".to_string(),
+                shape: vec![-1, c, h, w],
+            },
+            TensorMetadata {
+                name: OMICS.to_string(),
+                datatype: "FP32".to_string(),
+                shape: vec![-1, features as i64],
+            },
+        ],
         outputs: vec![
             TensorMetadata {
                 name: PROBABILITIES.to_string(),
@@ -201,23 +229,54 @@ pub fn split_body(body: &[u8], header_length: Option<usize>) -> Result<(&[u8], &
 
 pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 
-/// The images of a v2 request for a model of input `shape`, checked: one FP32 input of shape
-/// [N, C, H, W] whose N*C*H*W values are all finite, given as JSON `data` or as `binary`
-/// (the bytes after the JSON header). JSON values are taken out of the request (no copy);
-/// returns the images and N.
-pub fn images(
+/// Which input a request gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Images,
+    Omics,
+}
+
+/// The one input tensor of a request, checked.
+#[derive(Debug)]
+pub struct Input {
+    pub kind: InputKind,
+    /// Row-major, N rows. Images are all finite; raw omics may hold NaN (missing).
+    pub values: Vec<f32>,
+    pub n: usize,
+}
+
+/// The input of a v2 request for a model of image `shape` reading `features` raw values:
+/// one FP32 tensor, `input` [N, C, H, W] or `omics` [N, F], given as JSON `data` or as
+/// `binary` (the bytes after the JSON header). JSON values are taken out of the request (no
+/// copy). Images must be finite; raw values may be missing (NaN, null) but not infinite.
+pub fn input(
     request: &mut InferRequest,
     shape: [usize; 3],
+    features: usize,
     binary: &[u8],
-) -> Result<(Vec<f32>, usize), ApiError> {
+) -> Result<Input, ApiError> {
     let [input] = request.inputs.as_mut_slice() else {
         return Err(ApiError::field(
             "inputs",
             format!(
-                "exactly one input tensor ('{INPUT}') is expected, got {}",
+                "exactly one input tensor ('{INPUT}' or '{OMICS}') is expected, got {}",
                 request.inputs.len()
             ),
         ));
+    };
+    let [c, h, w] = shape;
+    let (kind, dims) = match input.name.as_str() {
+        INPUT => (InputKind::Images, vec![c, h, w]),
+        OMICS => (InputKind::Omics, vec![features]),
+        other => {
+            return Err(ApiError::field(
+                "inputs[0].name",
+                format!(
+                    "unknown input '{other}': '{INPUT}' takes images [N, {c}, {h}, {w}], \
+                     '{OMICS}' raw values [N, {features}]"
+                ),
+            ));
+        }
     };
     if input.datatype != "FP32" {
         return Err(ApiError::field(
@@ -225,18 +284,28 @@ pub fn images(
             format!("'{}' is not supported; send FP32", input.datatype),
         ));
     }
-    let [c, h, w] = shape;
-    let wanted = format!("[N, {c}, {h}, {w}]");
-    let n = match input.shape.as_slice() {
-        &[n, sc, sh, sw] if n >= 1 && [sc, sh, sw] == [c as i64, h as i64, w as i64] => n as usize,
-        other => {
+    let n = match input.shape.split_first() {
+        Some((&n, rest))
+            if n >= 1
+                && rest.len() == dims.len()
+                && rest.iter().zip(&dims).all(|(&a, &b)| a == b as i64) =>
+        {
+            n as usize
+        }
+        _ => {
+            let wanted: Vec<String> = dims.iter().map(usize::to_string).collect();
             return Err(ApiError::field(
                 "inputs[0].shape",
-                format!("{other:?} does not match the model's input {wanted} with N >= 1"),
+                format!(
+                    "{:?} does not match the model's '{}' [N, {}] with N >= 1",
+                    input.shape,
+                    input.name,
+                    wanted.join(", ")
+                ),
             ));
         }
     };
-    let expected = n * c * h * w;
+    let expected = n * dims.iter().product::<usize>();
     let values = match (input.data.take(), input.parameters.binary_data_size) {
         (Some(data), None) if binary.is_empty() => data.0,
         (None, Some(size)) => binary_values(binary, size, expected, &input.shape)?,
@@ -273,13 +342,17 @@ pub fn images(
             ),
         ));
     }
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+    let refused = |v: &f32| match kind {
+        InputKind::Images => !v.is_finite(),
+        InputKind::Omics => v.is_infinite(),
+    };
+    if let Some(i) = values.iter().position(refused) {
         return Err(ApiError::field(
             format!("inputs[0].data[{i}]"),
             "not a finite FP32 number",
         ));
     }
-    Ok((values, n))
+    Ok(Input { kind, values, n })
 }
 
 /// FP32 values from the binary data: exactly `size` bytes, 4 little-endian bytes per value.
@@ -430,25 +503,36 @@ mod tests {
         let flat = request("[1, 1, 2, 2]", "[1, 2, 3, 4.5]");
         let nested = request("[1, 1, 2, 2]", "[[[[1, 2], [3, 4.5]]]]");
         assert_eq!(flat.inputs[0].data, nested.inputs[0].data);
-        let (images, n) = images(&mut nested.clone(), [1, 2, 2], &[]).unwrap();
-        assert_eq!((images, n), (vec![1.0, 2.0, 3.0, 4.5], 1));
+        let got = input(&mut nested.clone(), [1, 2, 2], 3, &[]).unwrap();
+        assert_eq!((got.values, got.n), (vec![1.0, 2.0, 3.0, 4.5], 1));
     }
 
     #[test]
     fn bad_tensors_name_the_field() {
-        let e = images(
-            &mut request("[1, 1, 2, 3]", "[1,2,3,4,5,6]"),
-            [1, 2, 2],
-            &[],
-        )
-        .unwrap_err();
-        assert_eq!(e.body.field.as_deref(), Some("inputs[0].shape"));
-        let e = images(&mut request("[1, 1, 2, 2]", "[1,2,3]"), [1, 2, 2], &[]).unwrap_err();
-        assert_eq!(e.body.field.as_deref(), Some("inputs[0].data"));
+        let field = |shape: &str, data: &str| {
+            input(&mut request(shape, data), [1, 2, 2], 3, &[])
+                .unwrap_err()
+                .body
+                .field
+        };
+        assert_eq!(
+            field("[1, 1, 2, 3]", "[1,2,3,4,5,6]").as_deref(),
+            Some("inputs[0].shape")
+        );
+        assert_eq!(
+            field("[1, 1, 2, 2]", "[1,2,3]").as_deref(),
+            Some("inputs[0].data")
+        );
+        // A null is not an image value.
+        assert_eq!(
+            field("[1, 1, 2, 2]", "[1,null,3,4]").as_deref(),
+            Some("inputs[0].data[1]")
+        );
         // 1e300 is a valid JSON number but not a finite FP32 one.
-        let e = images(
+        let e = input(
             &mut request("[1, 1, 2, 2]", "[1,2,1e300,4]"),
             [1, 2, 2],
+            3,
             &[],
         )
         .unwrap_err();
@@ -473,10 +557,13 @@ mod tests {
         let (body, length) = binary_request(header, &values);
         let (json, binary) = split_body(&body, Some(length)).unwrap();
         let mut request: InferRequest = parse_json(json).unwrap();
-        let (got, n) = images(&mut request, [1, 2, 2], binary).unwrap();
-        assert_eq!((got.as_slice(), n), (values.as_slice(), 1));
+        let got = input(&mut request, [1, 2, 2], 3, binary).unwrap();
+        assert_eq!((got.values.as_slice(), got.n), (values.as_slice(), 1));
         let mut from_json = request_of(&values);
-        assert_eq!(images(&mut from_json, [1, 2, 2], &[]).unwrap().0, values);
+        assert_eq!(
+            input(&mut from_json, [1, 2, 2], 3, &[]).unwrap().values,
+            values
+        );
     }
 
     fn request_of(values: &[f32]) -> InferRequest {
@@ -494,7 +581,7 @@ mod tests {
             let (body, length) = binary_request(header, values);
             let (json, binary) = split_body(&body, Some(length)).unwrap();
             let mut request: InferRequest = parse_json(json).unwrap();
-            images(&mut request, shape, binary)
+            input(&mut request, shape, 3, binary)
                 .unwrap_err()
                 .body
                 .field
@@ -592,5 +679,45 @@ mod tests {
             ("BYTES", true)
         );
         assert_eq!(bytes.len(), expected.len(), "JSON outputs add no bytes");
+    }
+
+    #[test]
+    fn raw_omics_rows_may_miss_values_but_not_be_infinite() {
+        let omics = |shape: &str, data: &str| -> InferRequest {
+            parse_json(
+                format!(r#"{{"inputs": [{{"name": "omics", "shape": {shape}, "datatype": "FP32", "data": {data}}}]}}"#)
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        let got = input(
+            &mut omics("[2, 3]", "[1, null, 3, 4, 5, 6]"),
+            [1, 2, 2],
+            3,
+            &[],
+        )
+        .unwrap();
+        assert_eq!((got.kind, got.n), (InputKind::Omics, 2));
+        assert!(got.values[1].is_nan() && got.values[5] == 6.0);
+        let field = |mut r: InferRequest| input(&mut r, [1, 2, 2], 3, &[]).unwrap_err().body.field;
+        assert_eq!(
+            field(omics("[1, 3]", "[1, 1e300, 3]")).as_deref(),
+            Some("inputs[0].data[1]")
+        );
+        // Three features: a [1, 4] tensor, or an image's shape, is refused.
+        assert_eq!(
+            field(omics("[1, 4]", "[1, 2, 3, 4]")).as_deref(),
+            Some("inputs[0].shape")
+        );
+        assert_eq!(
+            field(omics("[1, 1, 2, 2]", "[1, 2, 3, 4]")).as_deref(),
+            Some("inputs[0].shape")
+        );
+        // An input of another name is neither.
+        let other = parse_json::<InferRequest>(
+            br#"{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(field(other).as_deref(), Some("inputs[0].name"));
     }
 }

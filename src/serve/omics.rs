@@ -256,21 +256,84 @@ pub fn prepare(
             imputed[i] += missing;
         }
     }
+    Ok(Prepared {
+        images: render(model, &raw)?,
+        n: samples.len(),
+        ids: samples.iter().map(|s| s.id.clone()).collect(),
+        imputed,
+    })
+}
+
+/// Raw values per modality (NaN = missing) -> the saved imputation, normalisation and
+/// layout -> images.
+fn render(model: &ServedModel, raw: &[Array2<f32>]) -> Result<Vec<f32>, ApiError> {
     let views: Vec<_> = raw.iter().map(|a| a.view()).collect();
     let values = model
         .feature_space
         .transform_selected(&views)
         .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    let images = model
+    model
         .plan
         .render_batch(values.view())
-        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-    Ok(Prepared {
-        images,
-        n: samples.len(),
-        ids: samples.iter().map(|s| s.id.clone()).collect(),
-        imputed,
-    })
+        .map_err(|e| ApiError::internal(format!("{e:#}")))
+}
+
+/// The modality and feature of a column of the v2 `omics` input.
+fn feature_at(model: &ServedModel, mut column: usize) -> (&str, &str) {
+    for m in &model.feature_space.modalities {
+        if column < m.features.len() {
+            return (&m.name, &m.features[column]);
+        }
+        column -= m.features.len();
+    }
+    unreachable!("the column is inside the row")
+}
+
+/// Features one row of the v2 `omics` input holds: every modality's, in feature space order.
+pub fn feature_count(model: &ServedModel) -> usize {
+    model
+        .feature_space
+        .modalities
+        .iter()
+        .map(|m| m.features.len())
+        .sum()
+}
+
+/// The v2 `omics` input's `n` rows (each the modalities' features in feature space order,
+/// NaN = missing) as images. A missing value is refused, naming its index and feature,
+/// unless `allow_missing`.
+pub fn render_rows(
+    model: &ServedModel,
+    values: &[f32],
+    n: usize,
+    allow_missing: bool,
+) -> Result<Vec<f32>, ApiError> {
+    let width = feature_count(model);
+    if !allow_missing && let Some(k) = values.iter().position(|v| v.is_nan()) {
+        let (modality, feature) = feature_at(model, k % width);
+        return Err(ApiError::field(
+            format!("inputs[0].data[{k}]"),
+            format!(
+                "sample {}: {modality}.{feature} is missing (set parameters.allow_missing to \
+                 impute it)",
+                k / width
+            ),
+        ));
+    }
+    let mut start = 0;
+    let raw: Vec<Array2<f32>> = model
+        .feature_space
+        .modalities
+        .iter()
+        .map(|m| {
+            let block = Array2::from_shape_fn((n, m.features.len()), |(i, j)| {
+                values[i * width + start + j]
+            });
+            start += m.features.len();
+            block
+        })
+        .collect();
+    render(model, &raw)
 }
 
 /// A value as f32; `null` is missing (NaN, imputed later); non-finite values are refused.
