@@ -928,8 +928,9 @@ async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones()
 }
 
 /// Triton's own v2 client (tritonclient, Python) talks to the server: health, readiness and
-/// metadata, then the images sent as bytes and both outputs asked for as bytes, as that
-/// client does by default. The answers are the library's.
+/// metadata, then a tensor sent as bytes and both outputs asked for as bytes, as that client
+/// does by default: the rendered images on `input`, then the raw values on `omics`. The
+/// answers are the library's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triton_s_client_gets_the_library_s_answers_over_binary_data() {
     let Some(python) = common::test_python("tritonclient.http, numpy") else {
@@ -940,42 +941,62 @@ async fn triton_s_client_gets_the_library_s_answers_over_binary_data() {
     let samples: Vec<Value> = (0..3).map(raw_sample).collect();
     let (images, probabilities) = expected(&samples);
     let bundle = Bundle::load(model_dir()).unwrap();
-    let shape = [
+    let image_shape = vec![
         3,
         bundle.layout.n_channels(),
         bundle.layout.height,
         bundle.layout.width,
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("images.json");
-    std::fs::write(&input, json!({"shape": shape, "data": images}).to_string()).unwrap();
-    let addr = server.addr.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(common::root().join("tests/helpers/triton_client.py"))
-            .args([addr.as_str(), "small"])
-            .arg(&input)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(answer["id"], "triton-1");
-    assert_eq!(answer["binary"], json!([true, true]), "{answer}");
-    let got: Vec<f32> = answer["probabilities"]
-        .as_array()
-        .unwrap()
+    // Every modality's kept features, one modality after the other: the `omics` row order.
+    let rows: Vec<f32> = samples
         .iter()
-        .flat_map(floats)
+        .flat_map(|s| {
+            bundle
+                .manifest
+                .feature_space
+                .modalities
+                .iter()
+                .flat_map(move |m| {
+                    m.features
+                        .iter()
+                        .map(move |f| s["values"][&m.name][f].as_f64().unwrap() as f32)
+                })
+        })
         .collect();
-    assert!(close(&got, &probabilities.concat()), "{got:?}");
+    let omics_shape = vec![3, rows.len() / 3];
     let classes = bundle.classes();
     let labels: Vec<Value> = probabilities
         .iter()
         .map(|p| json!(classes[if p[0] > p[1] { 0 } else { 1 }]))
         .collect();
-    assert_eq!(answer["labels"], Value::Array(labels));
+    let dir = tempfile::tempdir().unwrap();
+    for (name, shape, data) in [("input", image_shape, images), ("omics", omics_shape, rows)] {
+        let tensor = dir.path().join(format!("{name}.json"));
+        let spec = json!({"name": name, "shape": shape, "data": data});
+        std::fs::write(&tensor, spec.to_string()).unwrap();
+        let (python, addr) = (python.clone(), server.addr.to_string());
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python)
+                .arg(common::root().join("tests/helpers/triton_client.py"))
+                .args([addr.as_str(), "small"])
+                .arg(&tensor)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{name}: {}", common::stderr(&out));
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(answer["id"], "triton-1");
+        assert_eq!(answer["binary"], json!([true, true]), "{name}: {answer}");
+        let got: Vec<f32> = answer["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(floats)
+            .collect();
+        assert!(close(&got, &probabilities.concat()), "{name}: {got:?}");
+        assert_eq!(answer["labels"], Value::Array(labels.clone()), "{name}");
+    }
     server.shutdown().await.unwrap();
 }

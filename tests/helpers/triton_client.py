@@ -1,8 +1,9 @@
 """Calls a deepinsight server with Triton's own KServe v2 HTTP client (tritonclient), which
 sends tensors and asks for outputs with the binary data extension by default.
 
-usage: triton_client.py HOST:PORT MODEL IMAGES.json
-IMAGES.json: {"shape": [N, C, H, W], "data": [...]}. Prints the outputs as JSON.
+usage: triton_client.py HOST:PORT MODEL TENSOR.json
+TENSOR.json: {"name": "input" or "omics", "shape": [...], "data": [...]} (images [N, C, H, W]
+or raw omics rows [N, F]). Prints the outputs as JSON.
 """
 import json
 import sys
@@ -13,15 +14,17 @@ import tritonclient.http as triton
 url, model, path = sys.argv[1:4]
 with open(path) as f:
     spec = json.load(f)
-images = np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])
+values = np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])
 
 client = triton.InferenceServerClient(url=url)
 assert client.is_server_live(), "not live"
 assert client.is_model_ready(model), "not ready"
 metadata = client.get_model_metadata(model)
 
-tensor = triton.InferInput(metadata["inputs"][0]["name"], list(images.shape), "FP32")
-tensor.set_data_from_numpy(images, binary_data=True)
+listed = [i["name"] for i in metadata["inputs"]]
+assert spec["name"] in listed, listed
+tensor = triton.InferInput(spec["name"], list(values.shape), "FP32")
+tensor.set_data_from_numpy(values, binary_data=True)
 outputs = [
     triton.InferRequestedOutput("probabilities", binary_data=True),
     triton.InferRequestedOutput("label", binary_data=True),
