@@ -387,14 +387,14 @@ fn binary_values(
         .collect())
 }
 
-/// How the caller wants an output: `None` = not at all.
+/// How the caller wants an output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     Json,
     Binary,
 }
 
-/// The outputs the caller asked for, and how.
+/// The outputs the caller asked for, and how (`None`: not asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wanted {
     pub probabilities: Option<Encoding>,
