@@ -144,6 +144,15 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> Answer {
     call(addr, "GET", path, b"").await
 }
 
+/// A v2 request with the binary data extension: the JSON `header`, then `values` as
+/// little-endian bytes; with the header line that says where the JSON ends.
+fn binary_body(header: &Value, values: &[f32]) -> (Vec<u8>, String) {
+    let mut body = header.to_string().into_bytes();
+    let length = format!("Inference-Header-Content-Length: {}\r\n", body.len());
+    values.iter().for_each(|v| body.extend(v.to_le_bytes()));
+    (body, length)
+}
+
 fn close(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
 }
@@ -277,11 +286,8 @@ async fn predictions_match_the_library_over_every_route() {
             "shape": [3, shape[1], shape[2], shape[3]],
             "parameters": {"binary_data_size": images.len() * 4}}],
         "outputs": [{"name": "probabilities", "parameters": {"binary_data": true}},
-            {"name": "label"}]})
-    .to_string();
-    let mut body = header.clone().into_bytes();
-    images.iter().for_each(|v| body.extend(v.to_le_bytes()));
-    let length = format!("Inference-Header-Content-Length: {}\r\n", header.len());
+            {"name": "label"}]});
+    let (body, length) = binary_body(&header, &images);
     let (status, headers, answer) =
         call_raw(addr, "POST", "/v2/models/small/infer", &body, &length).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
@@ -346,12 +352,8 @@ async fn predictions_match_the_library_over_every_route() {
     let omics_bytes = |allow_missing: bool| {
         let header = json!({"inputs": [{"name": "omics", "datatype": "FP32",
             "shape": [3, width], "parameters": {"binary_data_size": gappy.len() * 4}}],
-            "parameters": {"allow_missing": allow_missing}})
-        .to_string();
-        let mut body = header.clone().into_bytes();
-        gappy.iter().for_each(|v| body.extend(v.to_le_bytes()));
-        let length = format!("Inference-Header-Content-Length: {}\r\n", header.len());
-        (body, length)
+            "parameters": {"allow_missing": allow_missing}});
+        binary_body(&header, &gappy)
     };
     let (body, length) = omics_bytes(false);
     let (status, _, answer) =

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -59,32 +59,38 @@ pub struct Load {
     pub codes: Vec<(u16, usize)>,
 }
 
-/// What the clients send: a POST of the file `body` to `path`, with `headers` beside the
+/// What each client sends: a POST of the file `body` to `path`, with `headers` beside the
 /// content type.
-pub struct Target<'a> {
-    pub addr: SocketAddr,
-    pub path: &'a str,
-    pub body: &'a Path,
-    pub headers: &'a [(String, String)],
+pub struct Request {
+    pub path: String,
+    pub body: PathBuf,
+    pub headers: Vec<(String, String)>,
 }
 
-impl Target<'_> {
-    fn url(&self) -> String {
-        format!("http://{}{}", self.addr, self.path)
+impl Request {
+    fn url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}{}", self.path)
     }
 }
 
-/// `clients` closed-loop clients POST to `target` for `seconds`.
-pub fn run(generator: Generator, target: &Target, clients: usize, seconds: u64) -> Result<Load> {
+/// `clients` closed-loop clients send `request` to the server at `addr` for `seconds`.
+pub fn run(
+    generator: Generator,
+    addr: SocketAddr,
+    request: &Request,
+    clients: usize,
+    seconds: u64,
+) -> Result<Load> {
     match generator {
-        Generator::Wrk => wrk(target, clients, seconds),
-        Generator::Hey => hey(target, clients, seconds, None),
+        Generator::Wrk => wrk(addr, request, clients, seconds),
+        Generator::Hey => hey(addr, request, clients, seconds, None),
     }
 }
 
 /// hey with `clients` workers, each optionally rate-limited to `per_client_qps`.
 pub fn hey(
-    target: &Target,
+    addr: SocketAddr,
+    request: &Request,
     clients: usize,
     seconds: u64,
     per_client_qps: Option<f64>,
@@ -93,14 +99,14 @@ pub fn hey(
     cmd.args(["-z", &format!("{seconds}s"), "-c", &clients.to_string()])
         .args(["-m", "POST", "-T", "application/json", "-t", "60"])
         .arg("-D")
-        .arg(target.body);
-    for (name, value) in target.headers {
+        .arg(&request.body);
+    for (name, value) in &request.headers {
         cmd.arg("-H").arg(format!("{name}: {value}"));
     }
     if let Some(q) = per_client_qps {
         cmd.args(["-q", &format!("{q:.2}")]);
     }
-    let out = cmd.arg(target.url()).output().context("running hey")?;
+    let out = cmd.arg(request.url(addr)).output().context("running hey")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || !text.contains("Summary:") {
         bail!(
@@ -178,15 +184,15 @@ fn read_hey(text: &str) -> Load {
 
 /// wrk with one thread (it keeps 16 connections busy without a second one) and a script that
 /// posts the body and reports what the table needs on lines of its own.
-fn wrk(target: &Target, clients: usize, seconds: u64) -> Result<Load> {
-    let script = target.body.with_extension("wrk.lua");
-    std::fs::write(&script, wrk_script(target)?)
+fn wrk(addr: SocketAddr, request: &Request, clients: usize, seconds: u64) -> Result<Load> {
+    let script = request.body.with_extension("wrk.lua");
+    std::fs::write(&script, wrk_script(request)?)
         .with_context(|| format!("cannot write {}", script.display()))?;
     let out = Command::new("wrk")
         .args(["-t", "1", "-c", &clients.to_string()])
         .args(["-d", &format!("{seconds}s"), "--timeout", "60s", "-s"])
         .arg(&script)
-        .arg(target.url())
+        .arg(request.url(addr))
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -202,16 +208,16 @@ fn wrk(target: &Target, clients: usize, seconds: u64) -> Result<Load> {
 
 /// Counts each status in every wrk thread (`response` runs in the thread's own Lua state;
 /// `done` collects the counts through `thread:get`).
-fn wrk_script(target: &Target) -> Result<String> {
+fn wrk_script(request: &Request) -> Result<String> {
     let quote = |text: &str| {
         if text.contains("]==]") {
             bail!("{text}: cannot be quoted for wrk's script");
         }
         Ok(format!("[==[{text}]==]"))
     };
-    let path = target.body.display().to_string();
+    let path = request.body.display().to_string();
     let mut headers = String::new();
-    for (name, value) in target.headers {
+    for (name, value) in &request.headers {
         // The spaces matter: `[[` would open a Lua long string.
         headers += &format!("wrk.headers[ {} ] = {}\n", quote(name)?, quote(value)?);
     }
@@ -318,67 +324,38 @@ mod tests {
             eprintln!("skipped: wrk is not installed (.ci/run installs it)");
             return;
         }
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        use axum::http::{HeaderMap, StatusCode};
         let dir = tempfile::tempdir().unwrap();
         let body = dir.path().join("body.json");
         let payload = format!("{{\"x\": \"{}\"}}", "a".repeat(10_000));
         std::fs::write(&body, &payload).unwrap();
-        let expected_len = payload.len();
-        // Answers 200 to bodies of the right length and 400 otherwise, on keep-alive
-        // connections, until wrk stops.
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 65536];
-                    loop {
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            match stream.read(&mut chunk) {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                            continue;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        while buf.len() < end + 4 + length {
-                            match stream.read(&mut chunk) {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        let status = if length == expected_len
-                            && head.starts_with("post /infer ")
-                            && head.contains("\r\nx-extra: 42")
-                        {
-                            "200 OK"
-                        } else {
-                            "400 Bad Request"
-                        };
-                        let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\n{{}}");
-                        if stream.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                        buf.drain(..end + 4 + length);
+        let expected = payload.into_bytes();
+        // 200 for the whole body with the extra header, 400 otherwise.
+        let app = axum::Router::new().route(
+            "/infer",
+            axum::routing::post(
+                move |headers: HeaderMap, got: axum::body::Bytes| async move {
+                    let extra = headers.get("x-extra").is_some_and(|v| v == "42");
+                    if extra && got == expected {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::BAD_REQUEST
                     }
-                });
-            }
-        });
-        let headers = [("X-Extra".to_string(), "42".to_string())];
-        let target = Target {
-            addr,
-            path: "/infer",
-            body: &body,
-            headers: &headers,
+                },
+            ),
+        );
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let request = Request {
+            path: "/infer".into(),
+            body,
+            headers: vec![("X-Extra".into(), "42".into())],
         };
-        let load = run(Generator::Wrk, &target, 2, 1).unwrap();
+        let load = run(Generator::Wrk, addr, &request, 2, 1).unwrap();
         assert!(load.requests > 10, "{load:?}");
         assert_eq!(load.codes, vec![(200, load.requests)], "{load:?}");
         assert!(load.qps > 10.0 && load.p50_ms <= load.p99_ms, "{load:?}");

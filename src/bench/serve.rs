@@ -161,7 +161,7 @@ pub fn run(
         }
         let sample = one_sample(work.path())?;
         let body = work.path().join(format!("body-{size}.json"));
-        let (path, headers) = write_body(route, &model, &sample, &body)?;
+        let request = write_body(route, &model, &sample, body)?;
         for batching in [false, true] {
             // Offline is timed just before and just after this setting's server runs, and
             // the two averaged: this machine's speed drifts over minutes.
@@ -174,13 +174,7 @@ pub fn run(
                 tracing::info!(size, batching, clients, "load");
                 let before = batch_metrics(&runtime, server.addr)?;
                 let cpu_before = cpu_seconds();
-                let target = load::Target {
-                    addr: server.addr,
-                    path: &path,
-                    body: &body,
-                    headers: &headers,
-                };
-                let load = load::run(generator, &target, clients, seconds)?;
+                let load = load::run(generator, server.addr, &request, clients, seconds)?;
                 let cpu_after = cpu_seconds();
                 let after = batch_metrics(&runtime, server.addr)?;
                 let answered = load.requests.max(1) as f64;
@@ -211,9 +205,8 @@ pub fn run(
                 .filter(|s| s.size == size && s.batching)
                 .map(|s| s.load.qps)
                 .fold(0.0, f64::max);
-            let target = (path.as_str(), body.as_path(), headers.as_slice());
             overload_row = Some(run_overload(
-                &runtime, &model, target, size, capacity, setup,
+                &runtime, &model, &request, size, capacity, setup,
             )?);
         }
     }
@@ -323,15 +316,22 @@ fn offline(
         })
         .transpose()?;
     let budget = Duration::from_secs(if quick { 1 } else { 5 });
-    let rendered = render(&bundle, sample, batch)?;
+    // The sample is read out of its JSON once: the timed work is what the server does per
+    // batch once a request is parsed.
+    let row = feature_row(&bundle, sample);
+    let rendered = render(&bundle, &row, batch)?;
     let once = || -> Result<()> {
+        let fresh;
         let images = match route {
-            Route::Predict | Route::V2OmicsBinary => render(&bundle, sample, batch)?,
-            Route::V2Json | Route::V2Binary => rendered.clone(),
+            Route::Predict | Route::V2OmicsBinary => {
+                fresh = render(&bundle, &row, batch)?;
+                &fresh
+            }
+            Route::V2Json | Route::V2Binary => &rendered,
         };
         match &onnx {
-            Some(model) => drop(model.predict(&images, batch)?),
-            None => drop(bundle.predict(&images, batch)),
+            Some(model) => drop(model.predict(images, batch)?),
+            None => drop(bundle.predict(images, batch)),
         }
         Ok(())
     };
@@ -362,18 +362,18 @@ fn feature_row(bundle: &Bundle, sample: &Value) -> Vec<f32> {
         .collect()
 }
 
-/// `batch` copies of `sample` normalised and rendered, as the server does for /predict.
-fn render(bundle: &Bundle, sample: &Value, batch: usize) -> Result<Vec<f32>> {
+/// `batch` copies of a `feature_row` normalised and rendered, as the server does for raw
+/// omics.
+fn render(bundle: &Bundle, row: &[f32], batch: usize) -> Result<Vec<f32>> {
     let space = &bundle.manifest.feature_space;
+    let mut start = 0;
     let blocks: Vec<Array2<f32>> = space
         .modalities
         .iter()
         .map(|m| {
-            Array2::from_shape_fn((batch, m.features.len()), |(_, j)| {
-                sample["values"][&m.name][&m.features[j]]
-                    .as_f64()
-                    .unwrap_or(f64::NAN) as f32
-            })
+            let columns = &row[start..start + m.features.len()];
+            start += m.features.len();
+            Array2::from_shape_fn((batch, columns.len()), |(_, j)| columns[j])
         })
         .collect();
     let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
@@ -381,52 +381,54 @@ fn render(bundle: &Bundle, sample: &Value, batch: usize) -> Result<Vec<f32>> {
     bundle.render(values.view())
 }
 
-/// Writes the body of one request of `route` for `sample`; returns the path to POST it to and
-/// the headers it needs.
-fn write_body(
-    route: Route,
-    model: &Path,
-    sample: &Value,
-    body: &Path,
-) -> Result<(String, Vec<(String, String)>)> {
-    match route {
+/// Writes the body of one request of `route` for `sample` to `body`: what each client sends.
+fn write_body(route: Route, model: &Path, sample: &Value, body: PathBuf) -> Result<load::Request> {
+    use crate::serve::kserve::{HEADER_LENGTH, INPUT, OMICS};
+    let v2 = "/v2/models/bench/infer";
+    let (path, bytes, headers) = match route {
         Route::Predict => {
             let request =
                 json!({"samples": [sample], "allow_missing": true, "ignore_unknown": true});
-            std::fs::write(body, request.to_string())?;
-            Ok(("/predict".into(), Vec::new()))
+            ("/predict", request.to_string().into_bytes(), Vec::new())
         }
-        Route::V2Json | Route::V2Binary | Route::V2OmicsBinary => {
+        Route::V2Json => {
             let bundle = Bundle::load(model)?;
             let [c, h, w] = bundle.image_shape();
-            let (mut input, values) = if route == Route::V2OmicsBinary {
-                let row = feature_row(&bundle, sample);
-                let input = json!({"name": crate::serve::kserve::OMICS,
-                    "datatype": "FP32", "shape": [1, row.len()]});
-                (input, row)
-            } else {
-                let input = json!({"name": crate::serve::kserve::INPUT,
-                    "datatype": "FP32", "shape": [1, c, h, w]});
-                (input, render(&bundle, sample, 1)?)
-            };
-            if route == Route::V2Json {
-                input["data"] = json!(values);
-                std::fs::write(body, json!({"inputs": [input]}).to_string())?;
-                return Ok(("/v2/models/bench/infer".into(), Vec::new()));
-            }
-            input["parameters"] = json!({"binary_data_size": values.len() * 4});
-            let header =
-                json!({"inputs": [input], "parameters": {"allow_missing": true}}).to_string();
-            let mut bytes = header.clone().into_bytes();
-            values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
-            std::fs::write(body, bytes)?;
-            let length = (
-                crate::serve::kserve::HEADER_LENGTH.to_string(),
-                header.len().to_string(),
-            );
-            Ok(("/v2/models/bench/infer".into(), vec![length]))
+            let image = render(&bundle, &feature_row(&bundle, sample), 1)?;
+            let input = json!({"name": INPUT, "datatype": "FP32", "shape": [1, c, h, w],
+                "data": image});
+            (
+                v2,
+                json!({"inputs": [input]}).to_string().into_bytes(),
+                Vec::new(),
+            )
         }
-    }
+        Route::V2Binary | Route::V2OmicsBinary => {
+            let bundle = Bundle::load(model)?;
+            let [c, h, w] = bundle.image_shape();
+            let (input, values) = if route == Route::V2OmicsBinary {
+                let row = feature_row(&bundle, sample);
+                (json!({"name": OMICS, "shape": [1, row.len()]}), row)
+            } else {
+                let image = render(&bundle, &feature_row(&bundle, sample), 1)?;
+                (json!({"name": INPUT, "shape": [1, c, h, w]}), image)
+            };
+            let mut input = input;
+            input["datatype"] = json!("FP32");
+            input["parameters"] = json!({"binary_data_size": values.len() * 4});
+            let header = json!({"inputs": [input], "parameters": {"allow_missing": true}});
+            let mut bytes = header.to_string().into_bytes();
+            let length = (HEADER_LENGTH.to_string(), bytes.len().to_string());
+            values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+            (v2, bytes, vec![length])
+        }
+    };
+    std::fs::write(&body, bytes).with_context(|| format!("cannot write {}", body.display()))?;
+    Ok(load::Request {
+        path: path.into(),
+        body,
+        headers,
+    })
 }
 
 /// What the server's own metrics say of the batches computed so far.
@@ -503,7 +505,7 @@ fn rss_mb() -> f64 {
 fn run_overload(
     runtime: &tokio::runtime::Runtime,
     model: &Path,
-    (path, body, headers): (&str, &Path, &[(String, String)]),
+    request: &load::Request,
     size: usize,
     capacity: f64,
     setup: Setup,
@@ -532,13 +534,8 @@ fn run_overload(
         })
     };
     let seconds = 300;
-    let post = load::Target {
-        addr: server.addr,
-        path,
-        body,
-        headers,
-    };
-    let load = load::hey(&post, clients, seconds, Some(target / clients as f64))?;
+    let per_client = Some(target / clients as f64);
+    let load = load::hey(server.addr, request, clients, seconds, per_client)?;
     running.store(false, Ordering::Relaxed);
     let minutes = sampler.join().unwrap_or_default();
     let rss_end = rss_mb();
