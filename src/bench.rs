@@ -256,12 +256,17 @@ pub fn layout(quick: bool, only: Option<&str>) -> Result<Vec<Row>> {
 
 pub fn print(rows: &[Row]) {
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
-    println!(
+    crate::outln!(
         "{:<34} {:>10} {:>9} {:>10} {:>13} {:>9}",
-        "case", "seconds", "peak MB", "target s", "pyDeepInsight", "speed-up"
+        "case",
+        "seconds",
+        "peak MB",
+        "target s",
+        "pyDeepInsight",
+        "speed-up"
     );
     for r in rows {
-        println!(
+        crate::outln!(
             "{:<34} {:>10.6} {:>9} {:>10} {:>13} {:>9}",
             r.case,
             r.seconds,

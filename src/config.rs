@@ -45,6 +45,21 @@ pub struct DataConfig {
     pub sample_id_column: String,
     #[serde(default = "default_label_column")]
     pub label_column: String,
+    /// What an infinite value (+-Inf) in a table means: an error naming it, or missing.
+    #[serde(default)]
+    pub infinite_values: Infinite,
+}
+
+/// What an infinite value in an input table means.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Infinite {
+    /// Stop with an error naming the file, column and sample: most often a division by zero
+    /// upstream that the user should see.
+    #[default]
+    Error,
+    /// Treat it as a missing value (imputed with the training median).
+    Missing,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -647,6 +662,24 @@ impl PipelineConfig {
 
     pub fn run_dir(&self) -> PathBuf {
         self.output_dir.join(&self.name)
+    }
+
+    /// Every file the pipeline reads: a run folder may not be, hold or lie inside any of them.
+    pub fn input_paths(&self) -> Vec<&Path> {
+        let mut paths: Vec<&Path> = self
+            .data
+            .modalities
+            .values()
+            .map(PathBuf::as_path)
+            .collect();
+        paths.push(&self.data.labels);
+        if let Some(p) = &self.select.pathways {
+            paths.push(&p.gmt);
+            paths.extend(p.id_map.as_deref());
+        }
+        paths.extend(self.layout.coordinates.as_deref());
+        paths.extend(self.model.pretrained.as_deref());
+        paths
     }
 }
 

@@ -3,6 +3,26 @@
 //!
 //! Each stage is a module; `pipeline` runs them in order from a pipeline file.
 
+/// `println!` for reports on stdout: when the reader has gone (`deepinsight predict ... | head`)
+/// the rest of the report is dropped quietly instead of panicking on a broken pipe; the work
+/// itself is already done and written by then.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` with `outln!`'s handling of a closed stdout.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::write!(::std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod artefact;
 pub mod bench;
 pub mod config;

@@ -191,8 +191,9 @@ enum Command {
         /// engine build plan), mobile (model.mlpackage for Core ML).
         #[arg(long, value_delimiter = ',', required = true)]
         targets: Vec<deepinsight::export::Target>,
-        /// Fail (and write nothing) when an exported form's predicted class agrees with fp32
-        /// on fewer validation samples than this share.
+        /// A form whose predicted class agrees with fp32 on fewer of the checked samples
+        /// (validation, and training samples calibration does not use) than this share is not
+        /// written, and the command exits non-zero after writing the others.
         #[arg(long, default_value_t = 0.99, value_parser = parse_share)]
         min_agreement: f64,
         /// Training images the ONNX INT8 activation ranges are calibrated on, at most.
@@ -213,6 +214,11 @@ enum Command {
         /// Store the Core ML package's convolution and linear weights in 8 bits (mobile).
         #[arg(long)]
         coreml_8bit: bool,
+        /// How model-int8.bpk's weights are quantised (batch): block (stage convolutions with
+        /// a scale per block of input channels, stem and head in fp32), tensor-inner (one
+        /// scale per tensor, stem and head in fp32) or tensor (every weight, one scale each).
+        #[arg(long, value_enum, default_value = "block")]
+        int8_scheme: deepinsight::export::int8::Int8Scheme,
     },
     /// Serve trained runs over HTTP: KServe v2 (/v2/...), raw omics (/predict), the
     /// optimisation API, /metrics and /openapi.json, each model behind a dynamic batcher.
@@ -257,6 +263,16 @@ enum Command {
         /// ONNX ones need `deepinsight export --targets server` first.
         #[arg(long, value_enum)]
         backend: Option<deepinsight::serve::backend::BackendKind>,
+        /// A request's headers must arrive within this, and an idle keep-alive connection is
+        /// closed after it (default 30000).
+        #[arg(long)]
+        header_timeout_ms: Option<u64>,
+        /// A request's body must arrive within this, else 408 (default 60000).
+        #[arg(long)]
+        body_timeout_ms: Option<u64>,
+        /// Open connections at most; more wait until one closes (default 1024).
+        #[arg(long)]
+        max_connections: Option<usize>,
     },
     /// Time a stage at the sizes users meet and print a table (targets, pyDeepInsight times).
     Bench {
@@ -351,6 +367,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<pipeline::StoppedAsAsked>().is_some() => {
+            deepinsight::outln!("{e}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -362,7 +382,11 @@ fn execute(command: Command) -> Result<()> {
     match command {
         Command::Run { pipeline } => {
             let config = PipelineConfig::from_file(&pipeline)?;
-            let summary = pipeline::run(&config)?;
+            let options = pipeline::RunOptions {
+                also_read: vec![pipeline.clone()],
+                ..Default::default()
+            };
+            let summary = pipeline::run_with(&config, &options)?;
             print_summary(&summary);
         }
         Command::Train {
@@ -385,7 +409,11 @@ fn execute(command: Command) -> Result<()> {
             config.validate().with_context(|| {
                 format!("{} with the command-line overrides", pipeline.display())
             })?;
-            let options = pipeline::RunOptions { resume, stop_after };
+            let options = pipeline::RunOptions {
+                resume,
+                stop_after,
+                also_read: vec![pipeline.clone()],
+            };
             print_summary(&pipeline::run_with(&config, &options)?);
         }
         Command::Predict {
@@ -406,9 +434,9 @@ fn execute(command: Command) -> Result<()> {
                 batch_size,
             };
             let s = deepinsight::score::predict::run(&options)?;
-            println!("{} samples predicted -> {}", s.samples, s.output.display());
+            deepinsight::outln!("{} samples predicted -> {}", s.samples, s.output.display());
             for d in &s.dropped {
-                println!(
+                deepinsight::outln!(
                     "  dropped {}: missing from {}",
                     d.sample_id,
                     d.missing_from.join(", ")
@@ -469,7 +497,7 @@ fn execute(command: Command) -> Result<()> {
             }
             let e = explain::run(&options)?;
             let r = &e.report;
-            println!(
+            deepinsight::outln!(
                 "explained {} samples ({:?}, stage {}) -> {}",
                 r.samples,
                 r.method,
@@ -477,24 +505,28 @@ fn execute(command: Command) -> Result<()> {
                 e.out.display()
             );
             if let Some(a) = r.accuracy {
-                println!("accuracy on them: {a:.3}");
+                deepinsight::outln!("accuracy on them: {a:.3}");
             }
-            println!(
+            deepinsight::outln!(
                 "{} of {} features selected (normalised score >= {})",
-                r.selected, r.features, r.threshold
+                r.selected,
+                r.features,
+                r.threshold
             );
             for (i, (m, f, s)) in r.top.iter().take(10).enumerate() {
-                println!("  {:>2}. {m}:{f}  {s:.3}", i + 1);
+                deepinsight::outln!("  {:>2}. {m}:{f}  {s:.3}", i + 1);
             }
             if let Some(refit) = &refit {
                 let report = deepfeature::run(&options, &e.features, refit)?;
                 let b = &report.before;
-                println!(
+                deepinsight::outln!(
                     "before: {} features, validation accuracy {:.3}, macro-F1 {:.3}",
-                    b.features, b.accuracy, b.macro_f1
+                    b.features,
+                    b.accuracy,
+                    b.macro_f1
                 );
                 for (k, s) in report.rounds.iter().enumerate() {
-                    println!(
+                    deepinsight::outln!(
                         "round {}: {} features, validation accuracy {:.3}, macro-F1 {:.3} ({})",
                         k + 1,
                         s.features,
@@ -524,14 +556,14 @@ fn execute(command: Command) -> Result<()> {
                 ),
             };
             for path in synth::write_cohort(&cohort, &out)? {
-                println!("wrote {}", path.display());
+                deepinsight::outln!("wrote {}", path.display());
             }
             let signal: Vec<&str> = cohort
                 .signal_pathways
                 .iter()
                 .map(|&p| cohort.pathways[p].name.as_str())
                 .collect();
-            println!("class signal in: {}", signal.join(", "));
+            deepinsight::outln!("class signal in: {}", signal.join(", "));
         }
         Command::Score {
             model,
@@ -567,6 +599,7 @@ fn execute(command: Command) -> Result<()> {
             preferred_batch_sizes,
             build,
             coreml_8bit,
+            int8_scheme,
         } => {
             let mut options = deepinsight::export::ExportOptions {
                 min_agreement,
@@ -574,6 +607,7 @@ fn execute(command: Command) -> Result<()> {
                 calibration,
                 build_tensorrt: build,
                 coreml_8bit,
+                int8_scheme,
                 ..deepinsight::export::ExportOptions::new(model, targets)
             };
             set(&mut options.batching.max_batch_size, max_batch_size);
@@ -587,6 +621,15 @@ fn execute(command: Command) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!(e))?;
             let report = deepinsight::export::run(&options)?;
             print_export_report(&report);
+            if !report.rejected.is_empty() {
+                let names: Vec<&str> = report.rejected.iter().map(|f| f.format.as_str()).collect();
+                anyhow::bail!(
+                    "{} form(s) rejected and not written: {}; the others were written (see \
+                     export_report.json)",
+                    names.len(),
+                    names.join(", ")
+                );
+            }
         }
         Command::Serve {
             models,
@@ -601,16 +644,13 @@ fn execute(command: Command) -> Result<()> {
             priority_levels,
             request_timeout_ms,
             backend,
+            header_timeout_ms,
+            body_timeout_ms,
+            max_connections,
         } => {
             let mut serve = match config {
                 Some(path) => ServeConfig::from_file(&path)?,
-                None => ServeConfig {
-                    addr: deepinsight::serve::DEFAULT_ADDR.to_string(),
-                    max_body_bytes: deepinsight::serve::DEFAULT_MAX_BODY_BYTES,
-                    batching: Default::default(),
-                    backend: Default::default(),
-                    models: Vec::new(),
-                },
+                None => ServeConfig::default(),
             };
             set(&mut serve.backend, backend);
             let b = &mut serve.batching;
@@ -623,6 +663,10 @@ fn execute(command: Command) -> Result<()> {
             set(&mut b.request_timeout_ms, request_timeout_ms);
             set(&mut serve.addr, addr);
             set(&mut serve.max_body_bytes, max_body_bytes);
+            let c = &mut serve.connections;
+            set(&mut c.header_timeout_ms, header_timeout_ms);
+            set(&mut c.body_timeout_ms, body_timeout_ms);
+            set(&mut c.max_connections, max_connections);
             for m in &models {
                 serve.models.push(ModelSpec::parse(m)?);
             }
@@ -705,12 +749,19 @@ fn execute(command: Command) -> Result<()> {
 }
 
 fn print_export_report(r: &deepinsight::export::ExportReport) {
-    println!(
+    deepinsight::outln!(
         "{:<20} {:>22} {:>10} {:>7} {:>9} {:>9} {:>10} {:>10}",
-        "format", "runtime", "bytes", "ratio", "accuracy", "agreement", "ms @1", "ms @32"
+        "format",
+        "runtime",
+        "bytes",
+        "ratio",
+        "accuracy",
+        "agreement",
+        "ms @1",
+        "ms @32"
     );
     let ms = |l: &deepinsight::export::Latency, b: &str| l.get(b).copied().unwrap_or(f64::NAN);
-    println!(
+    deepinsight::outln!(
         "{:<20} {:>22} {:>10} {:>7} {:>9.3} {:>9} {:>10.1} {:>10.1}",
         "fp32",
         "burn-flex",
@@ -722,7 +773,7 @@ fn print_export_report(r: &deepinsight::export::ExportReport) {
         ms(&r.fp32.latency_ms, "32")
     );
     for f in &r.formats {
-        println!(
+        deepinsight::outln!(
             "{:<20} {:>22} {:>10} {:>7.2} {:>9.3} {:>9.3} {:>10.1} {:>10.1}",
             f.format,
             f.runtime,
@@ -734,24 +785,48 @@ fn print_export_report(r: &deepinsight::export::ExportReport) {
             ms(&f.latency_ms, "32")
         );
     }
-    println!("checked on {} validation samples", r.validation_samples);
+    deepinsight::outln!(
+        "accuracy on {} validation samples; agreement with fp32 on {} (validation and training \
+         samples not used for calibration), at least {:.2}% required",
+        r.validation_samples,
+        r.checked_samples,
+        r.min_agreement * 100.0
+    );
+    if let Some(why) = &r.too_few_to_judge {
+        deepinsight::outln!("note: {why}");
+    }
+    for f in &r.rejected {
+        deepinsight::outln!(
+            "REJECTED {}: agrees with fp32 on {:.2}% (95% interval {:.2}-{:.2}%), accuracy {:.3}; \
+             {} not written",
+            f.format,
+            f.agreement * 100.0,
+            f.agreement_interval.0 * 100.0,
+            f.agreement_interval.1 * 100.0,
+            f.accuracy,
+            f.file
+        );
+    }
     for f in &r.structure_checked {
-        println!(
+        deepinsight::outln!(
             "{:<12} {:>12} bytes  {} ({})",
-            f.format, f.bytes, f.file, f.checked
+            f.format,
+            f.bytes,
+            f.file,
+            f.checked
         );
     }
     for s in &r.skipped {
-        println!("skipped {}: {}", s.format, s.reason);
+        deepinsight::outln!("skipped {}: {}", s.format, s.reason);
     }
     if let Some(t) = &r.tensorrt {
-        println!(
+        deepinsight::outln!(
             "TensorRT plan {} (engines: {})",
             t.plan,
             t.engines.join(", ")
         );
         for file in &t.built {
-            println!("TensorRT engine {file}");
+            deepinsight::outln!("TensorRT engine {file}");
         }
     }
 }
@@ -767,18 +842,18 @@ fn serve_until_signal(config: ServeConfig) -> Result<()> {
     runtime.block_on(async {
         let server = Server::start(config).await?;
         // Scripts (and the tests) read the bound address from this line.
-        println!("listening on http://{}", server.addr);
+        deepinsight::outln!("listening on http://{}", server.addr);
         use std::io::Write;
         std::io::stdout().flush()?;
         server.run_until_signal().await?;
-        println!("stopped");
+        deepinsight::outln!("stopped");
         Ok(())
     })
 }
 
 fn print_score_summary(s: &deepinsight::score::ScoreSummary) {
     if s.already_complete {
-        println!(
+        deepinsight::outln!(
             "{} is already complete for this job (shard {}): nothing to do",
             s.output.display(),
             s.shard
@@ -787,13 +862,13 @@ fn print_score_summary(s: &deepinsight::score::ScoreSummary) {
     }
     let c = &s.counts;
     if s.complete {
-        println!(
+        deepinsight::outln!(
             "scores written to {} (shard {})",
             s.output.display(),
             s.shard
         );
     } else {
-        println!(
+        deepinsight::outln!(
             "stopped after {} part(s): {} of {} buckets done; run again with --resume to finish",
             s.parts_scored,
             s.parts_reused + s.parts_scored,
@@ -805,8 +880,8 @@ fn print_score_summary(s: &deepinsight::score::ScoreSummary) {
         .iter()
         .map(|(m, n)| format!("{m} {n}"))
         .collect();
-    println!("rows of this shard read: {}", read.join(", "));
-    println!(
+    deepinsight::outln!("rows of this shard read: {}", read.join(", "));
+    deepinsight::outln!(
         "samples: {} ({} scored, {} skipped); parts: {} scored now, {} reused of {}",
         c.samples,
         c.scored,
@@ -816,22 +891,29 @@ fn print_score_summary(s: &deepinsight::score::ScoreSummary) {
         s.buckets
     );
     for (reason, n) in &c.skipped {
-        println!("  skipped, {reason}: {n}");
+        deepinsight::outln!("  skipped, {reason}: {n}");
     }
     if c.imputed_values > 0 {
-        println!(
+        deepinsight::outln!(
             "imputed: {} values in {} samples (training medians)",
-            c.imputed_values, c.imputed_samples
+            c.imputed_values,
+            c.imputed_samples
+        );
+    }
+    for (modality, n) in &c.far_outside {
+        tracing::warn!(
+            "{modality}: {n} values lie far outside the training range (more than the range \
+             again beyond it) and were clipped; check units and scale"
         );
     }
     let total: f64 = s.stage_seconds.iter().map(|(_, t)| t).sum();
-    println!("{:<20} {:>9}", "stage", "seconds");
+    deepinsight::outln!("{:<20} {:>9}", "stage", "seconds");
     for (name, secs) in &s.stage_seconds {
-        println!("{name:<20} {secs:>9.2}");
+        deepinsight::outln!("{name:<20} {secs:>9.2}");
     }
-    println!("{:<20} {:>9.2}", "total", total);
+    deepinsight::outln!("{:<20} {:>9.2}", "total", total);
     if total > 0.0 && c.scored > 0 {
-        println!("{:.0} samples/s", c.samples as f64 / total);
+        deepinsight::outln!("{:.0} samples/s", c.samples as f64 / total);
     }
 }
 
@@ -842,7 +924,7 @@ fn print_pathways(p: &deepinsight::select::pathways::PathwaySelection) {
         .iter()
         .map(|m| format!("{} {}/{}", m.modality, m.in_pathway, m.features))
         .collect();
-    println!(
+    deepinsight::outln!(
         "gene sets: {} in {}, {} with >= {} features, {} match nothing; features in a set: {}",
         c.gene_sets,
         p.gmt,
@@ -852,19 +934,22 @@ fn print_pathways(p: &deepinsight::select::pathways::PathwaySelection) {
         covered.join(", ")
     );
     if c.unknown_members > 0 {
-        println!(
+        deepinsight::outln!(
             "  {} member names are not features (e.g. {})",
             c.unknown_members,
             c.unknown_examples.join(", ")
         );
     }
-    println!(
+    deepinsight::outln!(
         "{:<5} {:<24} {:>10} {:>8}",
-        "rank", "pathway", "score", "features"
+        "rank",
+        "pathway",
+        "score",
+        "features"
     );
     for g in &p.groups {
         let rank = g.rank.map_or("-".to_string(), |r| r.to_string());
-        println!(
+        deepinsight::outln!(
             "{rank:<5} {:<24} {:>10.2} {:>8}",
             g.name,
             g.score,
@@ -875,15 +960,17 @@ fn print_pathways(p: &deepinsight::select::pathways::PathwaySelection) {
 
 fn print_metrics(what: &str, m: &deepinsight::model::Metrics) {
     let auroc = m.auroc.map_or("-".to_string(), |a| format!("{a:.3}"));
-    println!(
+    deepinsight::outln!(
         "{what}: accuracy {:.3}, balanced accuracy {:.3}, macro-F1 {:.3}, AUROC {auroc}",
-        m.accuracy, m.balanced_accuracy, m.macro_f1
+        m.accuracy,
+        m.balanced_accuracy,
+        m.macro_f1
     );
 }
 
 fn print_summary(s: &RunSummary) {
-    println!("run written to {}", s.run_dir.display());
-    println!(
+    deepinsight::outln!("run written to {}", s.run_dir.display());
+    deepinsight::outln!(
         "samples: {} aligned ({} train, {} validation, {} test), {} dropped",
         s.samples,
         s.train,
@@ -892,22 +979,22 @@ fn print_summary(s: &RunSummary) {
         s.dropped.len()
     );
     for d in &s.dropped {
-        println!(
+        deepinsight::outln!(
             "  dropped {}: missing from {}",
             d.sample_id,
             d.missing_from.join(", ")
         );
     }
-    println!(
+    deepinsight::outln!(
         "features: {} selected; classes: {}",
         s.features,
         s.classes.join(", ")
     );
     if let Some(epoch) = s.resumed_from {
-        println!("resumed from the checkpoint of epoch {epoch}");
+        deepinsight::outln!("resumed from the checkpoint of epoch {epoch}");
     }
     if let Some(epoch) = s.stopped_early {
-        println!("early stop after epoch {epoch}: no better validation score");
+        deepinsight::outln!("early stop after epoch {epoch}: no better validation score");
     }
     print_metrics(
         &format!("validation (best epoch {})", s.best_epoch),
@@ -916,16 +1003,22 @@ fn print_summary(s: &RunSummary) {
     if let Some(m) = &s.test_metrics {
         print_metrics(&format!("test ({} samples)", s.test), m);
     }
-    println!("chance accuracy: {:.3}", 1.0 / s.classes.len() as f64);
-    println!(
+    deepinsight::outln!("chance accuracy: {:.3}", 1.0 / s.classes.len() as f64);
+    deepinsight::outln!(
         "{:<12} {:>8} {:>7} {:>9} {:>8} {:>7} {:>10}",
-        "channel", "features", "pixels", "mean/px", "max/px", "shared", "moved(px)"
+        "channel",
+        "features",
+        "pixels",
+        "mean/px",
+        "max/px",
+        "shared",
+        "moved(px)"
     );
     for r in &s.layout {
         let moved = r
             .displacement
             .map_or("-".to_string(), |d| format!("{:.2}/{:.1}", d.mean, d.max));
-        println!(
+        deepinsight::outln!(
             "{:<12} {:>8} {:>7} {:>9.2} {:>8} {:>6.1}% {:>10}",
             r.channel,
             r.features,
@@ -939,10 +1032,10 @@ fn print_summary(s: &RunSummary) {
     if let Some(p) = &s.pathways {
         print_pathways(p);
     }
-    println!("{:<10} {:>9}", "stage", "seconds");
+    deepinsight::outln!("{:<10} {:>9}", "stage", "seconds");
     for (name, secs) in &s.stages {
-        println!("{name:<10} {secs:>9.2}");
+        deepinsight::outln!("{name:<10} {secs:>9.2}");
     }
     let total: f64 = s.stages.iter().map(|(_, t)| t).sum();
-    println!("{:<10} {:>9.2}", "total", total);
+    deepinsight::outln!("{:<10} {:>9.2}", "total", total);
 }

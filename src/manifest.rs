@@ -14,6 +14,9 @@ use crate::model::train::EpochStats;
 use crate::omics::DroppedSample;
 use crate::select::FeatureSpace;
 
+/// The manifest's name in a run folder; its presence marks a folder the tool wrote.
+pub const FILE: &str = "manifest.json";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InputFile {
     /// Modality name, or "labels".

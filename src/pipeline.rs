@@ -5,18 +5,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Axis;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::artefact::{self, StagedDir};
+use crate::artefact::{self, StagedDir, guard};
 use crate::config::ClassWeights;
 use crate::config::{Arrange, PipelineConfig};
 use crate::layout::{Layout, LayoutReport};
-use crate::manifest::{FeatureEntry, InputFile, Manifest, ModelSummary, SampleCounts};
+use crate::manifest::{self, FeatureEntry, InputFile, Manifest, ModelSummary, SampleCounts};
 use crate::mapping;
 use crate::model::train::{Augment, ImageSet, TrainOptions, balanced_class_weights, predict_proba};
 use crate::model::{self, Metrics, ResNetConfig, split};
@@ -83,6 +83,22 @@ pub struct RunOptions {
     /// End training after this epoch, as an interruption would: nothing is written but the
     /// checkpoint, and the run fails with a message saying how to resume.
     pub stop_after: Option<usize>,
+    /// Files read besides the pipeline's own inputs (the pipeline file itself): the run
+    /// folder may not be, hold or lie inside them either.
+    pub also_read: Vec<PathBuf>,
+}
+
+/// Training ended at `stop_after`, as asked: the checkpoint holds it, and nothing else was
+/// written. Not a failure; the command says so and exits 0.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "training stopped after epoch {epoch} as asked; the checkpoint is in {}: run again with \
+     --resume to continue",
+    checkpoint.display()
+)]
+pub struct StoppedAsAsked {
+    pub epoch: usize,
+    pub checkpoint: PathBuf,
 }
 
 /// The checkpoint folder of a pipeline: hidden, beside its run folder.
@@ -116,11 +132,15 @@ fn configure_threads(threads: usize) {
 }
 
 pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<RunSummary> {
+    let mut inputs = config.input_paths();
+    inputs.extend(run_options.also_read.iter().map(PathBuf::as_path));
+    guard::check_folder("the run folder", &config.run_dir(), manifest::FILE, &inputs)?;
     configure_threads(config.train.threads);
     let device = model::device(&config.model.device)?;
     let mut stages = Stages { times: Vec::new() };
 
     let cohort = stages.run("load", || omics::load_cohort(&config.data))?;
+    split::check(&cohort.labels, &cohort.classes, config.train.test_fraction)?;
     let splits = split::stratified3(
         &cohort.labels,
         config.train.validation_fraction,
@@ -200,12 +220,11 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         )
     })?;
     if !trained.complete {
-        bail!(
-            "training stopped after epoch {} as asked; the checkpoint is in {}: run again with \
-             --resume to continue",
-            trained.history.last().map_or(0, |s| s.epoch),
-            checkpoint_dir(config).display()
-        );
+        return Err(StoppedAsAsked {
+            epoch: trained.history.last().map_or(0, |s| s.epoch),
+            checkpoint: checkpoint_dir(config),
+        }
+        .into());
     }
     let test_metrics = (!splits.test.is_empty()).then(|| {
         let set = ImageSet {
@@ -296,7 +315,7 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             })
             .collect();
         put(
-            "predictions.parquet",
+            predictions::FILE,
             &predictions::to_parquet(&rows, &cohort.classes)?,
         )?;
 
@@ -348,7 +367,7 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             stage_seconds,
             files: files.clone(),
         };
-        staged.write("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
+        staged.write(manifest::FILE, &serde_json::to_vec_pretty(&manifest)?)?;
         staged
             .commit()
             .context("cannot move the finished run into place")

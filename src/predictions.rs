@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+/// The table's name in a run folder.
+pub const FILE: &str = "predictions.parquet";
+
 use anyhow::Result;
 use arrow::array::{ArrayRef, Float32Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};

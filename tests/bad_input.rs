@@ -135,3 +135,61 @@ fn unknown_key_in_pipeline_file() {
     );
     assert!(err.contains("p.toml") && err.contains("epoch"), "{err}");
 }
+
+#[test]
+fn a_table_without_rows() {
+    let err = fails_with(
+        |d| std::fs::write(d.join("b.csv"), "sample_id,b0,b1,b2,b3,b4\n").unwrap(),
+        &small_pipeline(""),
+    );
+    assert!(err.contains("b.csv: no rows"), "{err}");
+}
+
+#[test]
+fn a_column_whose_one_value_is_missing() {
+    let err = fails_with(
+        |d| {
+            edit(&d.join("b.csv"), |t| {
+                let mut lines = t.lines();
+                format!("{}\nS0,1,2,,4,5\n", lines.next().unwrap())
+            })
+        },
+        &small_pipeline(""),
+    );
+    assert!(
+        err.contains("b.csv: column 'b2' has no values: all 1 row(s) are missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_infinite_value_is_named_unless_asked_to_impute_it() {
+    let err = fails_with(
+        |d| set_cells(&d.join("a.csv"), Some(3), 2, "inf"),
+        &small_pipeline(""),
+    );
+    assert!(
+        err.contains("a.csv: column 'a1', sample 'S3' (row 4): infinite value"),
+        "{err}"
+    );
+    // A whole column of -inf is named for what it is, not as "no values".
+    let err = fails_with(
+        |d| set_cells(&d.join("b.csv"), None, 1, "-inf"),
+        &small_pipeline(""),
+    );
+    assert!(
+        err.contains("column 'b0', sample 'S0' (row 1): infinite value"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    write_small_cohort(dir.path());
+    set_cells(&dir.path().join("a.csv"), Some(3), 2, "inf");
+    let pipeline = small_pipeline("").replace(
+        "labels = \"labels.csv\"",
+        "labels = \"labels.csv\"\ninfinite_values = \"missing\"",
+    );
+    std::fs::write(dir.path().join("p.toml"), pipeline).unwrap();
+    let out = deepinsight(dir.path(), &["run", "p.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -297,10 +297,7 @@ fn bench_serve_loads_kserve_v2_with_json_images_and_binary_raw_omics() {
 
 #[test]
 fn bench_serve_runs_the_onnx_runtime_int8_backend_on_an_exported_model() {
-    let Some(python) = common::test_python("onnx, onnxruntime, numpy") else {
-        eprintln!("skipped: no Python with onnxruntime (scripts/setup-notebooks.sh)");
-        return;
-    };
+    let python = common::test_python("onnx, onnxruntime, numpy");
     let dir = tempfile::tempdir().unwrap();
     let out = common::deepinsight_env(
         dir.path(),

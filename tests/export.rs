@@ -74,9 +74,18 @@ fn int8_export_is_smaller_agrees_with_fp32_and_reports_what_it_measured() {
 
     // Recomputed here: the validation split, the INT8 model's predictions, the agreement.
     let bundle = Bundle::load(&run).unwrap();
-    let valid = check::validation_set(&bundle).unwrap();
-    assert_eq!(report.validation_samples, valid.labels.len());
-    assert_eq!(valid.labels.len(), bundle.manifest.samples.validation);
+    // Agreement on the validation samples and the training samples calibration leaves out;
+    // accuracy on the validation samples, which come first.
+    let gate = check::gate_set(&bundle, 256).unwrap();
+    let valid = &gate.checked;
+    let v = gate.validation;
+    assert_eq!(report.validation_samples, v);
+    assert_eq!(v, bundle.manifest.samples.validation);
+    assert_eq!(report.checked_samples, valid.labels.len());
+    assert!(
+        valid.labels.len() > 2 * v,
+        "held-back training samples join the check"
+    );
     let fp32 = bundle.predict(&valid.images, 32);
     let model = load_record(&bundle.config, &bytes, &bundle.device).unwrap();
     let shape = [bundle.layout.n_channels(), 16, 16];
@@ -87,8 +96,13 @@ fn int8_export_is_smaller_agrees_with_fp32_and_reports_what_it_measured() {
         .filter(|(a, b)| argmax(a) == argmax(b))
         .count();
     assert_eq!(int8.agreement, agree as f64 / fp32.len() as f64);
-    assert_eq!(report.fp32.accuracy, check::accuracy(&fp32, &valid.labels));
-    assert_eq!(int8.accuracy, check::accuracy(&q, &valid.labels));
+    assert_eq!(
+        report.fp32.accuracy,
+        check::accuracy(&fp32[..v], &valid.labels[..v])
+    );
+    assert_eq!(int8.accuracy, check::accuracy(&q[..v], &valid.labels[..v]));
+    let (lo, hi) = int8.agreement_interval;
+    assert!(lo < int8.agreement && int8.agreement <= hi, "{lo} {hi}");
     // Quantised, not copied: the probabilities moved, a little.
     let diff = q
         .iter()
@@ -104,10 +118,16 @@ fn quantising_leaves_the_serving_copy_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let run = trained(dir.path());
     let bundle = Bundle::load(&run).unwrap();
-    let valid = check::validation_set(&bundle).unwrap();
+    let valid = check::gate_set(&bundle, 256).unwrap().checked;
     let before = bundle.predict(&valid.images, 32);
     let record = std::fs::read(run.join("model.bpk")).unwrap();
-    export::int8::quantize(&bundle.config, &record, &bundle.device).unwrap();
+    export::int8::quantize(
+        &bundle.config,
+        &record,
+        &bundle.device,
+        export::int8::Int8Scheme::default(),
+    )
+    .unwrap();
     assert_eq!(bundle.predict(&valid.images, 32), before);
 }
 
@@ -156,14 +176,11 @@ fn burn_logits(bundle: &Bundle, images: &[f32], shape: [usize; 3]) -> Vec<f32> {
 
 #[test]
 fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alone() {
-    let Some(python) = common::test_python("onnx, onnxruntime, numpy") else {
-        eprintln!("skipped: no Python with onnx and onnxruntime (scripts/setup-notebooks.sh)");
-        return;
-    };
+    let python = common::test_python("onnx, onnxruntime, numpy");
     let dir = tempfile::tempdir().unwrap();
     let run = trained(dir.path());
     let bundle = Bundle::load(&run).unwrap();
-    let valid = check::validation_set(&bundle).unwrap();
+    let valid = check::gate_set(&bundle, 256).unwrap().checked;
     let before = bundle.predict(&valid.images, 8);
     // In-process, so that the serving copy (`bundle`) can be watched. The fp16 and INT8 forms
     // of a one-epoch network flip near-ties (the other tests check their agreement): only the
@@ -325,10 +342,7 @@ fn inspect(python: &Path, model: &Path) -> serde_json::Value {
 
 #[test]
 fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() {
-    let Some(python) = common::test_python("onnx, onnxruntime, numpy") else {
-        eprintln!("skipped: no Python with onnx and onnxruntime (scripts/setup-notebooks.sh)");
-        return;
-    };
+    let python = common::test_python("onnx, onnxruntime, numpy");
     let dir = tempfile::tempdir().unwrap();
     // Quantised activations move a narrow, briefly trained network more than weights alone
     // (measured: 88% agreement after 5 epochs, 63% after 1; the demo model: 100%).
@@ -367,7 +381,8 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
     );
 
     let bundle = Bundle::load(&run).unwrap();
-    let valid = check::validation_set(&bundle).unwrap();
+    let gate = check::gate_set(&bundle, 64).unwrap();
+    let (valid, v) = (&gate.checked, gate.validation);
     let fp32 = bundle.predict(&valid.images, 32);
     let shape = [bundle.layout.n_channels(), 16, 16];
     let classes = bundle.classes().len();
@@ -399,7 +414,7 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
         );
         assert_eq!(
             f.accuracy,
-            check::accuracy(&p, &valid.labels),
+            check::accuracy(&p[..v], &valid.labels[..v]),
             "{}",
             f.format
         );
@@ -409,7 +424,10 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
     assert_eq!(by("onnx").agreement, 1.0);
     assert!(by("onnx").max_probability_difference < 1e-4);
     assert!((by("onnx-fp16").size_ratio - 2.0).abs() < 0.01);
-    assert!(by("onnx-fp16").max_probability_difference < 0.02);
+    // The largest difference over ~200 checked samples of a briefly trained narrow network
+    // (measured: 0.022; 0.02 held on its 60 validation samples alone).
+    let fp16_difference = by("onnx-fp16").max_probability_difference;
+    assert!(fp16_difference < 0.05, "{fp16_difference}");
     for name in ["onnx-int8", "onnx-int8-tensorrt"] {
         assert!(by(name).size_ratio > 3.0, "{name}: {}", by(name).size_ratio);
         assert!(
@@ -598,15 +616,12 @@ fn coreml_probabilities(
 
 #[test]
 fn coreml_package_type_checks_in_coremltools_and_computes_what_burn_does() {
-    let Some(python) = common::test_python("coremltools, numpy") else {
-        eprintln!("skipped: no Python with coremltools (scripts/setup-notebooks.sh)");
-        return;
-    };
+    let python = common::test_python("coremltools, numpy");
     let dir = tempfile::tempdir().unwrap();
     let run = trained(dir.path());
     let model = run.to_str().unwrap();
     let bundle = Bundle::load(&run).unwrap();
-    let valid = check::validation_set(&bundle).unwrap();
+    let valid = check::gate_set(&bundle, 256).unwrap().checked;
     let shape = [bundle.layout.n_channels(), 16, 16];
     let images = &valid.images[..8 * valid.image_len];
     let burn = predict_proba(&bundle.model, images, shape, 8, &bundle.device);
@@ -698,4 +713,75 @@ fn coreml_package_type_checks_in_coremltools_and_computes_what_burn_does() {
     let err =
         coreml_probabilities(&python, &run.join("model.mlpackage"), images, shape).unwrap_err();
     assert!(err.contains("Mismatch between var types"), "{err}");
+}
+
+/// The first `deepinsight export` command of README.md's "Exporting" section, as written.
+fn readme_export_command() -> Vec<String> {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Exporting")
+        .nth(1)
+        .expect("README.md has an Exporting section");
+    let line = section
+        .lines()
+        .find(|l| l.starts_with("deepinsight export "))
+        .expect("the section shows an export command");
+    line.split_whitespace().skip(1).map(String::from).collect()
+}
+
+#[test]
+fn the_readme_s_export_command_passes_on_a_freshly_trained_demo() {
+    let python = common::test_python("onnx, onnxruntime, numpy");
+    // The README's first command, in a folder of its own laid out as the repository is.
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["data", "pipelines"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    for f in [
+        "genomics",
+        "proteomics",
+        "metabolomics",
+        "microbiome",
+        "labels",
+    ] {
+        let name = format!("data/{f}.parquet");
+        std::fs::copy(common::root().join(&name), dir.path().join(&name)).unwrap();
+    }
+    std::fs::copy(
+        common::root().join("pipelines/demo.toml"),
+        dir.path().join("pipelines/demo.toml"),
+    )
+    .unwrap();
+    let run = common::deepinsight(dir.path(), &["run", "pipelines/demo.toml"]);
+    assert!(run.status.success(), "{}", common::stderr(&run));
+
+    let command = readme_export_command();
+    assert_eq!(command[..3], ["export", "--model", "models/demo"]);
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let out = common::deepinsight_env(
+        dir.path(),
+        &args,
+        &[
+            ("DEEPINSIGHT_PYTHON", python.to_str()),
+            ("ORT_DYLIB_PATH", None),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    let report: ExportReport = serde_json::from_slice(
+        &std::fs::read(dir.path().join("models/demo").join(export::REPORT_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        report.rejected.is_empty() && report.skipped.is_empty(),
+        "{stdout}"
+    );
+    assert!(
+        report.checked_samples >= 150 && report.too_few_to_judge.is_none(),
+        "agreement judged on enough samples: {}",
+        report.checked_samples
+    );
+    for f in &report.formats {
+        assert!(f.agreement >= 0.99, "{}: {}", f.format, f.agreement);
+    }
 }

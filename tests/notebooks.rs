@@ -1,10 +1,9 @@
 //! The worked notebooks in notebooks/ run top to bottom (nbclient) on a small model trained
 //! on the bundled data, and what they compute agrees with the CLI.
 //!
-//! They need Python with nbclient, ipykernel, polars and requests: `.ci/run` installs them in
-//! a virtual environment and names its interpreter in DEEPINSIGHT_NOTEBOOK_PYTHON, which makes
-//! this test required. Without that variable the test looks for `python3` with those modules,
-//! and says it skipped when there is none.
+//! They need Python with nbclient, ipykernel, polars and requests: scripts/test installs them
+//! in a virtual environment and names its interpreter in DEEPINSIGHT_NOTEBOOK_PYTHON; without
+//! it the test fails saying how to install them.
 
 mod common;
 
@@ -65,13 +64,7 @@ fn printed(notebook: &serde_json::Value) -> String {
 
 #[test]
 fn the_notebooks_run_top_to_bottom_and_agree_with_the_cli() {
-    let Some(python) = common::test_python("nbclient, nbformat, ipykernel, polars, requests")
-    else {
-        eprintln!(
-            "skipped: no Python with nbclient, ipykernel, polars and requests (set DEEPINSIGHT_NOTEBOOK_PYTHON; .ci/run does)"
-        );
-        return;
-    };
+    let python = common::test_python("nbclient, nbformat, ipykernel, polars, requests");
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
     let pipeline = common::bundled_pipeline(

@@ -418,3 +418,181 @@ fn bad_rows_follow_the_chosen_policy() {
     let unknown = score_with(dir.path(), &model, "x.parquet", &args, &[]);
     assert!(common::stderr(&unknown).contains("no modality 'lipids'"));
 }
+
+/// Names of the files in the parts folder `parts` ending in `suffix`.
+fn part_files(parts: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(parts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_resumed_job_scores_damaged_or_misplaced_parts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained(dir.path());
+    let full = score(dir.path(), &model, "full.parquet", &["--bucket-rows", "50"]);
+    assert!(full.status.success(), "{}", common::stderr(&full));
+    let reference = read(&dir.path().join("full.parquet"));
+    let partial = ["--bucket-rows", "50", "--max-parts", "4"];
+    let resume = ["--bucket-rows", "50", "--resume"];
+
+    // Truncated, emptied, random bytes, and a record that is not JSON.
+    let first = score(dir.path(), &model, "out.parquet", &partial);
+    assert!(first.status.success(), "{}", common::stderr(&first));
+    let parts = dir.path().join("out.parquet.parts");
+    let written = part_files(&parts, ".parquet");
+    assert_eq!(written.len(), 4);
+    let bytes = std::fs::read(&written[0]).unwrap();
+    std::fs::write(&written[0], &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(&written[1], b"").unwrap();
+    std::fs::write(&written[2], vec![0x5a; bytes.len()]).unwrap();
+    std::fs::write(parts.join("part-00003.json"), b"{\"bucket\": 3, \"rows\"").unwrap();
+    let second = score(dir.path(), &model, "out.parquet", &resume);
+    let err = common::stderr(&second);
+    assert!(second.status.success(), "{err}");
+    for name in [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+        "part-00003.json",
+    ] {
+        assert!(err.contains(name), "a warning names {name}: {err}");
+    }
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("parts: 6 scored now, 0 reused of 6"),
+        "{stdout}"
+    );
+    assert_same_scores(&read(&dir.path().join("out.parquet")), &reference, 0.0);
+
+    // Another bucket's part copied over one, and a record gone: both scored again, and the
+    // summary counts exactly what the output holds.
+    let first = score(dir.path(), &model, "moved.parquet", &partial);
+    assert!(first.status.success(), "{}", common::stderr(&first));
+    let parts = dir.path().join("moved.parquet.parts");
+    let written = part_files(&parts, ".parquet");
+    std::fs::copy(&written[0], &written[1]).unwrap();
+    std::fs::remove_file(parts.join("part-00002.json")).unwrap();
+    let second = score(dir.path(), &model, "moved.parquet", &resume);
+    let err = common::stderr(&second);
+    assert!(second.status.success(), "{err}");
+    assert!(
+        err.contains("part-00001.parquet") && err.contains("another bucket"),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("parts: 4 scored now, 2 reused of 6"),
+        "{stdout}"
+    );
+    let moved = read(&dir.path().join("moved.parquet"));
+    assert!(
+        stdout.contains(&format!("samples: {} (", moved.height())),
+        "{stdout}"
+    );
+    assert_same_scores(&moved, &reference, 0.0);
+}
+
+#[test]
+fn an_output_over_an_input_or_a_folder_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained(dir.path());
+    let table = dir.path().join("inp/genomics.parquet");
+    std::fs::create_dir_all(table.parent().unwrap()).unwrap();
+    std::fs::copy(common::root().join("data/genomics.parquet"), &table).unwrap();
+    let before = std::fs::read(&table).unwrap();
+    let args = inputs(&[("genomics", &table)]);
+
+    for output in ["inp/genomics.parquet", "./inp/../inp/genomics.parquet"] {
+        let out = score_with(dir.path(), &model, output, &args, &[]);
+        let err = common::stderr(&out);
+        assert!(
+            !out.status.success() && err.contains("is the input"),
+            "{err}"
+        );
+        assert!(err.contains("genomics.parquet"), "{err}");
+    }
+    let model_arg = model.display().to_string();
+    let predict = common::deepinsight(
+        dir.path(),
+        &[
+            vec![
+                "predict",
+                "--model",
+                &model_arg,
+                "--output",
+                "inp/genomics.parquet",
+            ],
+            args.iter().map(String::as_str).collect(),
+        ]
+        .concat(),
+    );
+    let err = common::stderr(&predict);
+    assert!(
+        !predict.status.success() && err.contains("is the input"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&table).unwrap(),
+        before,
+        "the input is untouched"
+    );
+
+    // Inside the model folder, a folder, or a file the tool did not write: refused, and no
+    // parts folder is left behind.
+    let inside = model.join("scores.parquet").display().to_string();
+    let out = score_with(dir.path(), &model, &inside, &args, &[]);
+    assert!(
+        common::stderr(&out).contains("lies inside the input"),
+        "{}",
+        common::stderr(&out)
+    );
+    std::fs::create_dir(dir.path().join("results")).unwrap();
+    let out = score_with(dir.path(), &model, "results", &args, &[]);
+    assert!(
+        common::stderr(&out).contains("is a folder"),
+        "{}",
+        common::stderr(&out)
+    );
+    std::fs::write(dir.path().join("notes.parquet"), b"my notes").unwrap();
+    let out = score_with(dir.path(), &model, "notes.parquet", &args, &[]);
+    assert!(common::stderr(&out).contains("not written by deepinsight"));
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.parquet")).unwrap(),
+        b"my notes"
+    );
+    for parts in [
+        "results.parts",
+        "notes.parquet.parts",
+        "inp/genomics.parquet.parts",
+    ] {
+        assert!(!dir.path().join(parts).exists(), "{parts}");
+    }
+
+    // An error after the checks (a sample twice in one input) leaves no parts folder either;
+    // a scores file the tool wrote may be written again.
+    let doubled = edited(dir.path(), "microbiome", |f| {
+        let head = f.head(Some(1));
+        f.vstack(&head).unwrap()
+    });
+    let out = score_with(
+        dir.path(),
+        &model,
+        "d.parquet",
+        &inputs(&[("microbiome", &doubled)]),
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        !dir.path().join("d.parquet.parts").exists(),
+        "no parts folder after an early error"
+    );
+    for _ in 0..2 {
+        let ok = score(dir.path(), &model, "again.parquet", &[]);
+        assert!(ok.status.success(), "{}", common::stderr(&ok));
+    }
+}

@@ -86,6 +86,7 @@ fn config(batching: BatchConfig) -> ServeConfig {
             backend: None,
         }],
         backend: Default::default(),
+        connections: Default::default(),
     }
 }
 
@@ -825,10 +826,7 @@ async fn explain_names_the_features_of_one_sample_as_the_library_maps_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones() {
-    let Some(python) = common::test_python("onnx, onnxruntime, numpy") else {
-        eprintln!("skipped: no Python with onnxruntime (scripts/setup-notebooks.sh)");
-        return;
-    };
+    let python = common::test_python("onnx, onnxruntime, numpy");
     assert!(
         deepinsight::onnxrt::available(),
         "ONNX Runtime not found: set DEEPINSIGHT_PYTHON (or ORT_DYLIB_PATH) as .ci/run does"
@@ -935,10 +933,7 @@ async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones()
 /// answers are the library's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triton_s_client_gets_the_library_s_answers_over_binary_data() {
-    let Some(python) = common::test_python("tritonclient.http, numpy") else {
-        eprintln!("skipped: no Python with tritonclient (scripts/setup-notebooks.sh)");
-        return;
-    };
+    let python = common::test_python("tritonclient.http, numpy");
     let server = Server::start(config(BatchConfig::default())).await.unwrap();
     let samples: Vec<Value> = (0..3).map(raw_sample).collect();
     let (images, probabilities) = expected(&samples);
@@ -1001,4 +996,385 @@ async fn triton_s_client_gets_the_library_s_answers_over_binary_data() {
         assert_eq!(answer["labels"], Value::Array(labels.clone()), "{name}");
     }
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_dimension_past_the_limit_is_refused_however_it_is_written() {
+    let server = Server::start(config(BatchConfig::default())).await.unwrap();
+    let addr = server.addr;
+    let [c, h, w] = Bundle::load(model_dir()).unwrap().image_shape();
+    for n in [1u64 << 50, (1 << 50) + 1, 1 << 62, 4097] {
+        let body = json!({"inputs": [{"name": "input", "shape": [n, c, h, w],
+            "datatype": "FP32", "data": vec![0.0f32; 16]}]});
+        let a = post(addr, "/v2/models/small/infer", &body).await;
+        assert_eq!(a.status, 422, "{n}: {}", a.text);
+        assert_eq!(a.body["field"], "inputs[0].shape", "{}", a.text);
+        let header = json!({"inputs": [{"name": "input", "shape": [n, c, h, w],
+            "datatype": "FP32", "parameters": {"binary_data_size": 0}}]});
+        let (body, length) = binary_body(&header, &[]);
+        let (status, _, raw) =
+            call_raw(addr, "POST", "/v2/models/small/infer", &body, &length).await;
+        let text = String::from_utf8_lossy(&raw);
+        assert_eq!(status, 422, "{n}: {text}");
+        assert!(text.contains("inputs[0].shape"), "{text}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// Whether the server closes `stream` within `within` (end of stream or a reset, after any
+/// answer it sends).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_dropped_while_others_are_served() {
+    let mut settings = config(BatchConfig::default());
+    settings.connections.header_timeout_ms = 400;
+    settings.connections.body_timeout_ms = 400;
+    let server = Server::start(settings).await.unwrap();
+    let addr = server.addr;
+    let connect = || tokio::net::TcpStream::connect(addr);
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        // Silent, half a request line, and headers with only part of the body.
+        slow.push(connect().await.unwrap());
+        let mut partial = connect().await.unwrap();
+        partial.write_all(b"GET /v2/health/live HT").await.unwrap();
+        slow.push(partial);
+        let mut body = connect().await.unwrap();
+        body.write_all(
+            b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"samples\"",
+        )
+        .await
+        .unwrap();
+        slow.push(body);
+    }
+    // A keep-alive connection left idle after its answer.
+    let mut idle = connect().await.unwrap();
+    idle.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    slow.push(idle);
+
+    let started = Instant::now();
+    let health = get(addr, "/v2/health/live").await;
+    assert_eq!(health.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "answered while they wait"
+    );
+    for (i, stream) in slow.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, Duration::from_secs(5)).await,
+            "connection {i} still open after the timeouts"
+        );
+    }
+    assert_eq!(get(addr, "/v2/health/live").await.status, 200);
+    server.shutdown().await.unwrap();
+}
+
+#[test]
+fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = model_dir();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 96 && exec '{}' serve --addr 127.0.0.1:0 --header-timeout-ms 1500 \
+             --model=small='{}'",
+            env!("CARGO_BIN_EXE_deepinsight"),
+            dir.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .parse()
+        .unwrap();
+    // More idle connections than the server has descriptors for.
+    let idle: Vec<_> = (0..150)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A health check made meanwhile is answered once the idle ones time out.
+    let started = Instant::now();
+    let mut check = std::net::TcpStream::connect(addr).unwrap();
+    check
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    check
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    check.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    drop(idle);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let warnings = err.matches("cannot accept connections").count();
+    assert!(
+        (1..=12).contains(&warnings),
+        "the accept failures are logged with back-off, not every time: {warnings} lines: {err}"
+    );
+}
+
+/// A copy of the small model's run folder, for tests that write into it.
+fn model_copy(into: &Path) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let dir = into.join("small");
+    copy(model_dir(), &dir);
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_model_shares_identical_jobs_refuses_duplicates_and_bounds_its_queue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut settings = config(BatchConfig::default());
+    settings.models[0].dir = model_copy(tmp.path());
+    let server = Server::start(settings).await.unwrap();
+    let addr = server.addr;
+    let ask = |targets: Vec<&str>, level: u8| json!({"model_name": "small", "target_platforms": targets, "optimization_level": level});
+    let twice = post(
+        addr,
+        "/optimization/optimize-model",
+        &ask(vec!["batch", "batch"], 0),
+    )
+    .await;
+    assert_eq!(twice.status, 422, "{}", twice.text);
+    assert_eq!(twice.body["field"], "target_platforms[1]");
+
+    // Distinct jobs (level 0 only measures fp32, so they are quick) until the queue is full.
+    let sets = [
+        vec!["batch"],
+        vec!["server"],
+        vec!["mobile"],
+        vec!["batch", "server"],
+        vec!["batch", "mobile"],
+        vec!["server", "mobile"],
+        vec!["batch", "server", "mobile"],
+    ];
+    let mut answers = Vec::new();
+    for level in [0, 1] {
+        for targets in &sets {
+            let a = post(
+                addr,
+                "/optimization/optimize-model",
+                &ask(targets.clone(), level),
+            )
+            .await;
+            let full = a.status == 429;
+            answers.push(a);
+            if full {
+                break;
+            }
+        }
+        if answers.last().unwrap().status == 429 {
+            break;
+        }
+    }
+    let refused = answers.last().unwrap();
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(refused.body["code"], "too_many_jobs");
+    assert!(
+        refused.headers.contains("retry-after: 30"),
+        "{}",
+        refused.headers
+    );
+    assert!(answers[..answers.len() - 1].iter().all(|a| a.status == 202));
+    let status = get(addr, "/optimization/status").await.body;
+    let queued = status["optimizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["status"] == "queued")
+        .count();
+    assert_eq!(queued, 8, "{status}");
+
+    // The same export as a waiting job, targets in another order: that job answers.
+    let last_queued = &answers[answers.len() - 2];
+    let mut targets: Vec<&str> = last_queued.body["target_platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    targets.reverse();
+    let level = last_queued.body["optimization_level"].as_u64().unwrap() as u8;
+    let again = post(addr, "/optimization/optimize-model", &ask(targets, level)).await;
+    assert_eq!(again.status, 202, "{}", again.text);
+    assert_eq!(again.body["id"], last_queued.body["id"]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_the_field_each_route_calls_it_and_the_document_says_so() {
+    let server = Server::start(config(BatchConfig::default())).await.unwrap();
+    let addr = server.addr;
+    let metadata = get(addr, "/v2").await.body;
+    assert_eq!(metadata["extensions"], json!(["binary_tensor_data"]));
+
+    // batch-predict's samples are `data`; v2's priority is `parameters.priority`.
+    let a = post(
+        addr,
+        "/optimization/batch-predict",
+        &json!({"model_name": "small", "data": [{"values": {"a": {"nope": 1.0}}}]}),
+    )
+    .await;
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(
+        a.body["field"].as_str().unwrap().starts_with("data[0]"),
+        "{}",
+        a.text
+    );
+    let a = post(
+        addr,
+        "/optimization/batch-predict",
+        &json!({"model_name": "small", "data": []}),
+    )
+    .await;
+    assert_eq!(a.body["field"], "data", "{}", a.text);
+    let [c, h, w] = Bundle::load(model_dir()).unwrap().image_shape();
+    let image = vec![0.5f32; c * h * w];
+    let a = post(
+        addr,
+        "/v2/models/small/infer",
+        &json!({"parameters": {"priority": 0}, "inputs": [{"name": "input",
+            "shape": [1, c, h, w], "datatype": "FP32", "data": image}]}),
+    )
+    .await;
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert_eq!(a.body["field"], "parameters.priority");
+
+    // Malformed, empty or shapeless bodies name the body, or the missing field.
+    for (body, field) in [(&b"{"[..], "body"), (b"", "body"), (b"{}", "samples")] {
+        let a = call(addr, "POST", "/predict", body).await;
+        assert_eq!(a.body["field"], field, "{}", a.text);
+    }
+    // A binary header length one byte off either way names the header.
+    let header = json!({"inputs": [{"name": "input", "shape": [1, c, h, w], "datatype": "FP32",
+        "parameters": {"binary_data_size": image.len() * 4}}]});
+    let (body, _) = binary_body(&header, &image);
+    let json_length = header.to_string().len();
+    for length in [json_length - 1, json_length + 1] {
+        let line = format!("Inference-Header-Content-Length: {length}\r\n");
+        let (status, _, raw) = call_raw(addr, "POST", "/v2/models/small/infer", &body, &line).await;
+        let answer: Value = serde_json::from_slice(&raw).unwrap();
+        assert!((400..500).contains(&status), "{answer}");
+        assert_eq!(
+            answer["field"], "Inference-Header-Content-Length",
+            "{answer}"
+        );
+    }
+
+    // The document carries the limits the server enforces and the 4xx answers it gives.
+    let doc = get(addr, "/openapi.json").await.body;
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    assert_eq!(
+        schema("ExplainRequest")["properties"]["stage"]["minimum"],
+        1
+    );
+    assert_eq!(
+        schema("ExplainRequest")["properties"]["stage"]["maximum"],
+        4
+    );
+    assert_eq!(
+        schema("PredictRequest")["properties"]["samples"]["minItems"],
+        1
+    );
+    assert_eq!(
+        schema("InferRequest")["properties"]["inputs"]["minItems"],
+        1
+    );
+    assert_eq!(
+        schema("BatchPredictRequest")["properties"]["data"]["minItems"],
+        1
+    );
+    assert!(schema("OptimizeRequest")["properties"]["model_name"]["pattern"].is_string());
+    let priority = &schema("InferParameters")["properties"]["priority"];
+    assert_eq!(priority["minimum"], 1, "{priority}");
+    for (path, method) in [
+        ("/predict", "post"),
+        ("/explain", "post"),
+        ("/v2/models/{name}/infer", "post"),
+        ("/optimization/batch-predict", "post"),
+        ("/optimization/optimize-model", "post"),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        for code in ["400", "408", "413", "422"] {
+            assert!(responses[code].is_object(), "{path}: no {code} documented");
+        }
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// schemathesis, with every check, against the server's own OpenAPI document: generated valid
+/// and invalid requests on every route must each get an answer the document allows, never a
+/// 5xx. Bounded in examples per route, so it runs in CI.
+#[test]
+fn schemathesis_finds_no_failure_against_the_openapi_document() {
+    let python = common::test_python("schemathesis");
+    let schemathesis = python.with_file_name("schemathesis");
+    // The optimisation jobs write into the run folder: a copy of its own.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_copy(tmp.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut settings = config(BatchConfig::default());
+    settings.models[0].dir = dir;
+    let server = runtime.block_on(Server::start(settings)).unwrap();
+    let url = format!("http://{}/openapi.json", server.addr);
+    let settings = common::root().join("tests/helpers/schemathesis.toml");
+    let out = std::process::Command::new(&schemathesis)
+        .arg(format!("--config-file={}", settings.display()))
+        .args(["run", &url, "--checks", "all", "--max-examples", "25"])
+        .args(["--seed", "1", "--workers", "1", "--request-timeout", "30"])
+        .arg(format!(
+            "--report-dir={}",
+            tmp.path().join("report").display()
+        ))
+        .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache folder goes there too, not into the repository.
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    runtime.block_on(server.shutdown()).unwrap();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("passed"), "{said}");
 }

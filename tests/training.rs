@@ -72,13 +72,15 @@ fn an_interrupted_training_resumes_to_the_uninterrupted_result() {
     assert!(stdout.contains("test ("), "test metrics printed: {stdout}");
     assert!(stdout.contains("AUROC"), "{stdout}");
 
+    // Stopping where asked is not a failure: exit 0 and a plain message.
     let out = common::deepinsight(dir.path(), &["train", "opts.toml", "--stop-after", "1"]);
-    assert!(!out.status.success());
-    let err = common::stderr(&out);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        err.contains("--resume") && err.contains(".opts.checkpoint"),
-        "{err}"
+        said.contains("--resume") && said.contains(".opts.checkpoint"),
+        "{said}"
     );
+    assert!(!common::stderr(&out).contains("error:"));
     let checkpoint = dir.path().join("out/.opts.checkpoint");
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(checkpoint.join("state.json")).unwrap()).unwrap();
@@ -87,6 +89,22 @@ fn an_interrupted_training_resumes_to_the_uninterrupted_result() {
         !dir.path().join("out/opts").exists(),
         "no run is written when interrupted"
     );
+
+    // An edited state is refused for what is wrong with it, not taken as a finished stop.
+    let state_file = dir.path().join("out/.opts.checkpoint/state.json");
+    let original = std::fs::read(&state_file).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    edited["epoch"] = 7.into();
+    std::fs::write(&state_file, edited.to_string()).unwrap();
+    let out = common::deepinsight(dir.path(), &["train", "opts.toml", "--resume"]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("inconsistent (epoch 7 of a training of 3 epochs)"),
+        "{err}"
+    );
+    assert!(!err.contains("as asked"), "{err}");
+    std::fs::write(&state_file, &original).unwrap();
 
     // Another learning rate is another training: the checkpoint is refused by name.
     let changed = text.replace("epochs = 3", "epochs = 3\nlearning_rate = 0.01");

@@ -27,7 +27,7 @@ pub struct ExportRow {
 
 pub fn run(dir: &std::path::Path, rounds: usize) -> Result<Vec<ExportRow>> {
     let bundle = Bundle::load(dir)?;
-    let valid = check::validation_set(&bundle)?;
+    let valid = check::gate_set(&bundle, 0)?.checked;
     let shape = bundle.image_shape();
     let classes = bundle.classes().len();
     let mut forms = Vec::new();
@@ -81,17 +81,23 @@ pub fn run(dir: &std::path::Path, rounds: usize) -> Result<Vec<ExportRow>> {
 }
 
 pub fn print(rows: &[ExportRow], rounds: usize) {
-    println!(
+    crate::outln!(
         "ONNX Runtime (CPU), median of {rounds} interleaved rounds, the run's validation images"
     );
-    println!(
+    crate::outln!(
         "{:<12} {:>6} {:>12} {:>16}",
-        "format", "batch", "median ms", "speed-up vs fp32"
+        "format",
+        "batch",
+        "median ms",
+        "speed-up vs fp32"
     );
     for r in rows {
-        println!(
+        crate::outln!(
             "{:<12} {:>6} {:>12.2} {:>15.2}x",
-            r.format, r.batch, r.median_ms, r.speedup
+            r.format,
+            r.batch,
+            r.median_ms,
+            r.speedup
         );
     }
 }

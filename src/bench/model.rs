@@ -181,8 +181,8 @@ pub fn run(bench: &ModelBench) -> Result<Vec<ModelRow>> {
 /// The table: one row per case, Burn's and PyTorch's images/s and their ratio against the
 /// issue's goal (Burn within 1.5x of PyTorch).
 pub fn print(rows: &[ModelRow], threads: usize, device: &str) {
-    println!("ResNet18 (width 64, 3 channels, 3 classes), CPU, {threads} threads; images/s");
-    println!(
+    crate::outln!("ResNet18 (width 64, 3 channels, 3 classes), CPU, {threads} threads; images/s");
+    crate::outln!(
         "{:>5} {:>6} {:>6} {:>10} {:>10} {:>13}",
         "size",
         "batch",
@@ -200,10 +200,15 @@ pub fn print(rows: &[ModelRow], threads: usize, device: &str) {
             Some(t) => (format!("{t:.1}"), format!("{:.2}", t / r.burn)),
             None => ("-".into(), "-".into()),
         };
-        println!(
+        crate::outln!(
             "{:>5} {:>6} {:>6} {:>10.1} {:>10} {:>13}",
-            r.size, r.batch, mode, r.burn, torch, ratio
+            r.size,
+            r.batch,
+            mode,
+            r.burn,
+            torch,
+            ratio
         );
     }
-    println!("goal: pytorch/burn <= 1.5");
+    crate::outln!("goal: pytorch/burn <= 1.5");
 }

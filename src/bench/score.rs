@@ -103,16 +103,19 @@ pub fn print(rows: &[ScoreRow]) {
         .first()
         .map(|r| r.stages.iter().map(|(s, _)| s.as_str()).collect())
         .unwrap_or_default();
-    print!(
+    crate::out!(
         "{:>8} {:>9} {:>9} {:>8}",
-        "rows", "seconds", "rows/s", "peak MB"
+        "rows",
+        "seconds",
+        "rows/s",
+        "peak MB"
     );
     for s in &stages {
-        print!(" {s:>19}");
+        crate::out!(" {s:>19}");
     }
-    println!(" {:>12}", "data path %");
+    crate::outln!(" {:>12}", "data path %");
     for r in rows {
-        print!(
+        crate::out!(
             "{:>8} {:>9.2} {:>9.0} {:>8}",
             r.rows,
             r.seconds,
@@ -120,7 +123,7 @@ pub fn print(rows: &[ScoreRow]) {
             r.peak_mb.map_or("-".into(), |m| format!("{m:.0}"))
         );
         for (_, secs) in &r.stages {
-            print!(" {:>18.1}%", 100.0 * secs / r.seconds);
+            crate::out!(" {:>18.1}%", 100.0 * secs / r.seconds);
         }
         // Reading, joining and rendering: everything but the model and the output.
         let data: f64 = r
@@ -131,6 +134,6 @@ pub fn print(rows: &[ScoreRow]) {
             })
             .map(|(_, t)| t)
             .sum();
-        println!(" {:>11.1}%", 100.0 * data / r.seconds);
+        crate::outln!(" {:>11.1}%", 100.0 * data / r.seconds);
     }
 }

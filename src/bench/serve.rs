@@ -247,6 +247,7 @@ fn serve_config(model: &Path, batching: bool, timeout_ms: u64, setup: Setup) -> 
             backend: None,
         }],
         backend: setup.backend,
+        ..ServeConfig::default()
     }
 }
 
@@ -568,14 +569,14 @@ fn codes_text(codes: &[(u16, usize)]) -> String {
 
 pub fn print(report: &Report) {
     let backend = serde_json::to_value(report.backend).unwrap_or_default();
-    println!(
+    crate::outln!(
         "backend: {}; concurrent batches: {}; load generator: {}; route: {}",
         backend.as_str().unwrap_or("?"),
         report.concurrent_batches,
         report.generator.name(),
         report.route.name()
     );
-    println!(
+    crate::outln!(
         "{:>5} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}  codes",
         "size",
         "batching",
@@ -593,7 +594,7 @@ pub fn print(report: &Report) {
         "gen CPU"
     );
     for s in &report.scenarios {
-        println!(
+        crate::outln!(
             "{:>5} {:>8} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.2} {:>9.1} {:>9.1} {:>9.2} {:>8.3} {:>8.3}  {}",
             s.size,
             if s.batching {
@@ -616,7 +617,7 @@ pub fn print(report: &Report) {
             codes_text(&s.load.codes)
         );
     }
-    println!(
+    crate::outln!(
         "batch ms = mean compute time of a batch in the server (its batch_compute_seconds metric); \
          p99 bound = max queue delay ({DELAY_MS} ms on) + 2 x batch ms;\n\
          offline = images/s of what the server does per batch (/predict: normalise + render + forward; images: forward)\n\
@@ -625,7 +626,7 @@ pub fn print(report: &Report) {
          srv CPU, gen CPU = CPU ms per request of the server (all its threads) and of the load generator"
     );
     if let Some(o) = &report.overload {
-        println!(
+        crate::outln!(
             "overload {}x{}: {:.0} QPS targeted (2x capacity) for {:.0} s, {:.0} requests/s sent: {}; RSS start {:.0} MB, peak {:.0} MB, end {:.0} MB",
             o.size,
             o.size,
@@ -642,6 +643,6 @@ pub fn print(report: &Report) {
             .iter()
             .map(|m| format!("{m:.0}"))
             .collect();
-        println!("RSS peak of each minute, MB: {}", minutes.join(", "));
+        crate::outln!("RSS peak of each minute, MB: {}", minutes.join(", "));
     }
 }

@@ -11,14 +11,14 @@ pub mod pictures;
 pub mod refit;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use ndarray::Axis;
 use polars::prelude::{Column, DataFrame};
 use serde::{Deserialize, Serialize};
 
-use crate::artefact::StagedDir;
+use crate::artefact::{StagedDir, guard};
 use crate::mapping::{csv_bytes, parquet_bytes};
 use crate::model::train::argmax;
 use crate::render::pictures::class_means;
@@ -245,8 +245,25 @@ fn rank_features(model: &std::path::Path, options: &ExplainOptions) -> Result<Da
     Ok(compute(&bundle, &options)?.features)
 }
 
+/// The file that marks a folder as an explanation the tool wrote.
+pub const REPORT: &str = "explain_report.json";
+
+/// Refuses an `--out` that is, holds or lies inside anything the explanation reads, or an
+/// existing folder that is not an earlier explanation.
+pub fn check_out(options: &ExplainOptions, bundle: &Bundle) -> Result<()> {
+    let mut inputs: Vec<&Path> = vec![&options.model];
+    inputs.extend(options.inputs.iter().map(|(_, p)| p.as_path()));
+    inputs.extend(options.labels.as_deref());
+    inputs.extend(options.gmt.as_deref());
+    if options.inputs.is_empty() {
+        inputs.extend(bundle.manifest.config.input_paths());
+    }
+    guard::check_folder("--out", &options.out, REPORT, &inputs)
+}
+
 pub fn run(options: &ExplainOptions) -> Result<Explanation> {
     let bundle = Bundle::load(&options.model)?;
+    check_out(options, &bundle)?;
     let Computed {
         samples,
         maps,
@@ -347,11 +364,11 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
         }),
         files: {
             let mut f = files.clone();
-            f.push("explain_report.json".into());
+            f.push(REPORT.into());
             f
         },
     };
-    staged.write("explain_report.json", &serde_json::to_vec_pretty(&report)?)?;
+    staged.write(REPORT, &serde_json::to_vec_pretty(&report)?)?;
     let out = staged
         .commit()
         .with_context(|| format!("cannot move the explanation into {}", options.out.display()))?;

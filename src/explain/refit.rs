@@ -51,7 +51,7 @@ pub struct RefitReport {
 }
 
 fn read_manifest(run: &std::path::Path) -> Result<Manifest> {
-    let path = run.join("manifest.json");
+    let path = run.join(crate::manifest::FILE);
     serde_json::from_slice(
         &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
     )

@@ -1,15 +1,21 @@
-//! `model-int8.bpk`: Burn weight quantisation (Q8S, symmetric, one scale per tensor) of the
-//! convolution and linear weights. BatchNorm statistics and biases stay fp32: quantising them
-//! costs accuracy for almost no size (and, as Burn shares BatchNorm state between clones, it
-//! would also corrupt the serving copy), so the model is quantised from a fresh copy loaded
-//! from the record, by parameter path.
+//! `model-int8.bpk`: Burn weight quantisation (Q8S, symmetric) of the convolution and linear
+//! weights. BatchNorm statistics and biases stay fp32: quantising them costs accuracy for
+//! almost no size (and, as Burn shares BatchNorm state between clones, it would also corrupt
+//! the serving copy), so the model is quantised from a fresh copy loaded from the record, by
+//! parameter path.
+//!
+//! The default scheme (`Int8Scheme::Block`, measured in docs/export.md) keeps the stem
+//! convolution and the linear head in fp32, as is usual for INT8 CNNs (they see the raw image
+//! and make the decision, and hold under 1% of the weights), and gives the residual stages'
+//! convolutions one scale per block of `width` input channels of each output channel: finer
+//! than one scale per output channel, which one scale per tensor is far coarser than.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use burn::module::{Module, ParamGroup, Quantizer};
-use burn::tensor::quantization::{Calibration, QuantValue};
+use burn::tensor::quantization::{Calibration, QuantValue, ScaleDtype};
+use serde::{Deserialize, Serialize};
 
 use super::{FormatReport, Reference, Target, measure};
-use crate::artefact;
 use crate::model::ResNet;
 use crate::model::ResNetConfig;
 use crate::model::train::{load_record, predict_proba};
@@ -17,25 +23,73 @@ use crate::score::bundle::Bundle;
 
 pub const FILE: &str = "model-int8.bpk";
 
-/// Parameter paths that are quantised: every conv and the linear head's weight.
-pub const WEIGHTS: &str = r"(conv\d?|fc|downsample\.conv)\.weight$";
+/// How the weights are quantised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Int8Scheme {
+    /// Every convolution and the head, one scale per tensor (the first scheme of this tool).
+    Tensor,
+    /// The residual stages' convolutions, one scale per tensor; stem and head in fp32.
+    TensorInner,
+    /// The residual stages' convolutions, one scale per block of `width` input channels of
+    /// each output channel; stem and head in fp32.
+    #[default]
+    Block,
+}
+
+/// Every conv and the linear head's weight.
+const ALL_WEIGHTS: &str = r"(conv\d?|fc|downsample\.conv)\.weight$";
+/// The residual stages' 3x3 convolutions, and their 1x1 downsampling convolutions.
+const STAGE_CONVS: &str = r"^layer[1-4]\.\d+\.conv[12]\.weight$";
+const DOWNSAMPLE_CONVS: &str = r"^layer[1-4]\.\d+\.downsample\.conv\.weight$";
 
 /// The INT8 record of a model's fp32 record.
 pub fn quantize(
     config: &ResNetConfig,
     record: &[u8],
     device: &burn::tensor::Device,
+    scheme: Int8Scheme,
 ) -> Result<Vec<u8>> {
     let model: ResNet = load_record(config, record, device)?;
-    let scheme = device
+    let q8 = device
         .settings()
         .quantization
         .scheme
         .with_value(QuantValue::Q8S);
-    let mut quantizer = Quantizer::new(Calibration::MinMax, scheme);
-    let group =
-        ParamGroup::from_regex(WEIGHTS).map_err(|e| anyhow!("bad weight pattern: {e:?}"))?;
-    let quantized = model.quantize_weights_group(&mut quantizer, group);
+    let group = |pattern: &str| {
+        ParamGroup::from_regex(pattern).map_err(|e| anyhow!("bad weight pattern: {e:?}"))
+    };
+    let quantized = match scheme {
+        Int8Scheme::Tensor => {
+            let mut q = Quantizer::new(Calibration::MinMax, q8);
+            model.quantize_weights_group(&mut q, group(ALL_WEIGHTS)?)
+        }
+        Int8Scheme::TensorInner => {
+            let mut q = Quantizer::new(Calibration::MinMax, q8);
+            let model = model.quantize_weights_group(&mut q, group(STAGE_CONVS)?);
+            model.quantize_weights_group(&mut q, group(DOWNSAMPLE_CONVS)?)
+        }
+        Int8Scheme::Block => {
+            // A block is at most 255 along a dimension; every stage's input channels are a
+            // multiple of the width.
+            let w = u8::try_from(config.width).with_context(|| {
+                format!(
+                    "--int8-scheme block needs model.width <= 255, got {}; use tensor-inner",
+                    config.width
+                )
+            })?;
+            let mut q3 = Quantizer::new(
+                Calibration::MinMax,
+                q8.per_block([w, 3, 3], ScaleDtype::F32),
+            );
+            let model = model.quantize_weights_group(&mut q3, group(STAGE_CONVS)?);
+            let mut q1 = Quantizer::new(
+                Calibration::MinMax,
+                q8.per_block([w, 1, 1], ScaleDtype::F32),
+            );
+            model.quantize_weights_group(&mut q1, group(DOWNSAMPLE_CONVS)?)
+        }
+    };
     let bytes = quantized
         .into_record()
         .into_bytes()
@@ -43,9 +97,15 @@ pub fn quantize(
     Ok(bytes.to_vec())
 }
 
-pub(crate) fn export(bundle: &Bundle, reference: &Reference) -> Result<FormatReport> {
+/// The INT8 record, measured against fp32; the caller writes it if it passes.
+pub(crate) fn export(bundle: &Bundle, reference: &Reference) -> Result<(FormatReport, Vec<u8>)> {
     let record = std::fs::read(bundle.dir.join(&bundle.manifest.model.record))?;
-    let bytes = quantize(&bundle.config, &record, &bundle.device)?;
+    let bytes = quantize(
+        &bundle.config,
+        &record,
+        &bundle.device,
+        reference.options.int8_scheme,
+    )?;
     // Checked as it will be used: reloaded from the bytes about to be written.
     let model = load_record(&bundle.config, &bytes, &bundle.device)?;
     let shape = bundle.image_shape();
@@ -56,6 +116,5 @@ pub(crate) fn export(bundle: &Bundle, reference: &Reference) -> Result<FormatRep
         &bytes,
         |images, n| Ok(predict_proba(&model, images, shape, n, &bundle.device)),
     )?;
-    artefact::write_atomic(&bundle.dir.join(FILE), &bytes)?;
-    Ok(report)
+    Ok((report, bytes))
 }

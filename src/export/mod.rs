@@ -1,10 +1,11 @@
 //! `deepinsight export`: other forms of a trained run's network, each checked against the
-//! fp32 model on the run's validation samples before it is written, and
+//! fp32 model (on the validation samples and the training samples INT8 calibration does not
+//! use) before it is written, and
 //! `export_report.json` with each form's size, accuracy, argmax agreement and CPU latency.
 //!
 //! Targets name where a model goes; each brings its formats:
-//! - `batch`: `model-int8.bpk`, Burn weight quantisation (Q8S per tensor) of the conv and
-//!   linear weights only, never the BatchNorm statistics.
+//! - `batch`: `model-int8.bpk`, Burn weight quantisation (Q8S) of the residual stages' conv
+//!   weights (int8.rs), never the BatchNorm statistics.
 //! - `server` (server.rs): `model.onnx` (opset 18, symbolic batch, input `input`, outputs
 //!   `logits` and `probabilities`), its static INT8 QDQ forms for ONNX Runtime and TensorRT,
 //!   `model-fp16.onnx` for TensorRT 11, and the TensorRT build plan `tensorrt/`. Forms that
@@ -77,6 +78,8 @@ pub struct ExportOptions {
     pub build_tensorrt: bool,
     /// Store the Core ML package's conv and linear weights in 8 bits.
     pub coreml_8bit: bool,
+    /// How `model-int8.bpk`'s weights are quantised.
+    pub int8_scheme: int8::Int8Scheme,
 }
 
 impl ExportOptions {
@@ -91,6 +94,7 @@ impl ExportOptions {
             batching: Default::default(),
             build_tensorrt: false,
             coreml_8bit: false,
+            int8_scheme: int8::Int8Scheme::default(),
         }
     }
 }
@@ -118,11 +122,16 @@ pub struct FormatReport {
     pub bytes: u64,
     /// fp32 bytes / these bytes.
     pub size_ratio: f64,
+    /// On the validation samples.
     pub accuracy: f64,
     /// fp32 accuracy minus this one, in points (percent).
     pub accuracy_drop_points: f64,
-    /// Share of validation samples whose predicted class equals fp32's.
+    /// Share of the checked samples (validation and held-back training) whose predicted class
+    /// equals fp32's.
     pub agreement: f64,
+    /// Its 95% Wilson interval.
+    #[serde(default)]
+    pub agreement_interval: (f64, f64),
     /// Largest difference of a class probability from fp32's.
     pub max_probability_difference: f64,
     pub latency_ms: Latency,
@@ -142,11 +151,24 @@ pub struct StructureChecked {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ExportReport {
     pub model_sha256: String,
+    /// Samples accuracy is measured on.
     pub validation_samples: usize,
+    /// Samples agreement with fp32 is measured on: the validation samples and the training
+    /// samples INT8 calibration did not use.
+    #[serde(default)]
+    pub checked_samples: usize,
     pub min_agreement: f64,
+    /// Set when one flipped prediction would move the agreement across `min_agreement`: the
+    /// gate then decides on noise, and says so.
+    #[serde(default)]
+    pub too_few_to_judge: Option<String>,
     pub fp32: Fp32Summary,
-    /// Formats run on the validation samples here.
+    /// Formats run on the checked samples here, that passed and were written.
     pub formats: Vec<FormatReport>,
+    /// Formats that agreed with fp32 on fewer than `min_agreement` of the checked samples:
+    /// not written.
+    #[serde(default)]
+    pub rejected: Vec<FormatReport>,
     /// Formats checked for their structure only.
     #[serde(default)]
     pub structure_checked: Vec<StructureChecked>,
@@ -175,8 +197,10 @@ pub struct TensorRtSummary {
 }
 
 /// Exports every format of the requested targets into the run folder and writes the report.
-/// Each file is written under a temporary name and renamed; a format that fails its check is
-/// not written and the export fails.
+/// Each file is written under a temporary name and renamed. A format that agrees with fp32 on
+/// fewer than `min_agreement` of the checked samples is not written and is listed under
+/// `rejected`; the others are written all the same. The caller decides what a rejection means
+/// (`deepinsight export` exits non-zero).
 pub fn run(options: &ExportOptions) -> Result<ExportReport> {
     if options.build_tensorrt {
         if !options.targets.contains(&Target::Server) {
@@ -189,37 +213,68 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
     }
     let bundle = Bundle::load(&options.model)?;
     let started = Instant::now();
-    let valid = check::validation_set(&bundle)?;
-    tracing::info!(samples = valid.labels.len(), "validation samples rendered");
-    let reference = bundle.predict(&valid.images, options.batch_size);
+    let gate = check::gate_set(&bundle, options.calibration_samples)?;
+    let checked = &gate.checked;
+    tracing::info!(
+        checked = checked.labels.len(),
+        validation = gate.validation,
+        calibration = gate.calibration.labels.len(),
+        "samples rendered"
+    );
+    let reference = bundle.predict(&checked.images, options.batch_size);
     let fp32_record = options.model.join(&bundle.manifest.model.record);
     let fp32 = Fp32Summary {
         file: bundle.manifest.model.record.clone(),
         bytes: std::fs::metadata(&fp32_record)?.len(),
-        accuracy: check::accuracy(&reference, &valid.labels),
-        latency_ms: check::latency(&valid.images, valid.image_len, |images, n| {
+        accuracy: check::accuracy(
+            &reference[..gate.validation],
+            &checked.labels[..gate.validation],
+        ),
+        latency_ms: check::latency(&checked.images, checked.image_len, |images, n| {
             bundle.predict(images, n);
         }),
     };
     let checking = Reference {
-        valid: &valid,
+        gate: &gate,
         probabilities: &reference,
         fp32: &fp32,
         options,
     };
+    let n = checked.labels.len();
+    let one_flip = 1.0 / n as f64;
     let mut report = ExportReport {
         model_sha256: bundle.model_sha256.clone(),
-        validation_samples: valid.labels.len(),
+        validation_samples: gate.validation,
+        checked_samples: n,
         min_agreement: options.min_agreement,
+        too_few_to_judge: (options.min_agreement > 0.0 && one_flip > 1.0 - options.min_agreement)
+            .then(|| {
+                format!(
+                    "{n} samples: one flipped prediction is {:.2} points, more than the {:.2} \
+                     the gate allows; the cohort is too small to judge agreement at {:.0}%",
+                    one_flip * 100.0,
+                    (1.0 - options.min_agreement) * 100.0,
+                    options.min_agreement * 100.0
+                )
+            }),
         fp32: fp32.clone(),
         formats: Vec::new(),
+        rejected: Vec::new(),
         structure_checked: Vec::new(),
         skipped: Vec::new(),
         tensorrt: None,
     };
+    if let Some(why) = &report.too_few_to_judge {
+        tracing::warn!("{why}");
+    }
     for target in &options.targets {
         match target {
-            Target::Batch => report.formats.push(int8::export(&bundle, &checking)?),
+            Target::Batch => {
+                let (form, bytes) = int8::export(&bundle, &checking)?;
+                if report.keep(form) {
+                    artefact::write_atomic(&bundle.dir.join(int8::FILE), &bytes)?;
+                }
+            }
             Target::Server => server::export(&bundle, &checking, &mut report)?,
             Target::Mobile => report
                 .structure_checked
@@ -234,16 +289,40 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
     Ok(report)
 }
 
-/// What each exported form is compared with: fp32 on the validation samples.
+impl ExportReport {
+    /// Files a measured form under `formats` when it passed, else under `rejected`; returns
+    /// whether it passed (and so is to be written).
+    pub(crate) fn keep(&mut self, form: FormatReport) -> bool {
+        let passed = form.agreement >= self.min_agreement;
+        if passed {
+            self.formats.push(form);
+        } else {
+            tracing::warn!(
+                "{}: predicted class agrees with fp32 on {:.2}% of {} samples (95% interval \
+                 {:.2}-{:.2}%), below the required {:.2}% (--min-agreement): not written",
+                form.format,
+                form.agreement * 100.0,
+                self.checked_samples,
+                form.agreement_interval.0 * 100.0,
+                form.agreement_interval.1 * 100.0,
+                self.min_agreement * 100.0
+            );
+            self.rejected.push(form);
+        }
+        passed
+    }
+}
+
+/// What each exported form is compared with: fp32 on the checked samples.
 pub(crate) struct Reference<'a> {
-    pub valid: &'a check::ValidationSet,
+    pub gate: &'a check::GateSet,
     pub probabilities: &'a [Vec<f32>],
     pub fp32: &'a Fp32Summary,
     pub options: &'a ExportOptions,
 }
 
-/// One form about to be written: checked on the validation samples through `predict`
-/// (probabilities of n images), timed, and reported. Fails below the agreement threshold.
+/// One form about to be written: run on the checked samples through `predict`
+/// (probabilities of n images), compared with fp32, timed, and reported.
 pub(crate) fn measure(
     reference: &Reference,
     (format, target, runtime): (&str, Target, &str),
@@ -251,20 +330,20 @@ pub(crate) fn measure(
     bytes: &[u8],
     predict: impl Fn(&[f32], usize) -> Result<Vec<Vec<f32>>>,
 ) -> Result<FormatReport> {
-    let valid = reference.valid;
+    let checked = &reference.gate.checked;
     let options = reference.options;
-    let mut probabilities = Vec::with_capacity(valid.labels.len());
-    for chunk in valid.images.chunks(options.batch_size * valid.image_len) {
-        probabilities.extend(predict(chunk, chunk.len() / valid.image_len)?);
+    let mut probabilities = Vec::with_capacity(checked.labels.len());
+    for chunk in checked
+        .images
+        .chunks(options.batch_size * checked.image_len)
+    {
+        probabilities.extend(predict(chunk, chunk.len() / checked.image_len)?);
     }
-    let (accuracy, agreement, max_diff) = compare(
-        format,
-        &probabilities,
-        reference.probabilities,
-        &valid.labels,
-        options.min_agreement,
-    )?;
-    let latency_ms = check::latency(&valid.images, valid.image_len, |images, n| {
+    let validation = reference.gate.validation;
+    let agreed = agreeing(&probabilities, reference.probabilities);
+    let agreement = agreed as f64 / checked.labels.len().max(1) as f64;
+    let accuracy = check::accuracy(&probabilities[..validation], &checked.labels[..validation]);
+    let latency_ms = check::latency(&checked.images, checked.image_len, |images, n| {
         let _ = predict(images, n);
     });
     Ok(FormatReport {
@@ -278,38 +357,28 @@ pub(crate) fn measure(
         accuracy,
         accuracy_drop_points: (reference.fp32.accuracy - accuracy) * 100.0,
         agreement,
-        max_probability_difference: max_diff,
+        agreement_interval: check::wilson_interval(agreed, checked.labels.len()),
+        max_probability_difference: max_difference(&probabilities, reference.probabilities),
         latency_ms,
     })
 }
 
-/// Compares a candidate's probabilities with fp32's on the validation samples.
-pub(crate) fn compare(
-    format: &str,
-    candidate: &[Vec<f32>],
-    reference: &[Vec<f32>],
-    labels: &[usize],
-    min_agreement: f64,
-) -> Result<(f64, f64, f64)> {
-    let agree = candidate
+/// How many samples a candidate predicts the class fp32 predicts for.
+fn agreeing(candidate: &[Vec<f32>], reference: &[Vec<f32>]) -> usize {
+    candidate
         .iter()
         .zip(reference)
         .filter(|(c, r)| argmax(c) == argmax(r))
-        .count();
-    let agreement = agree as f64 / reference.len().max(1) as f64;
-    let max_diff = candidate
+        .count()
+}
+
+/// The largest difference of a class probability from fp32's.
+fn max_difference(candidate: &[Vec<f32>], reference: &[Vec<f32>]) -> f64 {
+    candidate
         .iter()
         .zip(reference)
         .flat_map(|(c, r)| c.iter().zip(r).map(|(a, b)| f64::from((a - b).abs())))
-        .fold(0.0, f64::max);
-    if agreement < min_agreement {
-        bail!(
-            "{format}: predicted class agrees with fp32 on {:.2}% of the validation samples, below the required {:.2}% (--min-agreement); nothing was written",
-            agreement * 100.0,
-            min_agreement * 100.0
-        );
-    }
-    Ok((check::accuracy(candidate, labels), agreement, max_diff))
+        .fold(0.0, f64::max)
 }
 
 /// The report of a run folder, if it was exported.
@@ -328,8 +397,26 @@ pub fn read_report(dir: &Path) -> Result<Option<ExportReport>> {
 mod tests {
     use super::*;
 
+    fn form(agreement: f64) -> FormatReport {
+        FormatReport {
+            format: "x".into(),
+            target: Target::Batch,
+            runtime: "burn-flex".into(),
+            file: "x.bpk".into(),
+            sha256: String::new(),
+            bytes: 1,
+            size_ratio: 1.0,
+            accuracy: 1.0,
+            accuracy_drop_points: 0.0,
+            agreement,
+            agreement_interval: (0.0, 1.0),
+            max_probability_difference: 0.0,
+            latency_ms: Latency::new(),
+        }
+    }
+
     #[test]
-    fn agreement_below_the_threshold_fails_and_names_it() {
+    fn a_form_below_the_threshold_is_rejected_and_the_others_kept() {
         let reference = vec![
             vec![0.9, 0.1],
             vec![0.2, 0.8],
@@ -338,13 +425,19 @@ mod tests {
         ];
         let mut candidate = reference.clone();
         candidate[2] = vec![0.4, 0.6];
-        let labels = [0, 1, 0, 1];
-        let (accuracy, agreement, max_diff) =
-            compare("x", &candidate, &reference, &labels, 0.75).unwrap();
-        assert_eq!((accuracy, agreement), (0.75, 0.75));
-        assert!((max_diff - 0.2).abs() < 1e-6);
-        let err = compare("x", &candidate, &reference, &labels, 0.99).unwrap_err();
-        assert!(err.to_string().contains("75.00%"), "{err}");
+        assert_eq!(agreeing(&candidate, &reference), 3);
+        assert!((max_difference(&candidate, &reference) - 0.2).abs() < 1e-6);
+
+        let mut report: ExportReport = serde_json::from_value(serde_json::json!({
+            "model_sha256": "", "validation_samples": 4, "min_agreement": 0.99,
+            "fp32": {"file": "model.bpk", "bytes": 1, "accuracy": 1.0, "latency_ms": {}},
+            "formats": []
+        }))
+        .unwrap();
+        assert!(!report.keep(form(0.75)));
+        assert!(report.keep(form(0.995)));
+        assert_eq!((report.formats.len(), report.rejected.len()), (1, 1));
+        assert_eq!(report.rejected[0].agreement, 0.75);
     }
 
     #[test]

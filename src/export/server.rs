@@ -7,8 +7,8 @@
 //!    training images, each checked in ONNX Runtime: size, accuracy, agreement, latency.
 //! 4. `tensorrt/` with the plan for the ONNX files written, and the engines with --build.
 //!
-//! Every file is checked before it is written; a form below the agreement threshold fails the
-//! export with nothing of it written. A missing runtime or tool is not an error: the form is
+//! Every file is checked before it is written; a form below the agreement threshold is not
+//! written and is listed under `rejected`, and the others go on. A missing runtime or tool is not an error: the form is
 //! listed under `skipped` with the reason.
 
 use anyhow::Result;
@@ -37,17 +37,18 @@ pub(crate) fn export(
     let fp16 = onnx_fp16::convert(&fp32)?;
     onnx::check_structure(&fp16, shape, classes)?;
     let runtime = onnxrt::ensure_loaded();
+    let mut written = Vec::new();
     for (format, file, bytes) in [("onnx", FILE, &fp32), ("onnx-fp16", onnx_fp16::FILE, &fp16)] {
-        match &runtime {
+        let passed = match &runtime {
             Ok(()) => {
                 let model = OnnxClassifier::load(bytes, shape, classes, 0)?;
-                report.formats.push(measure(
+                report.keep(measure(
                     reference,
                     (format, Target::Server, "onnxruntime"),
                     file,
                     bytes,
                     |images, n| model.predict(images, n),
-                )?);
+                )?)
             }
             Err(e) => {
                 tracing::warn!("{e}: {file} is checked for its structure only");
@@ -58,20 +59,28 @@ pub(crate) fn export(
                     format: format!("{format} (ONNX Runtime check)"),
                     reason: e.to_string(),
                 });
+                true
             }
+        };
+        if passed {
+            artefact::write_atomic(&bundle.dir.join(file), bytes)?;
+            tracing::info!(bytes = bytes.len(), "{file} written");
+            written.push((file, artefact::sha256_hex(bytes)));
         }
     }
-    artefact::write_atomic(&bundle.dir.join(FILE), &fp32)?;
-    artefact::write_atomic(&bundle.dir.join(onnx_fp16::FILE), &fp16)?;
-    tracing::info!(bytes = fp32.len(), "model.onnx and model-fp16.onnx written");
-
+    let named = |name: &str| {
+        written
+            .iter()
+            .find(|(file, _)| *file == name)
+            .map(|(file, sha)| (file.to_string(), sha.clone()))
+    };
     let mut files = OnnxFiles {
-        fp32: Some((FILE.into(), artefact::sha256_hex(&fp32))),
-        fp16: Some((onnx_fp16::FILE.into(), artefact::sha256_hex(&fp16))),
+        fp32: named(FILE),
+        fp16: named(onnx_fp16::FILE),
         int8: None,
     };
     match runtime.and_then(|()| onnx_int8::tooling()) {
-        Ok(()) => files.int8 = Some(int8(bundle, reference, &fp32, shape, classes, report)?),
+        Ok(()) => files.int8 = int8(bundle, reference, &fp32, shape, classes, report)?,
         Err(e) => {
             tracing::warn!("ONNX INT8 skipped: {e}");
             report.skipped.push(Skipped {
@@ -105,8 +114,8 @@ pub(crate) fn export(
     Ok(())
 }
 
-/// Both QDQ models, checked in ONNX Runtime and written; returns the TensorRT one's name and
-/// sha256 for the plan.
+/// Both QDQ models, checked in ONNX Runtime; each is written if it passes. Returns the
+/// TensorRT one's name and sha256 for the plan, when it was written.
 fn int8(
     bundle: &Bundle,
     reference: &Reference,
@@ -114,12 +123,16 @@ fn int8(
     shape: [usize; 3],
     classes: usize,
     report: &mut ExportReport,
-) -> Result<(String, String)> {
+) -> Result<Option<(String, String)>> {
     let options = reference.options;
-    let calibration = super::check::calibration_set(bundle, options.calibration_samples)?;
-    let quantized = onnx_int8::quantize(fp32, &calibration, shape, options.calibration)?;
+    let quantized = onnx_int8::quantize(
+        fp32,
+        &reference.gate.calibration,
+        shape,
+        options.calibration,
+    )?;
     tracing::info!(operators = ?quantized.operators, "ONNX INT8 made");
-    let mut checked = Vec::new();
+    let mut tensorrt = None;
     for (format, file, bytes) in [
         ("onnx-int8", onnx_int8::CPU_FILE, &quantized.cpu),
         (
@@ -142,25 +155,21 @@ fn int8(
                 "onnxruntime",
             )
         };
-        checked.push(measure(
+        let form = measure(
             reference,
             (format, Target::Server, runtime),
             file,
             bytes,
             |images, n| model.predict(images, n),
-        )?);
+        )?;
+        if report.keep(form) {
+            artefact::write_atomic(&bundle.dir.join(file), bytes)?;
+            if file == onnx_int8::TENSORRT_FILE {
+                tensorrt = Some((file.to_string(), artefact::sha256_hex(bytes)));
+            }
+        }
     }
-    // Both passed: only now is either written.
-    artefact::write_atomic(&bundle.dir.join(onnx_int8::CPU_FILE), &quantized.cpu)?;
-    artefact::write_atomic(
-        &bundle.dir.join(onnx_int8::TENSORRT_FILE),
-        &quantized.tensorrt,
-    )?;
-    report.formats.extend(checked);
-    Ok((
-        onnx_int8::TENSORRT_FILE.into(),
-        artefact::sha256_hex(&quantized.tensorrt),
-    ))
+    Ok(tensorrt)
 }
 
 fn structure_checked(format: &str, file: &str, bytes: &[u8]) -> StructureChecked {

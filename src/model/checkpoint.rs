@@ -31,6 +31,32 @@ pub struct State {
     pub since_best: usize,
 }
 
+impl State {
+    /// Why the state cannot be that of an interrupted training of `epochs` epochs, if so.
+    fn check(&self, epochs: usize) -> Result<(), String> {
+        if self.epoch == 0 || self.epoch > epochs {
+            return Err(format!(
+                "epoch {} of a training of {epochs} epochs",
+                self.epoch
+            ));
+        }
+        let numbered = self.history.iter().map(|e| e.epoch).eq(1..=self.epoch);
+        if !numbered {
+            return Err(format!(
+                "its history does not list epochs 1 to {}",
+                self.epoch
+            ));
+        }
+        if self.best_epoch == 0 || self.best_epoch > self.epoch || self.since_best >= self.epoch {
+            return Err(format!(
+                "best epoch {} and {} epochs since it, after epoch {}",
+                self.best_epoch, self.since_best, self.epoch
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub struct Checkpoint {
     pub state: State,
     pub model: Vec<u8>,
@@ -51,8 +77,9 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Reads a checkpoint, refusing one written for other data or options.
-    pub fn read(dir: &Path, fingerprint: &str) -> Result<Self> {
+    /// Reads a checkpoint, refusing one written for other data or options, or whose state
+    /// does not add up for a training of `epochs` epochs.
+    pub fn read(dir: &Path, fingerprint: &str, epochs: usize) -> Result<Self> {
         let read = |name: &str| -> Result<Vec<u8>> {
             let path = dir.join(name);
             std::fs::read(&path).with_context(|| {
@@ -75,6 +102,14 @@ impl Checkpoint {
                 dir.display()
             );
         }
+        state.check(epochs).map_err(|why| {
+            anyhow::anyhow!(
+                "cannot resume: {} is inconsistent ({why}); it was edited or damaged: remove {} \
+                 to start over",
+                dir.join("state.json").display(),
+                dir.display()
+            )
+        })?;
         Ok(Self {
             model: read("model.bpk")?,
             optimizer: read("optimizer.bpk")?,

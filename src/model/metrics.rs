@@ -21,6 +21,15 @@ pub struct Metrics {
     pub confusion: Vec<Vec<usize>>,
 }
 
+/// The mean, 0 for no values. A float sum of nothing is -0.0 in Rust, which would print as
+/// "-0.000".
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.iter().fold(0.0, |a, b| a + b) / values.len() as f64
+}
+
 impl Metrics {
     /// Metrics from hard predictions only (no AUROC).
     pub fn compute(truth: &[usize], predicted: &[usize], n_classes: usize) -> Self {
@@ -45,8 +54,8 @@ impl Metrics {
             }
             f1s.push(2.0 * tp / (actual + predicted) as f64);
         }
-        let macro_f1 = f1s.iter().sum::<f64>() / f1s.len().max(1) as f64;
-        let balanced_accuracy = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
+        let macro_f1 = mean(&f1s);
+        let balanced_accuracy = mean(&recalls);
         Self {
             accuracy,
             balanced_accuracy,
@@ -73,8 +82,7 @@ impl Metrics {
             })
             .collect();
         let defined: Vec<f64> = metrics.class_auroc.iter().flatten().copied().collect();
-        metrics.auroc =
-            (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
+        metrics.auroc = (!defined.is_empty()).then(|| mean(&defined));
         metrics
     }
 }
@@ -115,6 +123,14 @@ pub fn auroc(scores: &[f32], positive: &[bool]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_of_nothing_are_zero_not_negative_zero() {
+        let m = Metrics::compute(&[], &[], 2);
+        for v in [m.accuracy, m.balanced_accuracy, m.macro_f1] {
+            assert_eq!(format!("{v:.3}"), "0.000");
+        }
+    }
 
     #[test]
     fn accuracy_and_macro_f1_match_hand_computation() {

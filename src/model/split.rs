@@ -53,6 +53,35 @@ pub fn stratified3(labels: &[usize], valid_fraction: f64, test_fraction: f64, se
     out
 }
 
+/// Refuses, before any training, a cohort whose split would leave a class out of training,
+/// validation or (when asked) test: with fewer samples than that, the metrics that choose and
+/// report the model are computed on nothing. `classes` names the class indices of `labels`.
+pub fn check(labels: &[usize], classes: &[String], test_fraction: f64) -> anyhow::Result<()> {
+    let needed = if test_fraction > 0.0 { 3 } else { 2 };
+    let counts: Vec<usize> = (0..classes.len())
+        .map(|c| labels.iter().filter(|&&l| l == c).count())
+        .collect();
+    if counts.iter().all(|&n| n >= needed) {
+        return Ok(());
+    }
+    let per_class: Vec<String> = classes
+        .iter()
+        .zip(&counts)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    let parts = if needed == 3 {
+        "training, validation and test"
+    } else {
+        "training and validation"
+    };
+    anyhow::bail!(
+        "cannot split {} aligned samples into {parts}: every class needs at least {needed} \
+         samples, and the samples per class are: {}",
+        labels.len(),
+        per_class.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +116,24 @@ mod tests {
         let tiny = stratified3(&[0, 0, 1, 1, 1, 1, 1], 0.3, 0.3, 1);
         assert_eq!(tiny.test.iter().filter(|&&i| i < 2).count(), 0);
         assert_eq!(tiny.train.iter().filter(|&&i| i < 2).count(), 1);
+    }
+
+    #[test]
+    fn a_class_too_small_for_a_split_is_refused_with_the_counts() {
+        let classes = ["a".to_string(), "b".to_string()];
+        check(&[0, 0, 1, 1], &classes, 0.0).unwrap();
+        let err = check(&[0, 1], &classes, 0.0).unwrap_err().to_string();
+        assert!(
+            err.contains("at least 2") && err.contains("a 1, b 1"),
+            "{err}"
+        );
+        let err = check(&[0, 0, 1, 1, 1], &classes, 0.2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("training, validation and test") && err.contains("a 2, b 3"),
+            "{err}"
+        );
+        check(&[0, 0, 0, 1, 1, 1], &classes, 0.2).unwrap();
     }
 }

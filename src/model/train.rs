@@ -341,7 +341,7 @@ pub fn train(
         .as_ref()
         .filter(|d| options.resume && d.join("state.json").exists())
     {
-        let checkpoint = Checkpoint::read(dir, &fingerprint)?;
+        let checkpoint = Checkpoint::read(dir, &fingerprint, options.epochs)?;
         model = load_record_into(config.init(&ad_device), &checkpoint.model)?;
         optimizer = optimizer
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(checkpoint.optimizer))

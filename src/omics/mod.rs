@@ -16,7 +16,7 @@ use crate::config::DataConfig;
 pub fn load_cohort(data: &DataConfig) -> Result<Cohort> {
     let mut tables = Vec::with_capacity(data.modalities.len());
     for (name, path) in &data.modalities {
-        let table = load_table(path, &data.sample_id_column)
+        let table = load_table(path, &data.sample_id_column, data.infinite_values)
             .map_err(|e| e.context(format!("modality '{name}'")))?;
         tracing::info!(
             modality = %name,

@@ -133,6 +133,32 @@ impl Normaliser {
         }
     }
 
+    /// How many values (missing ones aside) lie more than one training range beyond it:
+    /// normalised below -1 or above 2 before clipping (for norm-2, in its log scale).
+    pub fn far_outside(&self, raw: ArrayView2<f32>) -> usize {
+        let far = |u: f32| !(-1.0..=2.0).contains(&u);
+        let mut count = 0;
+        for row in raw.rows() {
+            for (j, &x) in row.iter().enumerate() {
+                if x.is_nan() {
+                    continue;
+                }
+                count += usize::from(match self.method {
+                    NormMethod::Norm1 => {
+                        let (lo, hi) = (self.mins[j], self.maxs[j]);
+                        hi > lo && far((x - lo) / (hi - lo))
+                    }
+                    NormMethod::Norm2 => {
+                        let shifted = x + self.mins[j].abs() + 1.0;
+                        shifted <= 0.0
+                            || (self.global_max > 0.0 && far(shifted.ln() / self.global_max))
+                    }
+                });
+            }
+        }
+        count
+    }
+
     /// Keeps the statistics of the given features only, in that order.
     pub fn subset(&self, keep: &[usize]) -> Self {
         let pick = |v: &Vec<f32>| {
@@ -175,6 +201,18 @@ mod tests {
         let n = Normaliser::fit(NormMethod::Norm1, train.view(), vec![5.0, 20.0]);
         let out = n.transform(array![[5.0f32, 40.0], [f32::NAN, 0.0]].view());
         assert_eq!(out, array![[0.5, 1.0], [0.5, 0.0]]);
+    }
+
+    #[test]
+    fn values_beyond_a_training_range_of_the_range_are_counted() {
+        let train = array![[0.0f32, 10.0], [10.0, 20.0]];
+        let n1 = Normaliser::fit(NormMethod::Norm1, train.view(), vec![5.0, 15.0]);
+        // -10 and 30 are one range beyond (kept); -11 and 31 further (counted); NaN is missing.
+        let raw = array![[-10.0f32, 30.0], [-11.0, 31.0], [f32::NAN, 15.0]];
+        assert_eq!(n1.far_outside(raw.view()), 2);
+        let n2 = Normaliser::fit(NormMethod::Norm2, train.view(), vec![5.0, 15.0]);
+        assert_eq!(n2.far_outside(array![[5.0f32, 15.0]].view()), 0);
+        assert_eq!(n2.far_outside(array![[-5.0f32, 1e9]].view()), 2);
     }
 
     #[test]

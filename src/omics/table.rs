@@ -5,6 +5,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use crate::config::Infinite;
 use ndarray::Array2;
 use polars::prelude::{
     Column, CsvParseOptions, CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader,
@@ -102,8 +104,9 @@ pub fn sample_ids(frame: &DataFrame, column: &str, path: &Path) -> Result<Vec<St
     Ok(ids)
 }
 
-/// Loads a modality table: every column but the sample id must be numeric and not all missing.
-pub fn load_table(path: &Path, sample_id_column: &str) -> Result<Table> {
+/// Loads a modality table: every column but the sample id must be numeric and not all missing;
+/// an infinite value is an error naming its column and sample unless `infinite` says missing.
+pub fn load_table(path: &Path, sample_id_column: &str, infinite: Infinite) -> Result<Table> {
     let frame = read_frame(path)?;
     let sample_ids = sample_ids(&frame, sample_id_column, path)?;
     let features: Vec<&Column> = frame
@@ -118,29 +121,64 @@ pub fn load_table(path: &Path, sample_id_column: &str) -> Result<Table> {
         );
     }
     let n = frame.height();
+    if n == 0 {
+        bail!(
+            "{}: no rows: the table has its columns but no samples",
+            path.display()
+        );
+    }
     let mut values = Array2::<f32>::zeros((n, features.len()));
     let mut feature_names = Vec::with_capacity(features.len());
     for (j, col) in features.iter().enumerate() {
         let name = col.name().as_str();
         let dtype = col.dtype();
-        // A column that is entirely null is typed Null by CSV readers: report it as all-missing.
+        // A column that is entirely null is typed Null by CSV readers, and one of empty cells
+        // (a one-row table with a gap) String: report both as all-missing.
+        let blank = dtype == &DataType::String
+            && col
+                .str()?
+                .iter()
+                .all(|v| v.is_none_or(|t| t.trim().is_empty()));
+        if blank {
+            bail!(
+                "{}: column '{name}' has no values: all {n} row(s) are missing (empty)",
+                path.display()
+            );
+        }
         if !dtype.is_primitive_numeric() && !dtype.is_null() {
             bail!(
                 "{}: column '{name}' is not numeric (type {dtype}); every column but '{sample_id_column}' must hold numbers",
                 path.display()
             );
         }
-        let floats = col.cast(&DataType::Float32)?;
+        // Cast from f64 where the column has it, so a value beyond f32's range shows up as
+        // infinite here rather than being named as one the user never wrote.
+        let floats = col.cast(&DataType::Float64)?;
         let mut observed = 0usize;
-        for (i, v) in floats.f32()?.iter().enumerate() {
-            let v = v.unwrap_or(f32::NAN);
+        for (i, v) in floats.f64()?.iter().enumerate() {
+            let v = v.unwrap_or(f64::NAN);
+            if v.is_infinite() && infinite == Infinite::Error {
+                bail!(
+                    "{}: column '{name}', sample '{}' (row {}): infinite value ({v}); fix the \
+                     table, or set data.infinite_values = \"missing\" to impute it",
+                    path.display(),
+                    sample_ids[i],
+                    i + 1
+                );
+            }
+            let v = v as f32;
             observed += usize::from(v.is_finite());
             values[[i, j]] = if v.is_finite() { v } else { f32::NAN };
         }
         if observed == 0 {
             bail!(
-                "{}: column '{name}' has no values (all missing or NaN)",
-                path.display()
+                "{}: column '{name}' has no values: all {n} row(s) are missing (null or NaN{})",
+                path.display(),
+                if infinite == Infinite::Missing {
+                    " or infinite"
+                } else {
+                    ""
+                }
             );
         }
         feature_names.push(name.to_string());

@@ -34,6 +34,28 @@ impl RunCohort {
     }
 }
 
+/// A file of the run folder, checked against the sha256 manifest.json gives it. A file the
+/// manifest does not list is an error: an entry removed from the list must not turn the check
+/// off.
+fn read_checked(dir: &Path, manifest: &Manifest, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    let Some(expected) = manifest.files.get(name) else {
+        bail!(
+            "{}: not listed in {}'s files, so it cannot be checked; the run folder was edited",
+            path.display(),
+            crate::manifest::FILE
+        );
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    if *expected != artefact::sha256_hex(&bytes) {
+        bail!(
+            "{}: the file changed since the run was written (sha256 differs from manifest.json)",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
 pub struct Bundle {
     pub dir: PathBuf,
     pub manifest: Manifest,
@@ -59,7 +81,7 @@ impl Bundle {
 
     /// Loads the run in `dir` (a folder written by `deepinsight run`).
     pub fn load(dir: &Path) -> Result<Self> {
-        let manifest_path = dir.join("manifest.json");
+        let manifest_path = dir.join(crate::manifest::FILE);
         let bytes = std::fs::read(&manifest_path).with_context(|| {
             format!(
                 "{}: not a run folder (no readable manifest.json)",
@@ -68,20 +90,7 @@ impl Bundle {
         })?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}: not a valid manifest", manifest_path.display()))?;
-        let read_checked = |name: &str| -> Result<Vec<u8>> {
-            let path = dir.join(name);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            if let Some(expected) = manifest.files.get(name)
-                && *expected != artefact::sha256_hex(&bytes)
-            {
-                bail!(
-                    "{}: the file changed since the run was written (sha256 differs from manifest.json)",
-                    path.display()
-                );
-            }
-            Ok(bytes)
-        };
+        let read_checked = |name: &str| read_checked(dir, &manifest, name);
         let layout: Layout = serde_json::from_slice(&read_checked(&manifest.layout_file)?)
             .with_context(|| format!("{}: not a valid layout", manifest.layout_file))?;
         let config: ResNetConfig =
@@ -89,7 +98,12 @@ impl Bundle {
                 .with_context(|| format!("{}: not a model config", manifest.model.config_file))?;
         let record = read_checked(&manifest.model.record)?;
         let device = model::device(&manifest.config.model.device)?;
-        let model = load_record(&config, &record, &device)?;
+        let model = load_record(&config, &record, &device).with_context(|| {
+            format!(
+                "{}: the model record cannot be decoded",
+                dir.join(&manifest.model.record).display()
+            )
+        })?;
         Ok(Self {
             dir: dir.to_path_buf(),
             model_sha256: artefact::sha256_hex(&record),
@@ -114,10 +128,10 @@ impl Bundle {
     /// each sample's split from predictions.parquet. Fails if the tables lost samples or
     /// classes since the run.
     pub fn run_cohort(&self) -> Result<RunCohort> {
-        let path = self.dir.join("predictions.parquet");
-        let file = std::fs::File::open(&path)
-            .with_context(|| format!("cannot read {} (the run's split)", path.display()))?;
-        let frame = ParquetReader::new(file)
+        let path = self.dir.join(crate::predictions::FILE);
+        let bytes = read_checked(&self.dir, &self.manifest, crate::predictions::FILE)
+            .context("the run's split")?;
+        let frame = ParquetReader::new(std::io::Cursor::new(bytes))
             .finish()
             .with_context(|| format!("{}: not a predictions table", path.display()))?;
         let column = |name: &str| -> Result<Vec<String>> {

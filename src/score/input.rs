@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::config::Infinite;
 use anyhow::{Context, Result, bail};
 use arrow::array::{Array, AsArray, Float32Array};
 use arrow::compute::cast;
@@ -104,6 +105,7 @@ pub struct FileRows {
     /// For each model feature, its column in the decoded batch (None: absent from the file).
     features: Vec<String>,
     rows_done: usize,
+    infinite: Infinite,
 }
 
 impl FileRows {
@@ -116,6 +118,7 @@ impl FileRows {
         features: &[String],
         batch_rows: usize,
         allow_missing: bool,
+        infinite: Infinite,
     ) -> Result<(Self, Vec<String>)> {
         let builder = open(path)?;
         let schema = builder.schema().clone();
@@ -157,6 +160,7 @@ impl FileRows {
                 id_column: id_column.to_string(),
                 features: features.to_vec(),
                 rows_done: 0,
+                infinite,
             },
             missing,
         ))
@@ -222,8 +226,18 @@ impl FileRows {
                 let Some(column) = column else { continue };
                 let nulls = column.nulls().filter(|b| b.null_count() > 0);
                 for (r, &v) in (start..end).zip(&column.values()[start..end]) {
-                    if v.is_finite() && nulls.is_none_or(|b| b.is_valid(r)) {
+                    let valid = nulls.is_none_or(|b| b.is_valid(r));
+                    if v.is_finite() && valid {
                         flat[r * width + j] = v;
+                    } else if v.is_infinite() && valid && self.infinite == Infinite::Error {
+                        bail!(
+                            "{}: column '{}', sample '{}' (row {}): infinite value ({v}); the \
+                             model's data.infinite_values = \"missing\" would impute it",
+                            self.path.display(),
+                            self.features[j],
+                            ids[r],
+                            self.rows_done + r + 1
+                        );
                     }
                 }
             }

@@ -31,6 +31,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::artefact::guard;
 use bundle::Bundle;
 use input::{FileRows, ModalityInput};
 use output::Scored;
@@ -138,6 +139,10 @@ pub struct PartCounts {
     pub skipped: BTreeMap<String, usize>,
     pub imputed_values: usize,
     pub imputed_samples: usize,
+    /// Values far outside the training range, per modality (clipped; see
+    /// `FeatureSpace::far_outside`).
+    #[serde(default)]
+    pub far_outside: BTreeMap<String, usize>,
 }
 
 impl PartCounts {
@@ -149,7 +154,20 @@ impl PartCounts {
         }
         self.imputed_values += other.imputed_values;
         self.imputed_samples += other.imputed_samples;
+        for (k, v) in &other.far_outside {
+            *self.far_outside.entry(k.clone()).or_default() += v;
+        }
     }
+}
+
+/// What is kept beside each part file (`part-NNNNN.json`): enough to tell, on resume, a sound
+/// part of this bucket from a truncated, damaged or misplaced one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct PartRecord {
+    bucket: usize,
+    rows: usize,
+    sha256: String,
+    counts: PartCounts,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +201,9 @@ struct Job {
 }
 
 const JOB_KEY: &str = "deepinsight.job";
+/// The job record in a parts folder; its presence marks a folder the tool wrote.
+const JOB_FILE: &str = "job.json";
+const BUCKET_KEY: &str = "deepinsight.bucket";
 
 pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
     let mut clock = Clock::start();
@@ -195,6 +216,8 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
         .map(|m| (m.name.clone(), m.features.clone()))
         .collect();
     let inputs = input::resolve(&options.inputs, &modalities)?;
+    let parts_dir = parts_dir(&options.output);
+    check_outputs(options, &inputs, &parts_dir)?;
     let total_rows: Vec<u64> = inputs
         .iter()
         .map(|m| input::count_rows(&m.files))
@@ -233,66 +256,32 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
         return Ok(summary);
     }
 
-    let parts_dir = parts_dir(&options.output);
-    let done = prepare_parts(&parts_dir, &job, options.resume)?;
-    summary.parts_reused = done.iter().filter(|&&d| d).count();
-    clock.lap("open");
-
-    let spill_dir = tempfile::Builder::new()
-        .prefix(".spill-")
-        .tempdir_in(&parts_dir)
-        .with_context(|| format!("cannot create a folder in {}", parts_dir.display()))?;
-    let spilled = partition(
+    let mut records = prepare_parts(&parts_dir, &job, &job_id, options.resume)?;
+    // A folder this invocation made is removed again if it fails before its first part.
+    let made_here = records.iter().all(Option::is_none);
+    let scored = score_parts(
+        options,
+        &bundle,
         &inputs,
         &total_rows,
-        &bundle,
-        options,
-        &done,
-        spill_dir.path(),
-    )?;
-    summary.rows_read = spilled.rows_read;
-    clock.lap("read + partition");
-
-    let todo: Vec<usize> = (0..buckets).filter(|&b| !done[b]).collect();
-    let limit = options.max_parts.unwrap_or(usize::MAX);
-    let bar = progress(
-        todo.iter()
-            .take(limit)
-            .map(|&b| spilled.bucket_rows[b])
-            .sum(),
-        "scoring samples",
+        &parts_dir,
+        &job_id,
+        &mut records,
+        &mut summary,
+        &mut clock,
     );
-    let mut scored_rows = 0u64;
-    for &b in todo.iter().take(limit) {
-        let (rows, counts) = join_bucket(spill_dir.path(), b, &inputs, options, &mut clock)?;
-        let scored = score_rows(&bundle, rows, options.batch_size, &bar, &mut clock)?;
-        let batch = output::batch(&scored, bundle.classes(), &bundle.model_sha256)?;
-        // The counts go first: a part file is the sign that its bucket is done.
-        crate::artefact::write_atomic(
-            &parts_dir.join(format!("part-{b:05}.json")),
-            &serde_json::to_vec(&counts)?,
-        )?;
-        crate::artefact::write_atomic(&part_path(&parts_dir, b), &output::part_bytes(&batch)?)?;
-        clock.lap("write");
-        summary.parts_scored += 1;
-        scored_rows += spilled.bucket_rows[b];
-        bar.set_position(scored_rows);
-    }
-    bar.finish_and_clear();
-    drop(spill_dir);
-
-    let parts: Vec<PathBuf> = (0..buckets).map(|b| part_path(&parts_dir, b)).collect();
-    // Only buckets whose part exists count: a crash between the two writes of a bucket
-    // leaves its counts without its part, and the bucket is scored again later.
-    for (b, part) in parts.iter().enumerate() {
-        let counts_path = parts_dir.join(format!("part-{b:05}.json"));
-        if part.exists()
-            && let Ok(bytes) = std::fs::read(&counts_path)
-        {
-            summary.counts.add(&serde_json::from_slice(&bytes)?);
+    if let Err(e) = scored {
+        if made_here && records.iter().all(Option::is_none) {
+            let _ = std::fs::remove_dir_all(&parts_dir);
         }
+        return Err(e);
     }
-    if parts.iter().all(|p| p.exists()) {
+
+    for record in records.iter().flatten() {
+        summary.counts.add(&record.counts);
+    }
+    if records.iter().all(Option::is_some) {
+        let parts: Vec<PathBuf> = (0..buckets).map(|b| part_path(&parts_dir, b)).collect();
         let metadata = HashMap::from([
             (JOB_KEY.to_string(), job_id),
             (
@@ -320,6 +309,128 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
     Ok(summary)
 }
 
+/// Partitions the inputs and scores the buckets without a sound part (at most `max_parts` of
+/// them), writing each part and its record; `records` gains one entry per part written.
+#[allow(clippy::too_many_arguments)]
+fn score_parts(
+    options: &ScoreOptions,
+    bundle: &Bundle,
+    inputs: &[ModalityInput],
+    total_rows: &[u64],
+    parts_dir: &Path,
+    job_id: &str,
+    records: &mut [Option<PartRecord>],
+    summary: &mut ScoreSummary,
+    clock: &mut Clock,
+) -> Result<()> {
+    let done: Vec<bool> = records.iter().map(Option::is_some).collect();
+    summary.parts_reused = done.iter().filter(|&&d| d).count();
+    clock.lap("open");
+
+    let spill_dir = tempfile::Builder::new()
+        .prefix(".spill-")
+        .tempdir_in(parts_dir)
+        .with_context(|| format!("cannot create a folder in {}", parts_dir.display()))?;
+    let spilled = partition(inputs, total_rows, bundle, options, &done, spill_dir.path())?;
+    summary.rows_read = spilled.rows_read;
+    clock.lap("read + partition");
+
+    let todo: Vec<usize> = (0..records.len()).filter(|&b| !done[b]).collect();
+    let limit = options.max_parts.unwrap_or(usize::MAX);
+    let bar = progress(
+        todo.iter()
+            .take(limit)
+            .map(|&b| spilled.bucket_rows[b])
+            .sum(),
+        "scoring samples",
+    );
+    let mut scored_rows = 0u64;
+    for &b in todo.iter().take(limit) {
+        let (rows, mut counts) = join_bucket(spill_dir.path(), b, inputs, options, clock)?;
+        let scored = score_rows(bundle, rows, options.batch_size, &bar, clock, &mut counts)?;
+        let batch = output::batch(&scored, bundle.classes(), &bundle.model_sha256)?;
+        let bytes = output::part_bytes(&batch, &part_identity(job_id, b))?;
+        let record = PartRecord {
+            bucket: b,
+            rows: batch.num_rows(),
+            sha256: crate::artefact::sha256_hex(&bytes),
+            counts,
+        };
+        // The record goes first: a part is only taken as done when its record matches it.
+        crate::artefact::write_atomic(&record_path(parts_dir, b), &serde_json::to_vec(&record)?)?;
+        crate::artefact::write_atomic(&part_path(parts_dir, b), &bytes)?;
+        records[b] = Some(record);
+        clock.lap("write");
+        summary.parts_scored += 1;
+        scored_rows += spilled.bucket_rows[b];
+        bar.set_position(scored_rows);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// The key-value metadata that ties a part file to its job and bucket, so a part copied over
+/// another bucket's is told apart.
+fn part_identity(job_id: &str, bucket: usize) -> HashMap<String, String> {
+    HashMap::from([
+        (JOB_KEY.to_string(), job_id.to_string()),
+        (BUCKET_KEY.to_string(), bucket.to_string()),
+    ])
+}
+
+/// The record of bucket `b` if its part is sound: readable, of this job and bucket, and with
+/// the rows and checksum its record gives; else why not.
+fn sound_part(dir: &Path, b: usize, job_id: &str) -> Result<PartRecord, String> {
+    let record_file = record_path(dir, b);
+    let part = part_path(dir, b);
+    if !part.exists() {
+        return Err(format!("{} is missing", part.display()));
+    }
+    let record: PartRecord = std::fs::read(&record_file)
+        .map_err(|e| format!("{}: {e}", record_file.display()))
+        .and_then(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a part record ({e})", record_file.display()))
+        })?;
+    let bytes = std::fs::read(&part).map_err(|e| format!("{}: {e}", part.display()))?;
+    let (metadata, rows) = output::part_metadata(&bytes)
+        .map_err(|e| format!("{}: unreadable part ({e:#})", part.display()))?;
+    // The writer adds keys of its own (the Arrow schema): compare the identity's keys only.
+    let identity = part_identity(job_id, b);
+    if identity.iter().any(|(k, v)| metadata.get(k) != Some(v)) || record.bucket != b {
+        return Err(format!(
+            "{}: belongs to another bucket or job",
+            part.display()
+        ));
+    }
+    if rows != record.rows || crate::artefact::sha256_hex(&bytes) != record.sha256 {
+        return Err(format!(
+            "{}: {rows} rows and its checksum do not match its record {}",
+            part.display(),
+            record_file.display()
+        ));
+    }
+    Ok(record)
+}
+
+/// Refuses an output, or a parts folder beside it, that would overwrite an input or something
+/// the tool did not write.
+fn check_outputs(options: &ScoreOptions, inputs: &[ModalityInput], parts_dir: &Path) -> Result<()> {
+    let mut read: Vec<&Path> = vec![&options.model];
+    read.extend(
+        inputs
+            .iter()
+            .flat_map(|m| m.files.iter().map(PathBuf::as_path)),
+    );
+    guard::check_file(
+        "--output",
+        &options.output,
+        &read,
+        output::written_by_deepinsight,
+    )?;
+    guard::check_folder("the parts folder", parts_dir, JOB_FILE, &read)
+}
+
 fn parts_dir(output: &Path) -> PathBuf {
     let mut name = output.file_name().unwrap_or_default().to_os_string();
     name.push(".parts");
@@ -328,6 +439,10 @@ fn parts_dir(output: &Path) -> PathBuf {
 
 fn part_path(dir: &Path, bucket: usize) -> PathBuf {
     dir.join(format!("part-{bucket:05}.parquet"))
+}
+
+fn record_path(dir: &Path, bucket: usize) -> PathBuf {
+    dir.join(format!("part-{bucket:05}.json"))
 }
 
 /// Size and modification time stand for the content: hashing terabytes to check a resume
@@ -355,25 +470,39 @@ fn input_identity(inputs: &[ModalityInput]) -> Result<Vec<(String, String, u64, 
     Ok(out)
 }
 
-/// Creates the parts folder for `job`, or (with `resume`) keeps the parts of the same job.
-/// Returns which buckets already have their part.
-fn prepare_parts(dir: &Path, job: &Job, resume: bool) -> Result<Vec<bool>> {
-    let job_file = dir.join("job.json");
+/// Creates the parts folder for `job`, or (with `resume`) keeps the sound parts of the same
+/// job; a damaged or misplaced part is scored again, with a warning naming it. Returns the
+/// record of each bucket whose part is kept.
+fn prepare_parts(
+    dir: &Path,
+    job: &Job,
+    job_id: &str,
+    resume: bool,
+) -> Result<Vec<Option<PartRecord>>> {
+    let job_file = dir.join(JOB_FILE);
     if dir.exists() {
         let same = std::fs::read(&job_file)
             .ok()
             .and_then(|b| serde_json::from_slice::<Job>(&b).ok())
             .is_some_and(|j| j == *job);
         if resume && same {
-            let done: Vec<bool> = (0..job.buckets)
-                .map(|b| part_path(dir, b).exists())
+            let records: Vec<Option<PartRecord>> = (0..job.buckets)
+                .map(|b| match sound_part(dir, b, job_id) {
+                    Ok(record) => Some(record),
+                    Err(why) => {
+                        if part_path(dir, b).exists() || record_path(dir, b).exists() {
+                            tracing::warn!("scoring bucket {b} again: {why}");
+                        }
+                        None
+                    }
+                })
                 .collect();
             tracing::info!(
-                reused = done.iter().filter(|&&d| d).count(),
+                reused = records.iter().flatten().count(),
                 buckets = job.buckets,
                 "resuming"
             );
-            return Ok(done);
+            return Ok(records);
         }
         if resume {
             tracing::warn!(
@@ -385,7 +514,7 @@ fn prepare_parts(dir: &Path, job: &Job, resume: bool) -> Result<Vec<bool>> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     crate::artefact::write_atomic(&job_file, &serde_json::to_vec_pretty(job)?)?;
-    Ok(vec![false; job.buckets])
+    Ok(vec![None; job.buckets])
 }
 
 struct Spilled {
@@ -448,6 +577,7 @@ fn partition_modality(
             &input.features,
             options.read_rows,
             options.missing_values == Policy::Impute,
+            bundle.manifest.config.data.infinite_values,
         )?;
         if !missing.is_empty() {
             tracing::warn!(
@@ -627,9 +757,12 @@ fn score_rows(
     batch_size: usize,
     bar: &ProgressBar,
     clock: &mut Clock,
+    counts: &mut PartCounts,
 ) -> Result<Vec<Scored>> {
     let views: Vec<_> = joined.raw.iter().map(|a| a.view()).collect();
-    let values = bundle.manifest.feature_space.transform_selected(&views)?;
+    let space = &bundle.manifest.feature_space;
+    counts.far_outside = space.far_outside(&views).into_iter().collect();
+    let values = space.transform_selected(&views)?;
     drop(joined.raw);
     clock.lap("normalise + render");
     let mut probabilities = Vec::with_capacity(values.nrows());

@@ -78,11 +78,10 @@ fn properties(metadata: &HashMap<String, String>) -> WriterProperties {
         .build()
 }
 
-/// Parquet bytes of one part.
-pub fn part_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+/// Parquet bytes of one part, with `metadata` (its identity) in the file's key-value metadata.
+pub fn part_bytes(batch: &RecordBatch, metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, batch.schema(), Some(properties(&HashMap::new())))?;
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(properties(metadata)))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(out)
@@ -128,6 +127,27 @@ pub fn merge(
     Ok(())
 }
 
+/// The key-value metadata and row count of a part's Parquet bytes; every row group is decoded,
+/// so damage anywhere in the file is an error.
+pub fn part_metadata(bytes: &[u8]) -> Result<(HashMap<String, String>, usize)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))?;
+    let metadata = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .filter_map(|e| Some((e.key.clone(), e.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut rows = 0;
+    for batch in builder.build()? {
+        rows += batch?.num_rows();
+    }
+    Ok((metadata, rows))
+}
+
 /// The key-value metadata of a Parquet file, or `None` if it is not one.
 pub fn read_metadata(path: &Path) -> Option<HashMap<String, String>> {
     let file = File::open(path).ok()?;
@@ -138,4 +158,44 @@ pub fn read_metadata(path: &Path) -> Option<HashMap<String, String>> {
             .filter_map(|e| Some((e.key.clone(), e.value.clone()?)))
             .collect(),
     )
+}
+
+/// Whether `path` is a scores or predictions table this tool wrote (Parquet or CSV with the
+/// `predicted` and `model_sha256` columns it always writes): the only files an output may
+/// replace.
+pub fn written_by_deepinsight(path: &Path) -> bool {
+    let columns: Vec<String> = match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("csv") => {
+            let Ok(file) = File::open(path) else {
+                return false;
+            };
+            let mut header = String::new();
+            if std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header).is_err()
+            {
+                return false;
+            }
+            header
+                .trim_end()
+                .split(',')
+                .map(|c| c.trim_matches('"').to_string())
+                .collect()
+        }
+        _ => {
+            let Ok(file) = File::open(path) else {
+                return false;
+            };
+            let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else {
+                return false;
+            };
+            builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        }
+    };
+    ["predicted", "model_sha256"]
+        .iter()
+        .all(|want| columns.iter().any(|c| c == want))
 }

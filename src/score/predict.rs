@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use polars::prelude::{Column, DataFrame};
 
 use super::bundle::Bundle;
-use crate::artefact;
+use crate::artefact::{self, guard};
 use crate::mapping::{csv_bytes, parquet_bytes};
 use crate::model::Metrics;
 use crate::model::train::argmax;
@@ -54,12 +54,28 @@ fn output_format(path: &Path) -> Result<Format> {
 
 pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
     let format = output_format(&options.output)?;
+    let mut inputs: Vec<&Path> = vec![&options.model];
+    inputs.extend(options.inputs.iter().map(|(_, p)| p.as_path()));
+    inputs.extend(options.labels.as_deref());
+    guard::check_file(
+        "--output",
+        &options.output,
+        &inputs,
+        super::output::written_by_deepinsight,
+    )?;
     let bundle = Bundle::load(&options.model)?;
     let joined = load_inputs(&bundle, &options.inputs)?;
-    let values = bundle
-        .manifest
-        .feature_space
-        .transform_modalities(&joined.modalities)?;
+    let space = &bundle.manifest.feature_space;
+    let raw = space.select_raw(&joined.modalities)?;
+    let views: Vec<_> = raw.iter().map(|b| b.view()).collect();
+    for (modality, n) in space.far_outside(&views) {
+        tracing::warn!(
+            "{modality}: {n} values lie far outside the training range (more than the range \
+             again beyond it) and were clipped; check units and scale"
+        );
+    }
+    let values = space.transform_selected(&views)?;
+    drop(raw);
     let images = bundle.render(values.view())?;
     let probabilities = bundle.predict(&images, options.batch_size.max(1));
 
@@ -140,7 +156,8 @@ pub fn load_inputs(bundle: &Bundle, inputs: &[(String, PathBuf)]) -> Result<omic
                 wanted.join(", ")
             );
         };
-        let table = omics::load_table(path, &id_column)
+        let infinite = bundle.manifest.config.data.infinite_values;
+        let table = omics::load_table(path, &id_column, infinite)
             .map_err(|e| e.context(format!("modality '{name}'")))?;
         tables.push((name.to_string(), table));
     }

@@ -141,6 +141,14 @@ impl FeatureSpace {
     /// Normalised, selected values from aligned modality tables, found by name; feature
     /// columns are found by name too, so their order and any extra columns do not matter.
     pub fn transform_modalities(&self, modalities: &[Modality]) -> Result<Array2<f32>> {
+        let raw = self.select_raw(modalities)?;
+        let views: Vec<_> = raw.iter().map(|b| b.view()).collect();
+        self.transform_selected(&views)
+    }
+
+    /// The raw values of the kept features, one block per modality in this space's order,
+    /// found by modality and column name.
+    pub fn select_raw(&self, modalities: &[Modality]) -> Result<Vec<Array2<f32>>> {
         let mut raw = Vec::with_capacity(self.modalities.len());
         for selected in &self.modalities {
             let Some(m) = modalities.iter().find(|m| m.name == selected.name) else {
@@ -149,8 +157,19 @@ impl FeatureSpace {
             let columns = column_indices(m, &selected.features)?;
             raw.push(m.values.select(Axis(1), &columns));
         }
-        let views: Vec<_> = raw.iter().map(|b| b.view()).collect();
-        self.transform_selected(&views)
+        Ok(raw)
+    }
+
+    /// Per modality (with any), how many raw values lie far outside the training range
+    /// ([`Normaliser::far_outside`]): they are clipped, and usually mean another unit or
+    /// scale than the model was trained on.
+    pub fn far_outside(&self, raw: &[ArrayView2<f32>]) -> Vec<(String, usize)> {
+        self.modalities
+            .iter()
+            .zip(raw)
+            .map(|(m, values)| (m.name.clone(), m.normaliser.far_outside(*values)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Normalised values from the raw values of the kept features: one block per modality in

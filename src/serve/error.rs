@@ -75,6 +75,12 @@ impl ApiError {
         self
     }
 
+    /// Adds a Retry-After header of `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.body.field = Some(field.into());
         self
@@ -122,9 +128,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(body_error)?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -137,11 +141,33 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::body::Bytes::from_request(req, state)
-            .await
-            .map(RawJson)
-            .map_err(body_error)
+        read_body(req, state).await.map(RawJson)
     }
+}
+
+/// How long a request's body may take to arrive, set on the router.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// The whole body, within the size limit and the body deadline: a client that sends its
+/// headers and then trickles (or withholds) the body gets 408 and loses the connection.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    let deadline = req.extensions().get::<BodyTimeout>().copied();
+    let read = axum::body::Bytes::from_request(req, state);
+    let bytes = match deadline {
+        Some(BodyTimeout(limit)) => tokio::time::timeout(limit, read).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} ms",
+                    limit.as_millis()
+                ),
+            )
+        })?,
+        None => read.await,
+    };
+    bytes.map_err(body_error)
 }
 
 fn body_error(rejection: BytesRejection) -> ApiError {
@@ -163,7 +189,8 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError
             StatusCode::BAD_REQUEST,
             "empty_body",
             "the request body is empty; a JSON object is expected",
-        ));
+        )
+        .with_field("body"));
     }
     let malformed = |e: serde_json::Error| {
         ApiError::new(
@@ -171,6 +198,7 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError
             "malformed_json",
             format!("the body is not valid JSON: {e}"),
         )
+        .with_field("body")
     };
     // The fast path parses without tracking where it is; only a failed parse is repeated
     // with serde_path_to_error, to name the field at fault.
@@ -184,23 +212,26 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let traced: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let Err(e) = traced else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            error.to_string(),
-        ));
+        return Err(invalid_body(&error));
     };
     let path = e.path().to_string();
     let inner = e.into_inner();
     Err(match (inner.is_data(), path.as_str()) {
         (false, _) => malformed(inner),
-        (true, ".") => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            inner.to_string(),
-        ),
+        (true, ".") => invalid_body(&inner),
         (true, _) => ApiError::field(path, inner.to_string()),
     })
+}
+
+/// JSON of the wrong shape at its top level: the field is the one missing, where serde says
+/// which, else the body as a whole.
+fn invalid_body(e: &serde_json::Error) -> ApiError {
+    let message = e.to_string();
+    let field = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map_or("body".to_string(), |(name, _)| name.to_string());
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message).with_field(field)
 }
 
 #[cfg(test)]
@@ -235,6 +266,22 @@ mod tests {
         );
         let e = parse_json::<Outer>(b"{\"inputs\": []} trailing").unwrap_err();
         assert_eq!(e.body.code, "malformed_json");
+        assert_eq!(e.body.field.as_deref(), Some("body"));
+        let e = parse_json::<Outer>(b"  ").unwrap_err();
+        assert_eq!(
+            (e.body.code, e.body.field.as_deref()),
+            ("empty_body", Some("body"))
+        );
+        let e = parse_json::<Outer>(b"{}").unwrap_err();
+        assert_eq!(
+            (e.body.code, e.body.field.as_deref()),
+            ("invalid_body", Some("inputs"))
+        );
+        let e = parse_json::<Outer>(b"\"x\"").unwrap_err();
+        assert_eq!(
+            (e.body.code, e.body.field.as_deref()),
+            ("invalid_body", Some("body"))
+        );
         let e = parse_json::<Outer>(b"  ").unwrap_err();
         assert_eq!(e.body.code, "empty_body");
     }

@@ -62,6 +62,7 @@ impl Explainer {
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest<'a> {
     /// Needed when the server holds more than one model.
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
     pub model: Option<String>,
     /// One sample, as an element of /predict's `samples`.
     #[serde(borrow)]
@@ -71,6 +72,7 @@ pub struct ExplainRequest<'a> {
     pub method: Method,
     /// Residual stage for gradcam and hirescam, 1 to 4 (default 4).
     #[serde(default = "last_stage")]
+    #[schema(minimum = 1, maximum = 4)]
     pub stage: usize,
     /// The class to explain (default: the predicted one).
     pub target: Option<String>,

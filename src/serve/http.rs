@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::batcher::Submit;
-use super::error::{ApiError, ErrorBody, JsonBody, RawJson, parse_json};
+use super::error::{ApiError, BodyTimeout, ErrorBody, JsonBody, RawJson, parse_json};
 use super::explain::{self, ExplainRequest, ExplainResponse};
 use super::kserve::{self, InferRequest, InferResponse, ModelMetadata};
 use super::metrics::Metrics;
@@ -65,7 +65,7 @@ impl AppState {
     }
 }
 
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+pub fn router(state: Arc<AppState>, max_body_bytes: usize, body_timeout: Duration) -> Router {
     Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
@@ -89,6 +89,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             super::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::Extension(BodyTimeout(body_timeout)))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
 }
@@ -160,12 +161,14 @@ async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "deepinsight".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        extensions: vec![],
+        // Triton's name for the binary data extension (kserve.rs).
+        extensions: vec!["binary_tensor_data".into()],
     })
 }
 
-#[utoipa::path(get, path = "/v2/models/{name}", params(("name" = String, Path)),
-    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v2/models/{name}", params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
+    responses((status = 200, body = ModelMetadata), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn model_metadata(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
@@ -180,8 +183,9 @@ async fn model_metadata(
     )))
 }
 
-#[utoipa::path(get, path = "/v2/models/{name}/ready", params(("name" = String, Path)),
-    responses((status = 200, body = ModelReady), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v2/models/{name}/ready", params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
+    responses((status = 200, body = ModelReady), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn model_ready(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
@@ -215,8 +219,9 @@ struct Features {
 }
 
 /// The features /predict reads, per modality, in the order an array of values follows.
-#[utoipa::path(get, path = "/v2/models/{name}/features", params(("name" = String, Path)),
-    responses((status = 200, body = Features), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v2/models/{name}/features", params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
+    responses((status = 200, body = Features), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn model_features(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
@@ -251,10 +256,11 @@ fn submit_options(
 /// KServe v2 inference on FP32 images [N, C, H, W] (`input`) or raw omics values [N, F]
 /// (`omics`, normalised and rendered as /predict does), as JSON numbers or with the binary
 /// data extension (`Inference-Header-Content-Length`).
-#[utoipa::path(post, path = "/v2/models/{name}/infer", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v2/models/{name}/infer", params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")),
     request_body = InferRequest,
     responses((status = 200, body = InferResponse), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 408, body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
         (status = 504, body = ErrorBody)))]
 async fn infer(
@@ -271,7 +277,21 @@ async fn infer(
     let served = model.clone();
     let (request, wanted, images, n) = parse_and_prepare(body, move |body| {
         let (json, binary) = kserve::split_body(body, header_length)?;
-        let mut request: InferRequest = parse_json(json)?;
+        let mut request: InferRequest = parse_json(json).map_err(|e| match header_length {
+            // With a header length, JSON that does not parse most often means a length that
+            // cuts it short or takes in binary bytes: name the header.
+            Some(length) if e.body.code == "malformed_json" => ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!(
+                    "the first {length} bytes (Inference-Header-Content-Length) are not one JSON \
+                     object: {}",
+                    e.body.error
+                ),
+            )
+            .with_field(kserve::HEADER_LENGTH),
+            _ => e,
+        })?;
         let wanted = kserve::requested_outputs(&request)?;
         let features = omics::feature_count(&served);
         let input = kserve::input(&mut request, served.shape, features, binary)?;
@@ -293,7 +313,8 @@ async fn infer(
     let probabilities = model
         .batcher
         .submit(ImageJob { images, n }, options)
-        .await?;
+        .await
+        .map_err(|e| ApiError::from(e).renamed("priority", "parameters.priority"))?;
     let k = model.classes.len();
     let mut outputs = Vec::new();
     let mut binary = Vec::new();
@@ -389,7 +410,8 @@ async fn parse_and_prepare<R: Send + 'static>(
 /// Raw omics values -> the saved imputation, normalisation, selection and layout -> the model.
 #[utoipa::path(post, path = "/predict", request_body = PredictRequest,
     responses((status = 200, body = PredictResponse), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 408, body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
         (status = 504, body = ErrorBody)))]
 async fn predict(
@@ -430,7 +452,8 @@ async fn predict(
 /// blocking thread, one request at a time per model.
 #[utoipa::path(post, path = "/explain", request_body = ExplainRequest,
     responses((status = 200, body = ExplainResponse), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 408, body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn explain(
     State(state): Shared,
@@ -479,9 +502,12 @@ async fn explain(
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchPredictRequest<'a> {
+    /// A loaded model's name (`serve::model::check_name`'s rule).
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
     pub model_name: String,
     /// Samples as in /predict.
     #[serde(borrow)]
+    #[schema(min_items = 1, max_items = 4096)]
     pub data: Vec<SampleInput<'a>>,
     /// Through the dynamic batcher (true, the default) or straight to a worker.
     #[serde(default = "yes")]
@@ -506,8 +532,10 @@ pub struct BatchPredictResponse {
 }
 
 #[utoipa::path(post, path = "/optimization/batch-predict", request_body = BatchPredictRequest,
-    responses((status = 200, body = BatchPredictResponse), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = BatchPredictResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 408, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn batch_predict(
     State(state): Shared,
     RawJson(body): RawJson,
@@ -521,7 +549,8 @@ async fn batch_predict(
             &request.data,
             request.allow_missing,
             request.ignore_unknown,
-        )?;
+        )
+        .map_err(|e| e.renamed("samples", "data"))?;
         Ok((model, request.enable_batching, prepared))
     })
     .await?;
@@ -573,18 +602,50 @@ async fn optimization_status(State(state): Shared) -> Json<OptimizationStatus> {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizeRequest {
+    /// A loaded model's name (`serve::model::check_name`'s rule).
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
     pub model_name: String,
-    /// Where the model goes: `batch` (Burn INT8 record).
+    /// Where the model goes, each at most once: `batch`, `server`, `mobile`.
+    #[schema(schema_with = target_list)]
     pub target_platforms: Vec<String>,
     /// 0: measure the fp32 model only; 1 (default): write and check the targets' INT8 formats.
-    #[serde(default = "level_one")]
+    #[serde(default = "level_one", deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 1)]
     pub optimization_level: u8,
-    /// Least argmax agreement with fp32 on the validation samples (default 0.99).
+    /// Least argmax agreement with fp32 on the checked samples (default 0.99).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub min_agreement: Option<f64>,
 }
 
 fn level_one() -> u8 {
     1
+}
+
+/// An integer given as JSON allows (`1` or `1.0`): JSON Schema counts 1.0 as an integer, and
+/// generated clients send it.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let n = f64::deserialize(d)?;
+    if n.fract() == 0.0 && (0.0..=f64::from(u8::MAX)).contains(&n) {
+        Ok(n as u8)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{n}: expected a whole number from 0 to 255"
+        )))
+    }
+}
+
+/// `target_platforms` in the OpenAPI document: one to three distinct target names.
+fn target_list() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["batch", "server", "mobile"])),
+        )
+        .min_items(Some(1))
+        .unique_items(true)
+        .build()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
@@ -609,6 +670,9 @@ pub struct OptimizationJob {
     pub error: Option<String>,
 }
 
+/// Optimisation jobs waiting for their turn at most; more are refused with 429.
+const MAX_QUEUED_JOBS: usize = 8;
+
 fn update_job(state: &AppState, id: &str, change: impl FnOnce(&mut OptimizationJob)) {
     if let Ok(mut jobs) = state.jobs.lock()
         && let Some(job) = jobs.iter_mut().find(|j| j.id == id)
@@ -621,7 +685,9 @@ fn update_job(state: &AppState, id: &str, change: impl FnOnce(&mut OptimizationJ
 /// status GET /optimization/jobs/{id} (and /optimization/status) then shows.
 #[utoipa::path(post, path = "/optimization/optimize-model", request_body = OptimizeRequest,
     responses((status = 202, body = OptimizationJob), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 408, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn optimize_model(
     State(state): Shared,
     JsonBody(request): JsonBody<OptimizeRequest>,
@@ -632,6 +698,12 @@ async fn optimize_model(
         let target = t
             .parse::<crate::export::Target>()
             .map_err(|e| ApiError::field(format!("target_platforms[{i}]"), e))?;
+        if targets.contains(&target) {
+            return Err(ApiError::field(
+                format!("target_platforms[{i}]"),
+                format!("'{t}' is named twice"),
+            ));
+        }
         targets.push(target);
     }
     if targets.is_empty() {
@@ -650,15 +722,38 @@ async fn optimize_model(
             ));
         }
     }
-    let min_agreement = request.min_agreement.unwrap_or(0.99);
+    let defaults = crate::export::ExportOptions::new(model.dir.clone(), targets);
+    let min_agreement = request.min_agreement.unwrap_or(defaults.min_agreement);
     if !(0.0..=1.0).contains(&min_agreement) {
         return Err(ApiError::field("min_agreement", "a share between 0 and 1"));
     }
+    let mut wanted: Vec<String> = request.target_platforms.clone();
+    wanted.sort();
     let job = {
         let mut jobs = state
             .jobs
             .lock()
             .map_err(|_| ApiError::internal("the job list is unavailable"))?;
+        let queued = || jobs.iter().filter(|j| j.status == JobStatus::Queued);
+        // The same export waiting already: one run of it answers both requests.
+        let same = queued().find(|j| {
+            let mut theirs = j.target_platforms.clone();
+            theirs.sort();
+            j.model_name == model.name
+                && theirs == wanted
+                && j.optimization_level == request.optimization_level
+        });
+        if let Some(job) = same {
+            return Ok((StatusCode::ACCEPTED, Json(job.clone())));
+        }
+        if queued().count() >= MAX_QUEUED_JOBS {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_jobs",
+                format!("{MAX_QUEUED_JOBS} optimisation jobs are waiting already; try again later"),
+            )
+            .retry_after(30));
+        }
         let job = OptimizationJob {
             id: format!("opt-{}", jobs.len() + 1),
             model_name: model.name.clone(),
@@ -674,7 +769,7 @@ async fn optimize_model(
     };
     let options = crate::export::ExportOptions {
         min_agreement,
-        ..crate::export::ExportOptions::new(model.dir.clone(), targets)
+        ..defaults
     };
     let id = job.id.clone();
     let worker_state = state.clone();
@@ -686,8 +781,18 @@ async fn optimize_model(
         update_job(&worker_state, &id, |j| {
             j.seconds = Some(submitted.elapsed().as_secs_f64());
             match outcome {
-                Ok(Ok(report)) => {
+                Ok(Ok(report)) if report.rejected.is_empty() => {
                     j.status = JobStatus::Succeeded;
+                    j.report = Some(report);
+                }
+                Ok(Ok(report)) => {
+                    let names: Vec<&str> =
+                        report.rejected.iter().map(|f| f.format.as_str()).collect();
+                    j.status = JobStatus::Failed;
+                    j.error = Some(format!(
+                        "rejected (below min_agreement, not written): {}",
+                        names.join(", ")
+                    ));
                     j.report = Some(report);
                 }
                 Ok(Err(e)) => {

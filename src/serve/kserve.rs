@@ -70,6 +70,7 @@ impl<'de> Deserialize<'de> for FlatData {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct InferParameters {
     /// 1 = most urgent; defaults to the lowest level.
+    #[schema(minimum = 1)]
     pub priority: Option<u8>,
     /// Deadline in milliseconds from arrival; past it the answer is 504.
     pub timeout_ms: Option<u64>,
@@ -93,10 +94,14 @@ pub struct TensorParameters {
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct InferInput {
+    /// `input` (images [N, C, H, W]) or `omics` (raw values [N, F]).
+    #[schema(pattern = "^(input|omics)$")]
     pub name: String,
     /// [N, C, H, W]
+    #[schema(min_items = 1)]
     pub shape: Vec<i64>,
     /// Only FP32.
+    #[schema(pattern = "^FP32$")]
     pub datatype: String,
     /// Absent when the values come as binary data.
     #[serde(default)]
@@ -117,6 +122,8 @@ pub struct InferRequest {
     pub id: Option<String>,
     #[serde(default)]
     pub parameters: InferParameters,
+    /// Exactly one: `input` (images) or `omics` (raw values).
+    #[schema(min_items = 1, max_items = 1)]
     pub inputs: Vec<InferInput>,
     pub outputs: Option<Vec<RequestedOutput>>,
 }
@@ -236,6 +243,9 @@ pub enum InputKind {
     Omics,
 }
 
+/// Most rows (samples) in one request, as on /predict: bounds the work and every count.
+pub const MAX_ROWS: usize = super::omics::MAX_SAMPLES;
+
 /// The one input tensor of a request, checked.
 #[derive(Debug)]
 pub struct Input {
@@ -284,28 +294,36 @@ pub fn input(
             format!("'{}' is not supported; send FP32", input.datatype),
         ));
     }
+    let wanted: Vec<String> = dims.iter().map(usize::to_string).collect();
+    let shape_error = |why: String| {
+        ApiError::field(
+            "inputs[0].shape",
+            format!(
+                "{:?} {why}: the model's '{}' is [N, {}] with 1 <= N <= {MAX_ROWS}",
+                input.shape,
+                input.name,
+                wanted.join(", ")
+            ),
+        )
+    };
     let n = match input.shape.split_first() {
         Some((&n, rest))
-            if n >= 1
-                && rest.len() == dims.len()
-                && rest.iter().zip(&dims).all(|(&a, &b)| a == b as i64) =>
+            if rest.len() == dims.len() && rest.iter().zip(&dims).all(|(&a, &b)| a == b as i64) =>
         {
-            n as usize
+            n
         }
-        _ => {
-            let wanted: Vec<String> = dims.iter().map(usize::to_string).collect();
-            return Err(ApiError::field(
-                "inputs[0].shape",
-                format!(
-                    "{:?} does not match the model's '{}' [N, {}] with N >= 1",
-                    input.shape,
-                    input.name,
-                    wanted.join(", ")
-                ),
-            ));
-        }
+        _ => return Err(shape_error("does not match".into())),
     };
-    let expected = n * dims.iter().product::<usize>();
+    if !(1..=MAX_ROWS as i64).contains(&n) {
+        return Err(shape_error(format!("has N = {n}")));
+    }
+    let n = n as usize;
+    // N is bounded and the other dimensions are the model's, so this cannot overflow; checked
+    // all the same, since a wrong count here would answer a request it did not compute.
+    let expected = dims
+        .iter()
+        .try_fold(n, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| shape_error("is too large".into()))?;
     let values = match (input.data.take(), input.parameters.binary_data_size) {
         (Some(data), None) if binary.is_empty() => data.0,
         (None, Some(size)) => binary_values(binary, size, expected, &input.shape)?,
@@ -372,12 +390,13 @@ fn binary_values(
             ),
         ));
     }
-    if size != expected * 4 {
+    let needed = expected.checked_mul(4);
+    if needed != Some(size) {
         return Err(ApiError::field(
             field,
             format!(
                 "{size} bytes, shape {shape:?} needs {} (4 per FP32 value)",
-                expected * 4
+                needed.map_or("more than can be addressed".into(), |b| b.to_string())
             ),
         ));
     }
@@ -705,6 +724,22 @@ mod tests {
             Some("inputs[0].data[1]")
         );
         // Three features: a [1, 4] tensor, or an image's shape, is refused.
+        for huge in [
+            "[1125899906842624, 3]",
+            "[1125899906842625, 3]",
+            "[4611686018427387904, 3]",
+            "[4097, 3]",
+            "[0, 3]",
+            "[-1, 3]",
+        ] {
+            let err = input(&mut omics(huge, "[]"), [1, 2, 2], 3, &[]).unwrap_err();
+            assert_eq!(err.body.field.as_deref(), Some("inputs[0].shape"), "{huge}");
+            assert!(
+                err.body.error.contains("1 <= N <= 4096"),
+                "{huge}: {}",
+                err.body.error
+            );
+        }
         assert_eq!(
             field(omics("[1, 4]", "[1, 2, 3, 4]")).as_deref(),
             Some("inputs[0].shape")

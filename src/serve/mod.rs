@@ -7,6 +7,7 @@ pub mod error;
 pub mod explain;
 pub mod http;
 pub mod kserve;
+pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod omics;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use backend::BackendKind;
 pub use batcher::BatchConfig;
 use http::AppState;
+pub use listen::ConnectionLimits;
 use metrics::Metrics;
 use model::ServedModel;
 
@@ -92,6 +94,22 @@ pub struct ServeConfig {
     pub backend: BackendKind,
     #[serde(default, rename = "model")]
     pub models: Vec<ModelSpec>,
+    /// Header, idle and body deadlines and the connection cap.
+    #[serde(default)]
+    pub connections: ConnectionLimits,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            addr: default_addr(),
+            max_body_bytes: default_max_body(),
+            batching: BatchConfig::default(),
+            backend: BackendKind::default(),
+            models: Vec::new(),
+            connections: ConnectionLimits::default(),
+        }
+    }
 }
 
 fn default_addr() -> String {
@@ -120,6 +138,7 @@ pub struct Server {
 impl Server {
     /// Loads every model, binds, and starts serving in the background.
     pub async fn start(config: ServeConfig) -> Result<Self> {
+        config.connections.check()?;
         if config.models.is_empty() {
             bail!("no model to serve: give --model DIR (a folder written by `deepinsight run`)");
         }
@@ -152,7 +171,12 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let addr = listener.local_addr()?;
-        let app = http::router(state.clone(), config.max_body_bytes);
+        let app = http::router(
+            state.clone(),
+            config.max_body_bytes,
+            config.connections.body_timeout(),
+        );
+        let limits = config.connections.clone();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let shutdown_state = state.clone();
         let task = tokio::spawn(async move {
@@ -164,10 +188,7 @@ impl Server {
                     model.close();
                 }
             };
-            axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-                .context("the HTTP server failed")?;
+            listen::serve(listener, app, &limits, signal).await;
             for model in state.models.values() {
                 model.shutdown().await;
             }

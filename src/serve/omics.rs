@@ -104,8 +104,10 @@ pub struct SampleInput<'a> {
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest<'a> {
     /// Needed when the server holds more than one model.
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
     pub model: Option<String>,
     #[serde(borrow)]
+    #[schema(min_items = 1, max_items = 4096)]
     pub samples: Vec<SampleInput<'a>>,
     /// Impute missing features (absent or null) with the training median instead of refusing.
     #[serde(default)]
@@ -114,6 +116,7 @@ pub struct PredictRequest<'a> {
     #[serde(default)]
     pub ignore_unknown: bool,
     /// 1 = most urgent; defaults to the lowest level.
+    #[schema(minimum = 1)]
     pub priority: Option<u8>,
     /// Deadline in milliseconds from arrival; past it the answer is 504.
     pub timeout_ms: Option<u64>,

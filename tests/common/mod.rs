@@ -113,23 +113,23 @@ pub fn bundled_pipeline(head: &str, stages: &str) -> String {
     )
 }
 
-/// The Python the tests run helpers with, if it can import `modules`: the interpreter named
-/// in DEEPINSIGHT_NOTEBOOK_PYTHON (`.ci/run` sets it from scripts/setup-notebooks.sh; with it
-/// set, a Python without the modules is an error), else `python3` when it has them, else None
-/// (the caller says it skipped).
-pub fn test_python(modules: &str) -> Option<PathBuf> {
-    let required = std::env::var_os("DEEPINSIGHT_NOTEBOOK_PYTHON").map(PathBuf::from);
-    let candidate = required.clone().unwrap_or_else(|| PathBuf::from("python3"));
+/// The Python the tests run helpers with, which must import `modules`: the interpreter named
+/// in DEEPINSIGHT_NOTEBOOK_PYTHON (scripts/test sets it from scripts/setup-notebooks.sh), else
+/// `python3`. A Python without them fails the test with the command that installs them: a
+/// test never passes by skipping.
+pub fn test_python(modules: &str) -> PathBuf {
+    let named = std::env::var_os("DEEPINSIGHT_NOTEBOOK_PYTHON").map(PathBuf::from);
+    let candidate = named.clone().unwrap_or_else(|| PathBuf::from("python3"));
     let ok = Command::new(&candidate)
         .args(["-c", &format!("import {modules}")])
         .status()
         .is_ok_and(|s| s.success());
-    match (ok, required) {
-        (true, _) => Some(candidate),
-        (false, Some(p)) => panic!(
-            "DEEPINSIGHT_NOTEBOOK_PYTHON={} cannot import {modules} (run scripts/setup-notebooks.sh)",
-            p.display()
-        ),
-        (false, None) => None,
-    }
+    assert!(
+        ok,
+        "{} cannot import {modules}: run the tests with scripts/test, which installs them \
+         (or run scripts/setup-notebooks.sh and set DEEPINSIGHT_NOTEBOOK_PYTHON to the Python \
+         it prints)",
+        candidate.display()
+    );
+    candidate
 }

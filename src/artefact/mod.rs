@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
+pub mod guard;
+
 /// Writes `bytes` to `path` through a temporary file in the same folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
@@ -81,28 +83,39 @@ impl StagedDir {
     }
 
     /// Moves the staged folder to its final name, replacing an earlier run of the same name.
+    /// On failure the staged folder is removed and the earlier run stays in place.
     pub fn commit(mut self) -> Result<PathBuf> {
         let staging = self.staging.take().expect("committed once").keep();
-        if self.target.exists() {
-            let old = self
-                .target
-                .with_extension(format!("old-{}", std::process::id()));
-            std::fs::rename(&self.target, &old).with_context(|| {
-                format!("cannot move the previous {} aside", self.target.display())
-            })?;
-            if let Err(e) = std::fs::rename(&staging, &self.target) {
-                // Put the previous run back rather than leave no run at all.
-                let _ = std::fs::rename(&old, &self.target);
-                return Err(e)
-                    .with_context(|| format!("cannot rename into {}", self.target.display()));
-            }
-            std::fs::remove_dir_all(&old)
-                .with_context(|| format!("cannot remove the previous run {}", old.display()))?;
-        } else {
-            std::fs::rename(&staging, &self.target)
-                .with_context(|| format!("cannot rename into {}", self.target.display()))?;
+        let moved = self.swap_in(&staging);
+        if moved.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
         }
+        moved?;
         Ok(self.target.clone())
+    }
+
+    fn swap_in(&self, staging: &Path) -> Result<()> {
+        if !self.target.exists() {
+            return std::fs::rename(staging, &self.target)
+                .with_context(|| format!("cannot rename into {}", self.target.display()));
+        }
+        let name = self
+            .target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("run");
+        let old = self
+            .target
+            .with_file_name(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(&self.target, &old)
+            .with_context(|| format!("cannot move the previous {} aside", self.target.display()))?;
+        if let Err(e) = std::fs::rename(staging, &self.target) {
+            // Put the previous run back rather than leave no run at all.
+            let _ = std::fs::rename(&old, &self.target);
+            return Err(e).with_context(|| format!("cannot rename into {}", self.target.display()));
+        }
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove the previous run {}", old.display()))
     }
 }
 
