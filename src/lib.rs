@@ -36,6 +36,7 @@ pub mod omics;
 pub mod onnxrt;
 pub mod pipeline;
 pub mod predictions;
+pub mod progress;
 pub mod render;
 pub mod score;
 pub mod select;

@@ -379,6 +379,11 @@ fn main() -> ExitCode {
 }
 
 fn execute(command: Command) -> Result<()> {
+    // Long work prints a line per epoch, stage, part or batch when stdout is not a terminal;
+    // the benchmarks' stdout is their table.
+    if !matches!(command, Command::Bench { .. } | Command::Serve { .. }) {
+        deepinsight::progress::enable();
+    }
     match command {
         Command::Run { pipeline } => {
             let config = PipelineConfig::from_file(&pipeline)?;

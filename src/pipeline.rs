@@ -70,6 +70,7 @@ impl Stages {
         spinner.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(stage = name, seconds, "stage done");
+        crate::progress::line(format_args!("stage {name}: {seconds:.2} s"));
         self.times.push((name.to_string(), seconds));
         out
     }

@@ -224,6 +224,11 @@ fn an_interrupted_job_resumes_and_a_finished_one_is_skipped() {
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(first.status.success(), "{}", common::stderr(&first));
     assert!(stdout.contains("stopped after 2 part(s)"), "{stdout}");
+    // Without a terminal, a line per part as it is written.
+    assert!(
+        stdout.contains("part 1/6 scored: ") && stdout.contains("part 2/6 scored: "),
+        "{stdout}"
+    );
     assert!(
         !dir.path().join("out.parquet").exists(),
         "no output before the job is complete"

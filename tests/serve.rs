@@ -657,9 +657,26 @@ async fn optimize_model_runs_the_export_as_a_job_with_a_history() {
     server.shutdown().await.unwrap();
 }
 
+/// The address a `deepinsight serve` child prints first, and the rest of its output lines.
+fn listening_on(
+    child: &mut std::process::Child,
+) -> (
+    std::net::SocketAddr,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .parse()
+        .unwrap();
+    (addr, lines)
+}
+
 #[test]
 fn sigterm_drains_the_queue_and_exits_0() {
-    use std::io::{BufRead, BufReader};
     let dir = model_dir();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deepinsight"))
         .args(["serve", "--addr", "127.0.0.1:0", "--max-batch-size", "64"])
@@ -668,13 +685,7 @@ fn sigterm_drains_the_queue_and_exits_0() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr: std::net::SocketAddr = first
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .parse()
-        .unwrap();
+    let (addr, mut lines) = listening_on(&mut child);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let start = Instant::now();
     let waiting: Vec<_> = (0..3)
@@ -1087,7 +1098,7 @@ async fn slow_and_idle_clients_are_dropped_while_others_are_served() {
 
 #[test]
 fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let dir = model_dir();
     let mut child = std::process::Command::new("sh")
         .arg("-c")
@@ -1101,13 +1112,7 @@ fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr: std::net::SocketAddr = first
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .parse()
-        .unwrap();
+    let (addr, _) = listening_on(&mut child);
     // More idle connections than the server has descriptors for.
     let idle: Vec<_> = (0..150)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())

@@ -225,6 +225,12 @@ fn maps_with_progress(
         out.probabilities.extend(part.probabilities);
         out.targets.extend(part.targets);
         bar.inc((end - start) as u64);
+        crate::progress::line(format_args!(
+            "{:?} maps: {end}/{} samples, {:.1} s",
+            options.method,
+            targets.len(),
+            bar.elapsed().as_secs_f64()
+        ));
     }
     bar.finish_and_clear();
     tracing::info!(samples = targets.len(), method = ?options.method, seconds = bar.elapsed().as_secs_f64(), "maps computed");

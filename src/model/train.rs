@@ -445,6 +445,17 @@ pub fn train(
             frozen,
             seconds: started.elapsed().as_secs_f64(),
         };
+        crate::progress::line(format_args!(
+            "epoch {epoch}/{}: train loss {:.4}, validation loss {:.4}, accuracy {:.3}, balanced \
+             accuracy {:.3}, macro-F1 {:.3}, {:.1} s",
+            options.epochs,
+            stats.train_loss,
+            stats.valid_loss,
+            stats.valid_accuracy,
+            stats.valid_balanced_accuracy,
+            stats.valid_macro_f1,
+            stats.seconds
+        ));
         tracing::info!(
             epoch,
             train_loss = stats.train_loss,

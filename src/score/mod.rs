@@ -257,8 +257,6 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
     }
 
     let mut records = prepare_parts(&parts_dir, &job, &job_id, options.resume)?;
-    // A folder this invocation made is removed again if it fails before its first part.
-    let made_here = records.iter().all(Option::is_none);
     let scored = score_parts(
         options,
         &bundle,
@@ -271,7 +269,9 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
         &mut clock,
     );
     if let Err(e) = scored {
-        if made_here && records.iter().all(Option::is_none) {
+        // A parts folder with no sound part holds nothing to resume: an early error (a bad
+        // input, a duplicate sample) leaves no folder behind.
+        if records.iter().all(Option::is_none) {
             let _ = std::fs::remove_dir_all(&parts_dir);
         }
         return Err(e);
@@ -362,6 +362,14 @@ fn score_parts(
         records[b] = Some(record);
         clock.lap("write");
         summary.parts_scored += 1;
+        crate::progress::line(format_args!(
+            "part {}/{} scored: {} samples ({} scored), {:.1} s",
+            b + 1,
+            records.len(),
+            records[b].as_ref().map_or(0, |r| r.rows),
+            records[b].as_ref().map_or(0, |r| r.counts.scored),
+            bar.elapsed().as_secs_f64()
+        ));
         scored_rows += spilled.bucket_rows[b];
         bar.set_position(scored_rows);
     }
