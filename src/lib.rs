@@ -28,6 +28,7 @@ pub mod bench;
 pub mod config;
 pub mod explain;
 pub mod export;
+pub mod init;
 pub mod layout;
 pub mod manifest;
 pub mod mapping;

@@ -127,6 +127,23 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         rounds: usize,
     },
+    /// Write a starter pipeline file for your own tables into DIR/pipeline.toml: modalities
+    /// from --input, feature counts read from the files, the image size fitted to them, the
+    /// sample-id and label columns checked, every key commented.
+    Init {
+        /// Folder for pipeline.toml (created if needed); runs go to DIR/models.
+        dir: PathBuf,
+        /// The table with each sample's class.
+        #[arg(long)]
+        label_table: PathBuf,
+        /// MODALITY=FILE, once per modality (Parquet, CSV or TSV).
+        #[arg(long = "input", value_parser = parse_input, required = true)]
+        inputs: Vec<(String, String)>,
+        #[arg(long, default_value = "sample_id")]
+        sample_id_column: String,
+        #[arg(long, default_value = "label")]
+        label_column: String,
+    },
     /// Generate the synthetic multi-omics cohort (exactly reproducible from the seed).
     Synth {
         #[arg(long, default_value_t = 7)]
@@ -541,6 +558,40 @@ fn execute(command: Command) -> Result<()> {
                     );
                 }
             }
+        }
+        Command::Init {
+            dir,
+            label_table,
+            inputs,
+            sample_id_column,
+            label_column,
+        } => {
+            let s = deepinsight::init::run(&deepinsight::init::InitOptions {
+                dir,
+                labels: label_table,
+                inputs: inputs
+                    .into_iter()
+                    .map(|(m, p)| (m, PathBuf::from(p)))
+                    .collect(),
+                sample_id_column,
+                label_column,
+            })?;
+            let features: Vec<String> =
+                s.features.iter().map(|(m, n)| format!("{m} {n}")).collect();
+            let classes: Vec<String> = s.classes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            deepinsight::outln!("wrote {}", s.file.display());
+            deepinsight::outln!(
+                "{} samples in every table with a label; classes: {}",
+                s.samples,
+                classes.join(", ")
+            );
+            deepinsight::outln!(
+                "features: {}; images {side}x{side}; test split {}",
+                features.join(", "),
+                s.test_fraction,
+                side = s.image_side
+            );
+            deepinsight::outln!("next: deepinsight run {}", s.file.display());
         }
         Command::Synth {
             seed,
