@@ -1052,14 +1052,35 @@ fn print_summary(s: &RunSummary) {
     if let Some(epoch) = s.stopped_early {
         deepinsight::outln!("early stop after epoch {epoch}: no better validation score");
     }
+    // The validation samples chose the kept epoch, so their metrics flatter the model; the
+    // test split (train.test_fraction) played no part in any choice.
     print_metrics(
-        &format!("validation (best epoch {})", s.best_epoch),
+        &format!(
+            "validation (best epoch {} of {}, chosen on these samples: optimistic)",
+            s.best_epoch, s.epochs_run
+        ),
         &s.metrics,
     );
+    let b = &s.baseline;
+    let majority = &s.classes[b.class];
+    print_metrics(
+        &format!("  trivial baseline, always '{majority}' (most common in training), validation"),
+        &b.validation,
+    );
     if let Some(m) = &s.test_metrics {
-        print_metrics(&format!("test ({} samples)", s.test), m);
+        print_metrics(
+            &format!("test ({} samples, held out from every choice)", s.test),
+            m,
+        );
     }
-    deepinsight::outln!("chance accuracy: {:.3}", 1.0 / s.classes.len() as f64);
+    if let Some(m) = &b.test {
+        print_metrics(&format!("  trivial baseline, always '{majority}', test"), m);
+    }
+    if s.test_metrics.is_none() {
+        deepinsight::outln!(
+            "no test split: set train.test_fraction (e.g. 0.2) for metrics on samples that chose nothing"
+        );
+    }
     deepinsight::outln!(
         "{:<12} {:>8} {:>7} {:>9} {:>8} {:>7} {:>10}",
         "channel",

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::PipelineConfig;
 use crate::layout::LayoutReport;
 use crate::model::Metrics;
+use crate::model::metrics::MajorityBaseline;
 use crate::model::pretrained::PretrainedReport;
 use crate::model::train::EpochStats;
 use crate::omics::DroppedSample;
@@ -80,6 +81,9 @@ pub struct Manifest {
     /// Metrics of the kept model on the test split (with `train.test_fraction` > 0).
     #[serde(default)]
     pub test_metrics: Option<Metrics>,
+    /// The trivial baseline on the same splits: the most common training class, always.
+    #[serde(default)]
+    pub baseline: Option<MajorityBaseline>,
     pub stage_seconds: BTreeMap<String, f64>,
     /// sha256 of every other file of the run.
     pub files: BTreeMap<String, String>,

@@ -18,6 +18,7 @@ use crate::config::{Arrange, PipelineConfig};
 use crate::layout::{Layout, LayoutReport};
 use crate::manifest::{self, FeatureEntry, InputFile, Manifest, ModelSummary, SampleCounts};
 use crate::mapping;
+use crate::model::metrics::MajorityBaseline;
 use crate::model::train::{Augment, ImageSet, TrainOptions, balanced_class_weights, predict_proba};
 use crate::model::{self, Metrics, ResNetConfig, split};
 use crate::omics::{self, DroppedSample};
@@ -41,6 +42,10 @@ pub struct RunSummary {
     pub best_epoch: usize,
     pub metrics: Metrics,
     pub test_metrics: Option<Metrics>,
+    /// The majority class, scored on the same splits.
+    pub baseline: MajorityBaseline,
+    /// Epochs the kept one was chosen from (on the validation samples).
+    pub epochs_run: usize,
     pub stopped_early: Option<usize>,
     pub resumed_from: Option<usize>,
     pub layout: Vec<LayoutReport>,
@@ -236,6 +241,15 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         model::train::evaluate(&trained.model, set, options.batch_size, &device).metrics
     });
 
+    let labels_of =
+        |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&r| cohort.labels[r]).collect() };
+    let baseline = MajorityBaseline::new(
+        &labels_of(&train_rows),
+        &labels_of(&valid_rows),
+        &labels_of(&splits.test),
+        cohort.classes.len(),
+    );
+
     // The manifest records the stages before writing; the write itself is timed in the summary.
     let stage_seconds: BTreeMap<String, f64> = stages.times.iter().cloned().collect();
     let run_dir = stages.run("write", || {
@@ -365,6 +379,7 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             },
             metrics: trained.metrics.clone(),
             test_metrics: test_metrics.clone(),
+            baseline: Some(baseline.clone()),
             stage_seconds,
             files: files.clone(),
         };
@@ -393,6 +408,8 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         best_epoch: trained.best_epoch,
         metrics: trained.metrics,
         test_metrics,
+        baseline,
+        epochs_run: trained.history.len(),
         stopped_early: trained.stopped_early,
         resumed_from: trained.resumed_from,
         layout: layout.report(),
