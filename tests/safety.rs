@@ -242,10 +242,12 @@ fn model_copy(into: &Path) -> PathBuf {
     dir
 }
 
-fn predict_with(model: &Path) -> std::process::Output {
+/// `predict` with `model` on the small cohort, its `a` table replaced by `a_table` if given.
+fn predict_with(model: &Path, a_table: Option<&Path>) -> std::process::Output {
     let cohort = self::model().parent().unwrap().parent().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let a = format!("a={}", cohort.join("a.csv").display());
+    let a_table = a_table.map_or(cohort.join("a.csv"), Path::to_path_buf);
+    let a = format!("a={}", a_table.display());
     let b = format!("b={}", cohort.join("b.csv").display());
     let output = out.path().join("p.csv").display().to_string();
     let model = model.display().to_string();
@@ -269,7 +271,7 @@ fn a_run_whose_manifest_lost_a_file_or_whose_record_is_damaged_is_refused_by_nam
         .unwrap()
         .remove("model.bpk");
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
-    let out = predict_with(&run);
+    let out = predict_with(&run, None);
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(
@@ -283,7 +285,7 @@ fn a_run_whose_manifest_lost_a_file_or_whose_record_is_damaged_is_refused_by_nam
     let mut manifest: serde_json::Value = serde_json::from_slice(&original).unwrap();
     manifest["files"]["model.bpk"] = deepinsight::artefact::sha256_hex(&garbage).into();
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
-    let out = predict_with(&run);
+    let out = predict_with(&run, None);
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(
@@ -311,16 +313,7 @@ fn values_far_outside_the_training_range_are_counted_in_a_warning() {
         })
         .collect();
     std::fs::write(tmp.path().join("a.csv"), scaled.join("\n") + "\n").unwrap();
-    let a = format!("a={}", tmp.path().join("a.csv").display());
-    let b = format!("b={}", cohort.join("b.csv").display());
-    let output = tmp.path().join("p.csv").display().to_string();
-    let model = model().display().to_string();
-    let out = deepinsight(
-        tmp.path(),
-        &[
-            "predict", "--model", &model, "--output", &output, "--input", &a, "--input", &b,
-        ],
-    );
+    let out = predict_with(model(), Some(&tmp.path().join("a.csv")));
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(

@@ -283,6 +283,14 @@ fn an_interrupted_job_resumes_and_a_finished_one_is_skipped() {
     assert_eq!(modified, after, "a complete output is left alone");
 }
 
+/// The bundled microbiome table with its first sample twice, written as Parquet in `dir`.
+fn doubled_sample(dir: &Path) -> PathBuf {
+    edited(dir, "microbiome", |f| {
+        let head = f.head(Some(1));
+        f.vstack(&head).unwrap()
+    })
+}
+
 /// The bundled table of `modality` with `edit` applied, written as Parquet in `dir`.
 fn edited(dir: &Path, modality: &str, edit: impl Fn(DataFrame) -> DataFrame) -> PathBuf {
     let source = common::root().join(format!("data/{modality}.parquet"));
@@ -397,10 +405,7 @@ fn bad_rows_follow_the_chosen_policy() {
     );
 
     // A sample twice in one modality is an error naming it.
-    let doubled = edited(dir.path(), "microbiome", |f| {
-        let head = f.head(Some(1));
-        f.vstack(&head).unwrap()
-    });
+    let doubled = doubled_sample(dir.path());
     let twice = score_with(
         dir.path(),
         &model,
@@ -580,10 +585,7 @@ fn an_output_over_an_input_or_a_folder_is_refused_before_any_work() {
 
     // An error after the checks (a sample twice in one input) leaves no parts folder either;
     // a scores file the tool wrote may be written again.
-    let doubled = edited(dir.path(), "microbiome", |f| {
-        let head = f.head(Some(1));
-        f.vstack(&head).unwrap()
-    });
+    let doubled = doubled_sample(dir.path());
     let out = score_with(
         dir.path(),
         &model,

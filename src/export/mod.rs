@@ -271,9 +271,7 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
         match target {
             Target::Batch => {
                 let (form, bytes) = int8::export(&bundle, &checking)?;
-                if report.keep(form) {
-                    artefact::write_atomic(&bundle.dir.join(int8::FILE), &bytes)?;
-                }
+                report.keep_and_write(&bundle.dir, form, &bytes)?;
             }
             Target::Server => server::export(&bundle, &checking, &mut report)?,
             Target::Mobile => report
@@ -310,6 +308,21 @@ impl ExportReport {
             self.rejected.push(form);
         }
         passed
+    }
+
+    /// `keep`, then writes the form's file into `dir` when it passed.
+    pub(crate) fn keep_and_write(
+        &mut self,
+        dir: &Path,
+        form: FormatReport,
+        bytes: &[u8],
+    ) -> Result<bool> {
+        let file = dir.join(&form.file);
+        let passed = self.keep(form);
+        if passed {
+            artefact::write_atomic(&file, bytes)?;
+        }
+        Ok(passed)
     }
 }
 

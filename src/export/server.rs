@@ -37,18 +37,20 @@ pub(crate) fn export(
     let fp16 = onnx_fp16::convert(&fp32)?;
     onnx::check_structure(&fp16, shape, classes)?;
     let runtime = onnxrt::ensure_loaded();
+    // Each form written (file, sha256) for the TensorRT plan; None when rejected.
     let mut written = Vec::new();
     for (format, file, bytes) in [("onnx", FILE, &fp32), ("onnx-fp16", onnx_fp16::FILE, &fp16)] {
         let passed = match &runtime {
             Ok(()) => {
                 let model = OnnxClassifier::load(bytes, shape, classes, 0)?;
-                report.keep(measure(
+                let form = measure(
                     reference,
                     (format, Target::Server, "onnxruntime"),
                     file,
                     bytes,
                     |images, n| model.predict(images, n),
-                )?)
+                )?;
+                report.keep_and_write(&bundle.dir, form, bytes)?
             }
             Err(e) => {
                 tracing::warn!("{e}: {file} is checked for its structure only");
@@ -59,24 +61,16 @@ pub(crate) fn export(
                     format: format!("{format} (ONNX Runtime check)"),
                     reason: e.to_string(),
                 });
+                artefact::write_atomic(&bundle.dir.join(file), bytes)?;
                 true
             }
         };
-        if passed {
-            artefact::write_atomic(&bundle.dir.join(file), bytes)?;
-            tracing::info!(bytes = bytes.len(), "{file} written");
-            written.push((file, artefact::sha256_hex(bytes)));
-        }
+        written.push(passed.then(|| (file.to_string(), artefact::sha256_hex(bytes))));
     }
-    let named = |name: &str| {
-        written
-            .iter()
-            .find(|(file, _)| *file == name)
-            .map(|(file, sha)| (file.to_string(), sha.clone()))
-    };
+    let [fp32_file, fp16_file] = <[_; 2]>::try_from(written).expect("two forms");
     let mut files = OnnxFiles {
-        fp32: named(FILE),
-        fp16: named(onnx_fp16::FILE),
+        fp32: fp32_file,
+        fp16: fp16_file,
         int8: None,
     };
     match runtime.and_then(|()| onnx_int8::tooling()) {
@@ -162,11 +156,8 @@ fn int8(
             bytes,
             |images, n| model.predict(images, n),
         )?;
-        if report.keep(form) {
-            artefact::write_atomic(&bundle.dir.join(file), bytes)?;
-            if file == onnx_int8::TENSORRT_FILE {
-                tensorrt = Some((file.to_string(), artefact::sha256_hex(bytes)));
-            }
+        if report.keep_and_write(&bundle.dir, form, bytes)? && file == onnx_int8::TENSORRT_FILE {
+            tensorrt = Some((file.to_string(), artefact::sha256_hex(bytes)));
         }
     }
     Ok(tensorrt)

@@ -136,27 +136,41 @@ impl Normaliser {
     /// How many values (missing ones aside) lie more than one training range beyond it:
     /// normalised below -1 or above 2 before clipping (for norm-2, in its log scale).
     pub fn far_outside(&self, raw: ArrayView2<f32>) -> usize {
-        let far = |u: f32| !(-1.0..=2.0).contains(&u);
-        let mut count = 0;
-        for row in raw.rows() {
-            for (j, &x) in row.iter().enumerate() {
-                if x.is_nan() {
-                    continue;
+        // The limits in raw units, once per feature: batch scoring calls this on every
+        // bucket, so the values are compared, not transformed.
+        let limits: Vec<(f64, f64)> = (0..self.mins.len()).map(|j| self.raw_limits(j)).collect();
+        raw.rows()
+            .into_iter()
+            .flat_map(|row| row.into_iter().zip(&limits))
+            .filter(|&(&x, &(lo, hi))| !x.is_nan() && !(lo..=hi).contains(&f64::from(x)))
+            .count()
+    }
+
+    /// The raw values of feature `j` that normalise (before clipping) to -1 and 2.
+    fn raw_limits(&self, j: usize) -> (f64, f64) {
+        let min = f64::from(self.mins[j]);
+        match self.method {
+            NormMethod::Norm1 => {
+                let max = f64::from(self.maxs[j]);
+                let range = max - min;
+                if range > 0.0 {
+                    (min - range, max + range)
+                } else {
+                    (f64::NEG_INFINITY, f64::INFINITY)
                 }
-                count += usize::from(match self.method {
-                    NormMethod::Norm1 => {
-                        let (lo, hi) = (self.mins[j], self.maxs[j]);
-                        hi > lo && far((x - lo) / (hi - lo))
-                    }
-                    NormMethod::Norm2 => {
-                        let shifted = x + self.mins[j].abs() + 1.0;
-                        shifted <= 0.0
-                            || (self.global_max > 0.0 && far(shifted.ln() / self.global_max))
-                    }
-                });
+            }
+            NormMethod::Norm2 => {
+                // log(x + |min| + 1) / top lies in [-1, 2] for x + |min| + 1 in
+                // [e^-top, e^2top]; undefined below 0, which counts as far below.
+                let shift = min.abs() + 1.0;
+                let top = f64::from(self.global_max);
+                if top > 0.0 {
+                    ((-top).exp() - shift, (2.0 * top).exp() - shift)
+                } else {
+                    (-shift, f64::INFINITY)
+                }
             }
         }
-        count
     }
 
     /// Keeps the statistics of the given features only, in that order.

@@ -350,9 +350,10 @@ fn score_parts(
         let scored = score_rows(bundle, rows, options.batch_size, &bar, clock, &mut counts)?;
         let batch = output::batch(&scored, bundle.classes(), &bundle.model_sha256)?;
         let bytes = output::part_bytes(&batch, &part_identity(job_id, b))?;
+        let (rows, scored) = (batch.num_rows(), counts.scored);
         let record = PartRecord {
             bucket: b,
-            rows: batch.num_rows(),
+            rows,
             sha256: crate::artefact::sha256_hex(&bytes),
             counts,
         };
@@ -363,11 +364,9 @@ fn score_parts(
         clock.lap("write");
         summary.parts_scored += 1;
         crate::progress::line(format_args!(
-            "part {}/{} scored: {} samples ({} scored), {:.1} s",
+            "part {}/{} scored: {rows} samples ({scored} scored), {:.1} s",
             b + 1,
             records.len(),
-            records[b].as_ref().map_or(0, |r| r.rows),
-            records[b].as_ref().map_or(0, |r| r.counts.scored),
             bar.elapsed().as_secs_f64()
         ));
         scored_rows += spilled.bucket_rows[b];
