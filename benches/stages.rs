@@ -6,12 +6,12 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use deepinsight::PipelineConfig;
-use deepinsight::config::{ChannelMode, Collisions, EmbedMethod, LayoutConfig};
+use deepinsight::config::{ChannelMode, Collisions, EmbedMethod, LayoutSettings};
 use deepinsight::layout::Layout;
 use deepinsight::omics::{Cohort, Modality};
 use deepinsight::render::RenderPlan;
 use deepinsight::select::FeatureSpace;
-use deepinsight::serve::omics::PredictRequest;
+use deepinsight::serve::preprocess::PredictRequest;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -40,15 +40,17 @@ fn stages(c: &mut Criterion) {
     let data = cohort(300, 3000);
     let train: Vec<usize> = (0..240).collect();
     c.bench_function("select: fit 300 x 3000 -> 1000", |b| {
-        b.iter(|| FeatureSpace::fit(black_box(&data), &train, &config).unwrap())
+        b.iter(|| {
+            FeatureSpace::fit(black_box(&data), &train, &config.select, &config.normalise).unwrap()
+        })
     });
-    let space = FeatureSpace::fit(&data, &train, &config).unwrap();
+    let space = FeatureSpace::fit(&data, &train, &config.select, &config.normalise).unwrap();
     let values = space.transform(&data).unwrap();
     let groups = vec![("m".to_string(), (0..1000).collect::<Vec<_>>())];
-    let pca = LayoutConfig {
+    let pca = LayoutSettings {
         method: EmbedMethod::Pca,
         mode: ChannelMode::Shared,
-        ..LayoutConfig::default()
+        ..LayoutSettings::default()
     };
     c.bench_function("layout: PCA fit 1000 features, 224x224", |b| {
         b.iter(|| {
@@ -62,7 +64,7 @@ fn stages(c: &mut Criterion) {
             .unwrap()
         })
     });
-    let tsne = LayoutConfig {
+    let tsne = LayoutSettings {
         method: EmbedMethod::Tsne,
         ..pca.clone()
     };
@@ -78,7 +80,7 @@ fn stages(c: &mut Criterion) {
             .unwrap()
         })
     });
-    let assign = LayoutConfig {
+    let assign = LayoutSettings {
         collisions: Collisions::Assign,
         ..pca.clone()
     };

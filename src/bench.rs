@@ -17,7 +17,7 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
-use crate::config::{Collisions, EmbedMethod, LayoutConfig};
+use crate::config::{Collisions, EmbedMethod, LayoutSettings};
 use crate::layout::{Layout, grid};
 use crate::render::RenderPlan;
 
@@ -25,9 +25,9 @@ pub struct Row {
     pub case: String,
     pub seconds: f64,
     pub peak_mb: Option<f64>,
-    /// Target of the layout issue, in seconds.
+    /// The target time, in seconds (docs/layout.md).
     pub target: Option<f64>,
-    /// pyDeepInsight 0.2.3, one thread, measured on this 2-core machine (FIELD-NOTES).
+    /// pyDeepInsight 0.2.3, one thread, measured on this 2-core machine (docs/layout.md).
     pub reference: Option<f64>,
 }
 
@@ -145,10 +145,10 @@ pub fn layout(quick: bool, only: Option<&str>) -> Result<Vec<Row>> {
         for (method, (target, reference)) in
             [(EmbedMethod::Pca, case.pca), (EmbedMethod::Tsne, case.tsne)]
         {
-            let config = LayoutConfig {
+            let config = LayoutSettings {
                 method,
                 mode: crate::config::ChannelMode::Shared,
-                ..LayoutConfig::default()
+                ..LayoutSettings::default()
             };
             let case = format!("{method:?} fit {samples} x {features}").to_lowercase();
             if !wanted(&case) {
@@ -217,10 +217,10 @@ pub fn layout(quick: bool, only: Option<&str>) -> Result<Vec<Row>> {
     let features = if quick { 400 } else { 5000 };
     let x = synthetic(if quick { 50 } else { 1000 }, features, 2);
     let (groups, names) = one_modality(features);
-    let config = LayoutConfig {
+    let config = LayoutSettings {
         method: EmbedMethod::Pca,
         mode: crate::config::ChannelMode::Shared,
-        ..LayoutConfig::default()
+        ..LayoutSettings::default()
     };
     let layout = Layout::fit(x.view(), &groups, &names, &config, 1)?;
     let plan = RenderPlan::new(&layout);

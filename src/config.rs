@@ -1,508 +1,58 @@
-//! The pipeline file: one TOML document that names the inputs and sets every stage.
+//! The pipeline file: one TOML document that names the inputs and sets every stage. Each
+//! section is the settings struct of the stage that uses it; this file only composes them and
+//! checks what crosses sections.
 //!
-//! Unknown keys are rejected (`deny_unknown_fields`) so that a typo such as `epoch = 3`
-//! fails loudly instead of silently training with the default.
+//! Unknown keys are rejected when a pipeline file is read, so that a typo such as `epoch = 3`
+//! fails loudly instead of silently training with the default. The structs themselves accept
+//! unknown keys, so a run folder whose manifest names a key a later release dropped still opens.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::schedule::ScheduleKind;
+pub use crate::crossval::settings::{Baseline, EvaluateSettings};
+pub use crate::layout::settings::{
+    Arrange, ChannelMode, ChannelOverride, Collisions, EmbedMethod, LayoutSettings, Metric,
+    TsneInit,
+};
+pub use crate::model::settings::{
+    ClassWeights, ModelSettings, Monitor, OptimizerKind, ScheduleKind, TrainSettings,
+};
+pub use crate::omics::settings::{DataSettings, Infinite, NormMethod, NormaliseSettings};
+pub use crate::select::settings::{FeatureScore, PathwaySettings, SelectSettings};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct PipelineConfig {
     /// Run name: artefacts go to `<output_dir>/<name>/`.
     pub name: String,
-    #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
-    #[serde(default = "default_seed")]
     pub seed: u64,
-    pub data: DataConfig,
-    #[serde(default)]
-    pub normalise: NormaliseConfig,
-    #[serde(default)]
-    pub select: SelectConfig,
-    #[serde(default)]
-    pub layout: LayoutConfig,
-    #[serde(default)]
-    pub model: ModelConfig,
-    #[serde(default)]
-    pub train: TrainConfig,
+    pub data: DataSettings,
+    pub normalise: NormaliseSettings,
+    pub select: SelectSettings,
+    pub layout: LayoutSettings,
+    pub model: ModelSettings,
+    pub train: TrainSettings,
+    pub evaluate: EvaluateSettings,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// Modality name -> table path (Parquet, CSV or TSV, chosen by extension).
-    /// A BTreeMap keeps the modality (and so channel) order stable: alphabetical.
-    pub modalities: BTreeMap<String, PathBuf>,
-    /// Table holding the class of every sample.
-    pub labels: PathBuf,
-    #[serde(default = "default_sample_id")]
-    pub sample_id_column: String,
-    #[serde(default = "default_label_column")]
-    pub label_column: String,
-    /// What an infinite value (+-Inf) in a table means: an error naming it, or missing.
-    #[serde(default)]
-    pub infinite_values: Infinite,
-}
-
-/// What an infinite value in an input table means.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Infinite {
-    /// Stop with an error naming the file, column and sample: most often a division by zero
-    /// upstream that the user should see.
-    #[default]
-    Error,
-    /// Treat it as a missing value (imputed with the training median).
-    Missing,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub enum NormMethod {
-    /// Per-feature min-max to [0, 1].
-    #[serde(rename = "norm-1")]
-    Norm1,
-    /// log(x + |min| + 1) divided by the global maximum, per modality (DeepInsight's default).
-    #[default]
-    #[serde(rename = "norm-2")]
-    Norm2,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
-pub struct NormaliseConfig {
-    #[serde(default)]
-    pub method: NormMethod,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SelectConfig {
-    /// Keep at most this many features per modality, ranked by variance on training samples.
-    #[serde(default = "default_top_k")]
-    pub top_k: usize,
-    /// Per-modality overrides of `top_k`.
-    #[serde(default)]
-    pub top_k_per_modality: BTreeMap<String, usize>,
-    /// Pathway-grouped selection from GMT gene sets; replaces `top_k` when set.
-    #[serde(default)]
-    pub pathways: Option<PathwayConfig>,
-    /// A feature list (Parquet, CSV or TSV with columns `modality` and `feature`): only these
-    /// features are candidates, before `top_k` or pathways choose among them. `deepinsight
-    /// explain --refit` writes one from the features the model's class activation maps rank best.
-    #[serde(default)]
-    pub keep: Option<PathBuf>,
-}
-
-/// How features are ranked within a pathway, and pathways against each other.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum FeatureScore {
-    /// One-way ANOVA F statistic of the feature across classes, on training samples.
-    #[default]
-    Anova,
-    /// Variance of the normalised feature on training samples (unsupervised).
-    Variance,
-}
-
-/// `[select.pathways]`: gene sets from a GMT file, matched to features by name.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PathwayConfig {
-    /// GMT file (MSigDB/GSEA format): name, description, members, tab-separated.
-    pub gmt: PathBuf,
-    /// Match members to feature names ignoring case.
-    #[serde(default)]
-    pub case_insensitive: bool,
-    /// Optional ID-mapping table (Parquet, CSV or TSV): its first two columns (or `id_map_columns`)
-    /// are two names of one feature, e.g. Ensembl id and gene symbol; a member matches a
-    /// feature under either name.
-    #[serde(default)]
-    pub id_map: Option<PathBuf>,
-    #[serde(default)]
-    pub id_map_columns: Option<[String; 2]>,
-    /// Pathways with fewer matched (non-constant) features are left out.
-    #[serde(default = "default_min_members")]
-    pub min_members: usize,
-    /// Features kept per pathway, the best by `score`.
-    #[serde(default = "default_pathway_top_k")]
-    pub top_k: usize,
-    #[serde(default)]
-    pub score: FeatureScore,
-    /// Keep the best pathways by the mean score of their kept features; unset keeps all.
-    #[serde(default)]
-    pub top_pathways: Option<usize>,
-    /// Features in no pathway: keep the best this many as an "unassigned" group (0 drops them).
-    #[serde(default)]
-    pub unassigned: usize,
-}
-
-impl Default for SelectConfig {
+impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            top_k: default_top_k(),
-            top_k_per_modality: BTreeMap::new(),
-            pathways: None,
-            keep: None,
+            name: String::new(),
+            output_dir: PathBuf::from("models"),
+            seed: 42,
+            data: DataSettings::default(),
+            normalise: NormaliseSettings::default(),
+            select: SelectSettings::default(),
+            layout: LayoutSettings::default(),
+            model: ModelSettings::default(),
+            train: TrainSettings::default(),
+            evaluate: EvaluateSettings::default(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum EmbedMethod {
-    Pca,
-    /// Kernel PCA with an RBF kernel.
-    Kpca,
-    #[default]
-    Tsne,
-    /// Coordinates read from `layout.coordinates`.
-    Precomputed,
-}
-
-/// What happens when several features land on one pixel.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Collisions {
-    /// Each feature goes to the pixel its position falls in; features sharing a pixel are
-    /// averaged (pyDeepInsight's behaviour).
-    #[default]
-    Bin,
-    /// Each axis first replaced by its quantiles (ranks), which spreads crowded regions, then
-    /// binned.
-    Quantile,
-    /// One feature per pixel, with the least total squared displacement.
-    Assign,
-}
-
-/// Starting point of the t-SNE optimisation.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TsneInit {
-    /// First two principal components (scikit-learn's default): the same layout for any seed.
-    #[default]
-    Pca,
-    /// Gaussian noise drawn from the seed.
-    Random,
-}
-
-/// Distance between features for t-SNE.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Metric {
-    /// pyDeepInsight's default.
-    #[default]
-    Cosine,
-    /// Cosine of the centred profiles: features that rise and fall together.
-    Correlation,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ChannelMode {
-    /// One layout over all modalities, one image channel.
-    Shared,
-    /// One layout per modality, each in its own channel.
-    #[default]
-    Channels,
-}
-
-/// What decides where a feature goes.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Arrange {
-    /// One embedding of all the channel's features (DeepInsight).
-    #[default]
-    Embedding,
-    /// Each pathway of `select.pathways` gets one rectangular block (a treemap, area in
-    /// proportion to its features); its features are embedded inside the block.
-    Pathways,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LayoutConfig {
-    #[serde(default)]
-    pub method: EmbedMethod,
-    #[serde(default)]
-    pub mode: ChannelMode,
-    #[serde(default)]
-    pub arrange: Arrange,
-    #[serde(default = "default_image_size")]
-    pub height: usize,
-    #[serde(default = "default_image_size")]
-    pub width: usize,
-    #[serde(default = "default_perplexity")]
-    pub perplexity: f64,
-    #[serde(default = "default_tsne_iterations")]
-    pub iterations: usize,
-    #[serde(default)]
-    pub metric: Metric,
-    #[serde(default)]
-    pub collisions: Collisions,
-    /// t-SNE step size; unset means scikit-learn's "auto", max(features / 48, 50).
-    #[serde(default)]
-    pub learning_rate: Option<f64>,
-    #[serde(default)]
-    pub init: TsneInit,
-    /// RBF width of kernel PCA; unset means 1 / training samples (scikit-learn's default).
-    #[serde(default)]
-    pub gamma: Option<f64>,
-    /// Table of feature coordinates for `method = "precomputed"`: columns `feature`, `x`, `y`
-    /// and optionally `modality`.
-    #[serde(default)]
-    pub coordinates: Option<PathBuf>,
-    /// Seed of the layout; unset means the pipeline's seed.
-    #[serde(default)]
-    pub seed: Option<u64>,
-    /// Per-modality settings in `channels` mode, e.g. `[layout.modality.microbiome]`.
-    #[serde(default)]
-    pub modality: BTreeMap<String, ChannelOverride>,
-}
-
-/// Settings that may differ between channels.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelOverride {
-    pub method: Option<EmbedMethod>,
-    pub perplexity: Option<f64>,
-    pub metric: Option<Metric>,
-}
-
-impl LayoutConfig {
-    /// The settings of one modality's channel: the overrides of `[layout.modality.<name>]`
-    /// over the layout's own.
-    pub fn for_modality(&self, name: &str) -> LayoutConfig {
-        let mut out = self.clone();
-        if let Some(o) = self.modality.get(name) {
-            out.method = o.method.unwrap_or(self.method);
-            out.perplexity = o.perplexity.unwrap_or(self.perplexity);
-            out.metric = o.metric.unwrap_or(self.metric);
-        }
-        out
-    }
-}
-
-impl Default for LayoutConfig {
-    fn default() -> Self {
-        Self {
-            method: EmbedMethod::default(),
-            mode: ChannelMode::default(),
-            arrange: Arrange::default(),
-            height: default_image_size(),
-            width: default_image_size(),
-            perplexity: default_perplexity(),
-            iterations: default_tsne_iterations(),
-            metric: Metric::default(),
-            collisions: Collisions::default(),
-            learning_rate: None,
-            init: TsneInit::default(),
-            gamma: None,
-            coordinates: None,
-            seed: None,
-            modality: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Channels of the first stage; torchvision's ResNet18 uses 64. Smaller is faster.
-    #[serde(default = "default_width")]
-    pub width: usize,
-    /// `cpu` (Burn's flex backend) or `wgpu` (needs the `wgpu` cargo feature).
-    #[serde(default = "default_device")]
-    pub device: String,
-    /// torchvision-format ResNet18 weights to fine-tune from (`.pth`/`.pt` or `.safetensors`);
-    /// the classifier head is always replaced. Needs `width = 64`.
-    #[serde(default)]
-    pub pretrained: Option<PathBuf>,
-    /// Train only the head for this many epochs first (the backbone frozen).
-    #[serde(default)]
-    pub freeze_backbone_epochs: usize,
-    /// The backbone's learning rate is the head's times this (e.g. 0.1 when fine-tuning).
-    #[serde(default = "default_one")]
-    pub backbone_lr_factor: f64,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            width: default_width(),
-            device: default_device(),
-            pretrained: None,
-            freeze_backbone_epochs: 0,
-            backbone_lr_factor: 1.0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    #[default]
-    Adam,
-    /// Adam with decoupled weight decay (Loshchilov & Hutter).
-    AdamW,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ClassWeights {
-    #[default]
-    None,
-    /// n_samples / (n_classes * n_class) on the training samples, as scikit-learn's "balanced".
-    Balanced,
-}
-
-/// The validation metric that picks the best epoch and drives early stopping.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Monitor {
-    #[default]
-    MacroF1,
-    Accuracy,
-    BalancedAccuracy,
-    Auroc,
-    /// Validation cross-entropy; lower is better.
-    Loss,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    #[serde(default = "default_learning_rate")]
-    pub learning_rate: f64,
-    /// Fraction of samples held out for validation, stratified by class.
-    #[serde(default = "default_validation_fraction")]
-    pub validation_fraction: f64,
-    /// Fraction held out as a test set, scored once with the kept model (0: no test set).
-    #[serde(default)]
-    pub test_fraction: f64,
-    #[serde(default)]
-    pub optimizer: OptimizerKind,
-    #[serde(default)]
-    pub weight_decay: f64,
-    #[serde(default)]
-    pub schedule: ScheduleKind,
-    /// Epochs of linear learning-rate warm-up before the schedule.
-    #[serde(default)]
-    pub warmup_epochs: usize,
-    /// `schedule = "step"`: multiply the rate by `step_gamma` every `step_epochs` epochs.
-    #[serde(default = "default_step_epochs")]
-    pub step_epochs: usize,
-    #[serde(default = "default_step_gamma")]
-    pub step_gamma: f64,
-    #[serde(default)]
-    pub label_smoothing: f64,
-    #[serde(default)]
-    pub class_weights: ClassWeights,
-    #[serde(default)]
-    pub monitor: Monitor,
-    /// Stop after this many epochs without a better monitored metric (0: never stop early).
-    #[serde(default)]
-    pub early_stopping_patience: usize,
-    /// Augmentation: Gaussian noise of this standard deviation on the normalised feature
-    /// values before they are mapped to pixels (fresh every epoch). Flips and rotations are
-    /// not offered: they would move features to pixels that mean other features.
-    #[serde(default)]
-    pub feature_noise: f64,
-    /// CPU threads for training and inference (0: all cores).
-    #[serde(default)]
-    pub threads: usize,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            epochs: default_epochs(),
-            batch_size: default_batch_size(),
-            learning_rate: default_learning_rate(),
-            validation_fraction: default_validation_fraction(),
-            test_fraction: 0.0,
-            optimizer: OptimizerKind::default(),
-            weight_decay: 0.0,
-            schedule: ScheduleKind::default(),
-            warmup_epochs: 0,
-            step_epochs: default_step_epochs(),
-            step_gamma: default_step_gamma(),
-            label_smoothing: 0.0,
-            class_weights: ClassWeights::default(),
-            monitor: Monitor::default(),
-            early_stopping_patience: 0,
-            feature_noise: 0.0,
-            threads: 0,
-        }
-    }
-}
-
-fn default_one() -> f64 {
-    1.0
-}
-fn default_step_epochs() -> usize {
-    10
-}
-fn default_step_gamma() -> f64 {
-    0.1
-}
-
-fn default_output_dir() -> PathBuf {
-    PathBuf::from("models")
-}
-fn default_seed() -> u64 {
-    42
-}
-fn default_sample_id() -> String {
-    "sample_id".into()
-}
-fn default_label_column() -> String {
-    "label".into()
-}
-fn default_top_k() -> usize {
-    1000
-}
-fn default_min_members() -> usize {
-    5
-}
-fn default_pathway_top_k() -> usize {
-    10
-}
-fn default_image_size() -> usize {
-    224
-}
-fn default_perplexity() -> f64 {
-    30.0
-}
-fn default_tsne_iterations() -> usize {
-    1000
-}
-fn default_width() -> usize {
-    64
-}
-fn default_device() -> String {
-    "cpu".into()
-}
-fn default_epochs() -> usize {
-    10
-}
-fn default_batch_size() -> usize {
-    16
-}
-fn default_learning_rate() -> f64 {
-    1e-3
-}
-fn default_validation_fraction() -> f64 {
-    0.2
 }
 
 impl PipelineConfig {
@@ -514,13 +64,23 @@ impl PipelineConfig {
         Self::from_toml(&text).with_context(|| format!("invalid pipeline file {}", path.display()))
     }
 
+    /// Parses and checks a pipeline; a key no stage knows is an error naming it.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut unknown = Vec::new();
+        let document = toml::Deserializer::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config: Self = serde_ignored::deserialize(document, |path| {
+            unknown.push(path.to_string());
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(key) = unknown.first() {
+            bail!("{}", unknown_key(text, key));
+        }
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks every value (`from_toml` calls it; call it again after changing a field).
+    /// Checks every value (`from_toml` calls it; call it again after changing a field): each
+    /// section's own checks, then the ones that cross sections.
     pub fn validate(&self) -> Result<()> {
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
             bail!(
@@ -528,9 +88,8 @@ impl PipelineConfig {
                 self.name
             );
         }
-        if self.data.modalities.is_empty() {
-            bail!("data.modalities: at least one modality table is needed");
-        }
+        self.data.validate()?;
+        self.select.validate()?;
         for key in self.select.top_k_per_modality.keys() {
             if !self.data.modalities.contains_key(key) {
                 bail!(
@@ -538,126 +97,16 @@ impl PipelineConfig {
                 );
             }
         }
-        if let Some(p) = &self.select.pathways
-            && p.top_k == 0
-        {
-            bail!("select.pathways.top_k: must be at least 1");
-        }
-        if let Some(0) = self.select.pathways.as_ref().and_then(|p| p.top_pathways) {
-            bail!("select.pathways.top_pathways: must be at least 1 (leave it out to keep all)");
-        }
-        let l = &self.layout;
-        if l.arrange == Arrange::Pathways && self.select.pathways.is_none() {
+        if self.layout.arrange == Arrange::Pathways && self.select.pathways.is_none() {
             bail!(
                 "layout.arrange = \"pathways\" needs gene sets: add a [select.pathways] section with a gmt file"
             );
         }
-        if l.height < 8 || l.width < 8 {
-            bail!(
-                "layout.height/layout.width: images must be at least 8x8, got {}x{}",
-                l.height,
-                l.width
-            );
-        }
-        if l.perplexity.is_nan() || l.perplexity <= 0.0 {
-            bail!("layout.perplexity: must be positive, got {}", l.perplexity);
-        }
-        if let Some(rate) = l.learning_rate
-            && !(rate > 0.0 && rate.is_finite())
-        {
-            bail!("layout.learning_rate: must be positive, got {rate}");
-        }
-        if let Some(gamma) = l.gamma
-            && !(gamma > 0.0 && gamma.is_finite())
-        {
-            bail!("layout.gamma: must be positive, got {gamma}");
-        }
-        let precomputed = l.method == EmbedMethod::Precomputed
-            || l.modality
-                .values()
-                .any(|o| o.method == Some(EmbedMethod::Precomputed));
-        if precomputed && l.coordinates.is_none() {
-            bail!("layout.coordinates: method = \"precomputed\" needs a coordinates table");
-        }
-        for (key, o) in &l.modality {
-            if !self.data.modalities.contains_key(key) {
-                bail!("layout.modality.{key}: no modality of that name in data.modalities");
-            }
-            if l.mode == ChannelMode::Shared {
-                bail!("layout.modality.{key}: per-modality settings need mode = \"channels\"");
-            }
-            if let Some(p) = o.perplexity
-                && (p.is_nan() || p <= 0.0)
-            {
-                bail!("layout.modality.{key}.perplexity: must be positive, got {p}");
-            }
-        }
-        let t = &self.train;
-        if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
-            bail!(
-                "train.validation_fraction: must lie in (0, 1), got {}",
-                t.validation_fraction
-            );
-        }
-        if t.epochs == 0 || t.batch_size == 0 {
-            bail!("train.epochs and train.batch_size must be at least 1");
-        }
-        if !(0.0..1.0).contains(&t.test_fraction) || t.validation_fraction + t.test_fraction >= 1.0
-        {
-            bail!(
-                "train.test_fraction: must lie in [0, 1) and leave training samples next to \
-                 validation_fraction, got {}",
-                t.test_fraction
-            );
-        }
-        for (key, value, ok) in [
-            ("learning_rate", t.learning_rate, t.learning_rate > 0.0),
-            ("weight_decay", t.weight_decay, t.weight_decay >= 0.0),
-            ("step_gamma", t.step_gamma, t.step_gamma > 0.0),
-            (
-                "label_smoothing",
-                t.label_smoothing,
-                (0.0..1.0).contains(&t.label_smoothing),
-            ),
-            ("feature_noise", t.feature_noise, t.feature_noise >= 0.0),
-        ] {
-            if !ok || !value.is_finite() {
-                bail!("train.{key}: out of range, got {value}");
-            }
-        }
-        if t.step_epochs == 0 {
-            bail!("train.step_epochs: must be at least 1");
-        }
-        let m = &self.model;
-        if !(m.backbone_lr_factor >= 0.0 && m.backbone_lr_factor.is_finite()) {
-            bail!(
-                "model.backbone_lr_factor: must be finite and not negative, got {}",
-                m.backbone_lr_factor
-            );
-        }
-        if let Some(path) = &m.pretrained
-            && !path.is_file()
-        {
-            bail!("model.pretrained: no file {}", path.display());
-        }
-        if m.pretrained.is_some() && m.width != 64 {
-            bail!(
-                "model.width: torchvision's ResNet18 weights (model.pretrained) need width = 64, got {}",
-                m.width
-            );
-        }
-        if self.model.width < 4 {
-            bail!("model.width: must be at least 4, got {}", self.model.width);
-        }
+        self.layout.validate(&self.data.modalities)?;
+        self.train.validate()?;
+        self.model.validate()?;
+        self.evaluate.validate()?;
         Ok(())
-    }
-
-    pub fn top_k_for(&self, modality: &str) -> usize {
-        self.select
-            .top_k_per_modality
-            .get(modality)
-            .copied()
-            .unwrap_or(self.select.top_k)
     }
 
     pub fn run_dir(&self) -> PathBuf {
@@ -681,6 +130,75 @@ impl PipelineConfig {
         paths.extend(self.model.pretrained.as_deref());
         paths
     }
+}
+
+/// The error for a key no stage reads: where it is in the file, and the known key of that
+/// section it is closest to.
+fn unknown_key(text: &str, path: &str) -> String {
+    let (section, key) = path.rsplit_once('.').unwrap_or(("", path));
+    let line = key_line(text, section, key);
+    let at = line.map_or(String::new(), |n| format!("line {n}: "));
+    let known = toml::Value::try_from(PipelineConfig::default())
+        .ok()
+        .and_then(|root| {
+            section
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .try_fold(root, |v, s| v.get(s).cloned())
+        })
+        .and_then(|v| v.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>()))
+        .unwrap_or_default();
+    let closest = known
+        .iter()
+        .map(|k| (edit_distance(k, key), k))
+        .filter(|(d, _)| *d <= 2.max(key.len() / 3))
+        .min();
+    let hint = closest.map_or(String::new(), |(_, k)| format!("; did you mean `{k}`?"));
+    format!("{at}unknown key `{path}`: no stage reads it{hint}")
+}
+
+/// The 1-based line where `key` is set in `[section]` (or at the top for an empty section).
+fn key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header
+                .trim_end_matches(']')
+                .trim_matches(['[', ']'])
+                .trim()
+                .to_string();
+            continue;
+        }
+        let name = line
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if current == section && name == key {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+/// Levenshtein distance, for the spelling hint.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -708,6 +226,40 @@ genomics = "g.parquet"
         let text = MINIMAL.replace("[data]", "[train]\nepoch = 3\n[data]");
         let err = format!("{:#}", PipelineConfig::from_toml(&text).unwrap_err());
         assert!(err.contains("epoch"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_gets_its_line_and_the_closest_known_key() {
+        let text = MINIMAL.replace("[data]", "[train]\nepoch = 3\n[data]");
+        let err = format!("{:#}", PipelineConfig::from_toml(&text).unwrap_err());
+        assert!(err.contains("line 4: unknown key `train.epoch`"), "{err}");
+        assert!(err.contains("did you mean `epochs`?"), "{err}");
+        let text = MINIMAL.replace(
+            "[data]",
+            "[layout.modality.genomics]\nperplexty = 5.0\n[data]",
+        );
+        let err = format!("{:#}", PipelineConfig::from_toml(&text).unwrap_err());
+        assert!(
+            err.contains("`layout.modality.genomics.perplexty`"),
+            "{err}"
+        );
+        assert!(err.contains("line 4"), "{err}");
+        let text = format!("seeds = 3\n{MINIMAL}");
+        let err = format!("{:#}", PipelineConfig::from_toml(&text).unwrap_err());
+        assert!(err.contains("line 1: unknown key `seeds`"), "{err}");
+        assert!(err.contains("did you mean `seed`?"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_s_config_with_a_key_no_longer_known_still_reads() {
+        let mut value = toml::Value::try_from(PipelineConfig::from_toml(MINIMAL).unwrap()).unwrap();
+        value["train"]
+            .as_table_mut()
+            .unwrap()
+            .insert("retired_option".into(), toml::Value::Integer(3));
+        let json = serde_json::to_string(&value).unwrap();
+        let config: PipelineConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(config, PipelineConfig::from_toml(MINIMAL).unwrap());
     }
 
     #[test]

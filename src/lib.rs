@@ -24,13 +24,16 @@ macro_rules! out {
 }
 
 pub mod artefact;
+pub mod batching;
 pub mod bench;
 pub mod config;
+pub mod crossval;
+pub mod evaluate;
 pub mod explain;
 pub mod export;
 pub mod init;
 pub mod layout;
-pub mod manifest;
+
 pub mod mapping;
 pub mod model;
 pub mod omics;
@@ -39,6 +42,7 @@ pub mod pipeline;
 pub mod predictions;
 pub mod progress;
 pub mod render;
+pub mod run;
 pub mod score;
 pub mod select;
 pub mod serve;

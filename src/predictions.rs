@@ -3,9 +3,6 @@
 
 use std::sync::Arc;
 
-/// The table's name in a run folder.
-pub const FILE: &str = "predictions.parquet";
-
 use anyhow::Result;
 use arrow::array::{ArrayRef, Float32Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -24,7 +21,7 @@ pub struct PredictionRow<'a> {
 /// Encodes the rows as Parquet bytes; `classes` names the probability columns `prob_<class>`.
 pub fn to_parquet(rows: &[PredictionRow], classes: &[String]) -> Result<Vec<u8>> {
     let predicted =
-        |r: &PredictionRow| classes[crate::model::train::argmax(r.probabilities)].as_str();
+        |r: &PredictionRow| classes[crate::model::metrics::argmax(r.probabilities)].as_str();
     let mut fields = vec![
         Field::new("sample_id", DataType::Utf8, false),
         Field::new("split", DataType::Utf8, false),

@@ -14,8 +14,8 @@ fn readme_pipeline_example_is_a_valid_pipeline_file() {
     assert_eq!(config.name, "demo");
     assert_eq!(config.layout.mode, ChannelMode::Channels);
     assert_eq!(config.layout.metric, Metric::Cosine);
-    assert_eq!(config.top_k_for("genomics"), 2000);
-    assert_eq!(config.top_k_for("proteomics"), 1000);
+    assert_eq!(config.select.top_k_for("genomics"), 2000);
+    assert_eq!(config.select.top_k_for("proteomics"), 1000);
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn every_bundled_pipeline_file_is_valid() {
             checked += 1;
         }
     }
-    assert!(checked >= 2, "demo.toml and demo-pathways.toml");
+    assert!(checked >= 5, "the demo pipelines and one per real cohort");
 }
 
 /// The README section starting at `heading`, up to the next `## ` heading.
@@ -137,4 +137,13 @@ fn readme_explain_section_uses_real_flags() {
 #[test]
 fn readme_export_flags_are_real() {
     assert_real_flags(&readme_section("## Exporting"), "export", 8);
+}
+
+#[test]
+fn readme_evaluate_section_uses_real_flags() {
+    assert_real_flags(
+        &readme_section("## Does the CNN beat a simple model?"),
+        "evaluate",
+        5,
+    );
 }

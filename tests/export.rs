@@ -7,8 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use deepinsight::export::{self, ExportReport, check};
-use deepinsight::model::train::{argmax, load_record, predict_proba};
-use deepinsight::score::bundle::Bundle;
+use deepinsight::model::metrics::argmax;
+use deepinsight::model::train::{load_record, predict_proba};
+use deepinsight::run::RunDir;
 
 /// A narrow model on the bundled data (the stem width sets how much of the record is conv
 /// weights: at width 16 they are most of it).
@@ -73,23 +74,23 @@ fn int8_export_is_smaller_agrees_with_fp32_and_reports_what_it_measured() {
     }
 
     // Recomputed here: the validation split, the INT8 model's predictions, the agreement.
-    let bundle = Bundle::load(&run).unwrap();
+    let run_dir = RunDir::open(&run).unwrap();
     // Agreement on the validation samples and the training samples calibration leaves out;
     // accuracy on the validation samples, which come first.
-    let gate = check::gate_set(&bundle, 256).unwrap();
+    let gate = check::gate_set(&run_dir, 256).unwrap();
     let valid = &gate.checked;
     let v = gate.validation;
     assert_eq!(report.validation_samples, v);
-    assert_eq!(v, bundle.manifest.samples.validation);
+    assert_eq!(v, run_dir.manifest.samples.validation);
     assert_eq!(report.checked_samples, valid.labels.len());
     assert!(
         valid.labels.len() > 2 * v,
         "held-back training samples join the check"
     );
-    let fp32 = bundle.predict(&valid.images, 32);
-    let model = load_record(&bundle.config, &bytes, &bundle.device).unwrap();
-    let shape = [bundle.layout.n_channels(), 16, 16];
-    let q = predict_proba(&model, &valid.images, shape, 32, &bundle.device);
+    let fp32 = run_dir.predict(&valid.images, 32);
+    let model = load_record(&run_dir.config, &bytes, &run_dir.device).unwrap();
+    let shape = [run_dir.layout.n_channels(), 16, 16];
+    let q = predict_proba(&model, &valid.images, shape, 32, &run_dir.device);
     let agree = q
         .iter()
         .zip(&fp32)
@@ -117,18 +118,18 @@ fn int8_export_is_smaller_agrees_with_fp32_and_reports_what_it_measured() {
 fn quantising_leaves_the_serving_copy_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let run = trained(dir.path());
-    let bundle = Bundle::load(&run).unwrap();
-    let valid = check::gate_set(&bundle, 256).unwrap().checked;
-    let before = bundle.predict(&valid.images, 32);
+    let run_dir = RunDir::open(&run).unwrap();
+    let valid = check::gate_set(&run_dir, 256).unwrap().checked;
+    let before = run_dir.predict(&valid.images, 32);
     let record = std::fs::read(run.join("model.bpk")).unwrap();
     export::int8::quantize(
-        &bundle.config,
+        &run_dir.config,
         &record,
-        &bundle.device,
+        &run_dir.device,
         export::int8::Int8Scheme::default(),
     )
     .unwrap();
-    assert_eq!(bundle.predict(&valid.images, 32), before);
+    assert_eq!(run_dir.predict(&valid.images, 32), before);
 }
 
 #[test]
@@ -158,14 +159,14 @@ fn bad_export_options_are_refused_before_writing() {
 }
 
 /// Burn's logits of the images (N x C x H x W), flattened.
-fn burn_logits(bundle: &Bundle, images: &[f32], shape: [usize; 3]) -> Vec<f32> {
+fn burn_logits(run_dir: &RunDir, images: &[f32], shape: [usize; 3]) -> Vec<f32> {
     use burn::tensor::{Tensor, TensorData};
     let n = images.len() / shape.iter().product::<usize>();
     let x = Tensor::<4>::from_data(
         TensorData::new(images.to_vec(), [n, shape[0], shape[1], shape[2]]),
-        &bundle.device,
+        &run_dir.device,
     );
-    bundle
+    run_dir
         .model
         .forward(x)
         .into_data()
@@ -179,10 +180,10 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
     let python = common::test_python("onnx, onnxruntime, numpy");
     let dir = tempfile::tempdir().unwrap();
     let run = trained(dir.path());
-    let bundle = Bundle::load(&run).unwrap();
-    let valid = check::gate_set(&bundle, 256).unwrap().checked;
-    let before = bundle.predict(&valid.images, 8);
-    // In-process, so that the serving copy (`bundle`) can be watched. The fp16 and INT8 forms
+    let run_dir = RunDir::open(&run).unwrap();
+    let valid = check::gate_set(&run_dir, 256).unwrap().checked;
+    let before = run_dir.predict(&valid.images, 8);
+    // In-process, so that the serving copy (`run_dir`) can be watched. The fp16 and INT8 forms
     // of a one-epoch network flip near-ties (the other tests check their agreement): only the
     // fp32 ONNX is at stake here.
     let report = export::run(&export::ExportOptions {
@@ -191,7 +192,7 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
     })
     .unwrap();
     assert_eq!(
-        bundle.predict(&valid.images, 8),
+        run_dir.predict(&valid.images, 8),
         before,
         "the serving copy changed"
     );
@@ -213,16 +214,16 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
     assert_eq!(sha.0, "model.onnx");
     assert_eq!(*sha.1, deepinsight::artefact::sha256_hex(&bytes));
 
-    let shape = bundle.image_shape();
+    let shape = run_dir.image_shape();
     let len: usize = shape.iter().product();
-    let classes = bundle.classes().len();
+    let classes = run_dir.classes().len();
     for n in [1usize, 3, 8] {
         let images = &valid.images[..n * len];
         let values = check_onnx(&python, &run.join("model.onnx"), images, shape, false);
         assert_eq!(values.len(), 2 * n * classes);
         let (logits, probabilities) = values.split_at(n * classes);
-        let expected = predict_proba(&bundle.model, images, shape, n, &bundle.device);
-        let burn_logits = burn_logits(&bundle, images, shape);
+        let expected = predict_proba(&run_dir.model, images, shape, n, &run_dir.device);
+        let burn_logits = burn_logits(&run_dir, images, shape);
         let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 + 1e-4 * b.abs();
         for (i, (&a, &b)) in logits.iter().zip(&burn_logits).enumerate() {
             assert!(
@@ -259,7 +260,7 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
     for n in [1usize, 3, 8] {
         let images = &valid.images[..n * len];
         let logits = session.logits(images, n).unwrap().concat();
-        let burn = burn_logits(&bundle, images, shape);
+        let burn = burn_logits(&run_dir, images, shape);
         assert_eq!(logits.len(), burn.len());
         for (i, (&a, &b)) in logits.iter().zip(&burn).enumerate() {
             assert!(
@@ -380,12 +381,12 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
         ["onnx", "onnx-fp16", "onnx-int8", "onnx-int8-tensorrt"]
     );
 
-    let bundle = Bundle::load(&run).unwrap();
-    let gate = check::gate_set(&bundle, 64).unwrap();
+    let run_dir = RunDir::open(&run).unwrap();
+    let gate = check::gate_set(&run_dir, 64).unwrap();
     let (valid, v) = (&gate.checked, gate.validation);
-    let fp32 = bundle.predict(&valid.images, 32);
-    let shape = [bundle.layout.n_channels(), 16, 16];
-    let classes = bundle.classes().len();
+    let fp32 = run_dir.predict(&valid.images, 32);
+    let shape = [run_dir.layout.n_channels(), 16, 16];
+    let classes = run_dir.classes().len();
     for f in &report.formats {
         let path = run.join(&f.file);
         let bytes = std::fs::read(&path).unwrap();
@@ -620,11 +621,11 @@ fn coreml_package_type_checks_in_coremltools_and_computes_what_burn_does() {
     let dir = tempfile::tempdir().unwrap();
     let run = trained(dir.path());
     let model = run.to_str().unwrap();
-    let bundle = Bundle::load(&run).unwrap();
-    let valid = check::gate_set(&bundle, 256).unwrap().checked;
-    let shape = [bundle.layout.n_channels(), 16, 16];
+    let run_dir = RunDir::open(&run).unwrap();
+    let valid = check::gate_set(&run_dir, 256).unwrap().checked;
+    let shape = [run_dir.layout.n_channels(), 16, 16];
     let images = &valid.images[..8 * valid.image_len];
-    let burn = predict_proba(&bundle.model, images, shape, 8, &bundle.device);
+    let burn = predict_proba(&run_dir.model, images, shape, 8, &run_dir.device);
 
     let mut previous = 0;
     // 8-bit weights move a one-epoch narrow network's probabilities by up to about 0.15
@@ -650,7 +651,7 @@ fn coreml_package_type_checks_in_coremltools_and_computes_what_burn_does() {
         assert_eq!(written.bytes, on_disk);
 
         let checked = coreml_probabilities(&python, &package, images, shape).unwrap();
-        assert_eq!(checked["classes"], serde_json::json!(bundle.classes()));
+        assert_eq!(checked["classes"], serde_json::json!(run_dir.classes()));
         assert_eq!(checked["input_shape"], serde_json::json!(shape));
         let probabilities: Vec<Vec<f32>> =
             serde_json::from_value(checked["probabilities"].clone()).unwrap();

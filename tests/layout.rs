@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use deepinsight::bench::synthetic;
-use deepinsight::config::{ChannelMode, ChannelOverride, Collisions, EmbedMethod, LayoutConfig};
+use deepinsight::config::{ChannelMode, ChannelOverride, Collisions, EmbedMethod, LayoutSettings};
 use deepinsight::layout::Layout;
 use deepinsight::render::RenderPlan;
 use ndarray::Array2;
@@ -28,8 +28,8 @@ fn two_modalities() -> (Array2<f32>, Vec<(String, Vec<usize>)>) {
     (x, groups)
 }
 
-fn small(method: EmbedMethod, mode: ChannelMode, collisions: Collisions) -> LayoutConfig {
-    LayoutConfig {
+fn small(method: EmbedMethod, mode: ChannelMode, collisions: Collisions) -> LayoutSettings {
+    LayoutSettings {
         method,
         mode,
         collisions,
@@ -37,7 +37,7 @@ fn small(method: EmbedMethod, mode: ChannelMode, collisions: Collisions) -> Layo
         width: 20,
         perplexity: 10.0,
         iterations: 300,
-        ..LayoutConfig::default()
+        ..LayoutSettings::default()
     }
 }
 
@@ -102,12 +102,12 @@ fn precomputed_coordinates_are_used_and_checked() {
     std::fs::write(&path, "feature,x,y\nf0,0.0,0.0\nf1,3.0,3.0\nunused,9,9\n").unwrap();
     let x = synthetic(10, 2, 1);
     let groups = vec![("m".to_string(), vec![0, 1])];
-    let config = LayoutConfig {
+    let config = LayoutSettings {
         method: EmbedMethod::Precomputed,
         coordinates: Some(path.clone()),
         height: 8,
         width: 8,
-        ..LayoutConfig::default()
+        ..LayoutSettings::default()
     };
     let layout = Layout::fit(x.view(), &groups, &names(&groups), &config, 1).unwrap();
     let px = &layout.channels[0].pixels;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use deepinsight::config::{
-    Arrange, ChannelMode, Collisions, EmbedMethod, FeatureScore, LayoutConfig, PathwayConfig,
+    Arrange, ChannelMode, Collisions, EmbedMethod, FeatureScore, LayoutSettings, PathwaySettings,
     PipelineConfig,
 };
 use deepinsight::layout::Layout;
@@ -101,7 +101,7 @@ proteomics = "p.csv"
 "#,
     )
     .unwrap();
-    c.select.pathways = Some(PathwayConfig {
+    c.select.pathways = Some(PathwaySettings {
         gmt: gmt.to_path_buf(),
         // Proteins are named "P.." in the GMT file and "p.." in the table.
         case_insensitive: true,
@@ -113,14 +113,14 @@ proteomics = "p.csv"
         top_pathways: Some(3),
         unassigned: 0,
     });
-    c.layout = LayoutConfig {
+    c.layout = LayoutSettings {
         arrange: Arrange::Pathways,
         method: EmbedMethod::Pca,
         mode: ChannelMode::Channels,
         height: 12,
         width: 12,
         collisions: Collisions::Assign,
-        ..LayoutConfig::default()
+        ..LayoutSettings::default()
     };
     c
 }
@@ -131,7 +131,8 @@ fn fitted(score: FeatureScore) -> (Cohort, FeatureSpace, Vec<usize>) {
     let path = dir.path().join("sets.gmt");
     std::fs::write(&path, gmt).unwrap();
     let train: Vec<usize> = (0..SAMPLES).filter(|i| i % 5 != 0).collect();
-    let space = FeatureSpace::fit(&cohort, &train, &config(&path, score)).unwrap();
+    let c = config(&path, score);
+    let space = FeatureSpace::fit(&cohort, &train, &c.select, &c.normalise).unwrap();
     (cohort, space, train)
 }
 
@@ -274,7 +275,7 @@ fn each_pathway_owns_one_connected_block_and_the_mapping_round_trips() {
         &space.groups(),
         &space.feature_list(),
         &blocks,
-        &LayoutConfig {
+        &LayoutSettings {
             mode: ChannelMode::Shared,
             ..layout_config
         },
@@ -340,7 +341,7 @@ fn unassigned_features_form_their_own_block_when_asked() {
         p.top_pathways = Some(2);
     }
     let train: Vec<usize> = (0..SAMPLES).collect();
-    let space = FeatureSpace::fit(&cohort, &train, &c).unwrap();
+    let space = FeatureSpace::fit(&cohort, &train, &c.select, &c.normalise).unwrap();
     let groups = &space.pathways.as_ref().unwrap().groups;
     assert_eq!(groups.len(), 3);
     assert_eq!(groups[2].name, UNASSIGNED);
@@ -372,9 +373,10 @@ arrange = "pathways"
     let path = dir.path().join("other.gmt");
     std::fs::write(&path, "A\td\tX1\tX2\tX3\tX4\tX5\n").unwrap();
     let train: Vec<usize> = (0..SAMPLES).collect();
+    let c = config(&path, FeatureScore::Anova);
     let err = format!(
         "{:#}",
-        FeatureSpace::fit(&cohort, &train, &config(&path, FeatureScore::Anova)).unwrap_err()
+        FeatureSpace::fit(&cohort, &train, &c.select, &c.normalise).unwrap_err()
     );
     assert!(
         err.contains("other.gmt") && err.contains("no gene set") && err.contains("X1"),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use deepinsight::score::bundle::Bundle;
+use deepinsight::run::RunDir;
 use deepinsight::serve::{BatchConfig, ModelSpec, ServeConfig, Server};
 use ndarray::Array2;
 use serde_json::{Value, json};
@@ -54,8 +54,8 @@ fn raw_sample(i: usize) -> Value {
 
 /// What the library computes for the same raw samples: rendered images and probabilities.
 fn expected(samples: &[Value]) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let bundle = Bundle::load(model_dir()).unwrap();
-    let space = &bundle.manifest.feature_space;
+    let run_dir = RunDir::open(model_dir()).unwrap();
+    let space = &run_dir.manifest.feature_space;
     let blocks: Vec<Array2<f32>> = space
         .modalities
         .iter()
@@ -69,8 +69,8 @@ fn expected(samples: &[Value]) -> (Vec<f32>, Vec<Vec<f32>>) {
         .collect();
     let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
     let values = space.transform_selected(&views).unwrap();
-    let images = bundle.render(values.view()).unwrap();
-    let probabilities = bundle.predict(&images, 32);
+    let images = run_dir.render(values.view()).unwrap();
+    let probabilities = run_dir.predict(&images, 32);
     (images, probabilities)
 }
 
@@ -720,8 +720,8 @@ async fn explain_names_the_features_of_one_sample_as_the_library_maps_them() {
     let addr = server.addr;
     let sample = raw_sample(3);
     let (images, probabilities) = expected(std::slice::from_ref(&sample));
-    let bundle = Bundle::load(model_dir()).unwrap();
-    let shape = bundle.image_shape();
+    let run_dir = RunDir::open(model_dir()).unwrap();
+    let shape = run_dir.image_shape();
     for (method, name) in [(Method::Saliency, "saliency"), (Method::Gradcam, "gradcam")] {
         let a = post(
             addr,
@@ -748,12 +748,12 @@ async fn explain_names_the_features_of_one_sample_as_the_library_maps_them() {
             batch_size: 1,
         };
         let maps = cam::maps(
-            &bundle.model,
+            &run_dir.model,
             &images,
             shape,
             &[Some(0)],
             &options,
-            &bundle.device,
+            &run_dir.device,
         )
         .unwrap();
         assert!(
@@ -768,7 +768,7 @@ async fn explain_names_the_features_of_one_sample_as_the_library_maps_them() {
         );
         let mut last = f32::INFINITY;
         for f in features {
-            let channel = bundle
+            let channel = run_dir
                 .layout
                 .channels
                 .iter()
@@ -880,11 +880,11 @@ async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones()
 
     let samples: Vec<Value> = (0..3).map(raw_sample).collect();
     let (images, probabilities) = expected(&samples);
-    let bundle = Bundle::load(model_dir()).unwrap();
+    let run_dir = RunDir::open(model_dir()).unwrap();
     let (c, h, w) = (
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
+        run_dir.layout.n_channels(),
+        run_dir.layout.height,
+        run_dir.layout.width,
     );
     let infer = json!({"inputs": [{"name": "input", "datatype": "FP32",
         "shape": [3, c, h, w], "data": images}]});
@@ -948,18 +948,18 @@ async fn triton_s_client_gets_the_library_s_answers_over_binary_data() {
     let server = Server::start(config(BatchConfig::default())).await.unwrap();
     let samples: Vec<Value> = (0..3).map(raw_sample).collect();
     let (images, probabilities) = expected(&samples);
-    let bundle = Bundle::load(model_dir()).unwrap();
+    let run_dir = RunDir::open(model_dir()).unwrap();
     let image_shape = vec![
         3,
-        bundle.layout.n_channels(),
-        bundle.layout.height,
-        bundle.layout.width,
+        run_dir.layout.n_channels(),
+        run_dir.layout.height,
+        run_dir.layout.width,
     ];
     // Every modality's kept features, one modality after the other: the `omics` row order.
     let rows: Vec<f32> = samples
         .iter()
         .flat_map(|s| {
-            bundle
+            run_dir
                 .manifest
                 .feature_space
                 .modalities
@@ -972,7 +972,7 @@ async fn triton_s_client_gets_the_library_s_answers_over_binary_data() {
         })
         .collect();
     let omics_shape = vec![3, rows.len() / 3];
-    let classes = bundle.classes();
+    let classes = run_dir.classes();
     let labels: Vec<Value> = probabilities
         .iter()
         .map(|p| json!(classes[if p[0] > p[1] { 0 } else { 1 }]))
@@ -1013,7 +1013,7 @@ async fn triton_s_client_gets_the_library_s_answers_over_binary_data() {
 async fn a_batch_dimension_past_the_limit_is_refused_however_it_is_written() {
     let server = Server::start(config(BatchConfig::default())).await.unwrap();
     let addr = server.addr;
-    let [c, h, w] = Bundle::load(model_dir()).unwrap().image_shape();
+    let [c, h, w] = RunDir::open(model_dir()).unwrap().image_shape();
     for n in [1u64 << 50, (1 << 50) + 1, 1 << 62, 4097] {
         let body = json!({"inputs": [{"name": "input", "shape": [n, c, h, w],
             "datatype": "FP32", "data": vec![0.0f32; 16]}]});
@@ -1271,7 +1271,7 @@ async fn errors_name_the_field_each_route_calls_it_and_the_document_says_so() {
     )
     .await;
     assert_eq!(a.body["field"], "data", "{}", a.text);
-    let [c, h, w] = Bundle::load(model_dir()).unwrap().image_shape();
+    let [c, h, w] = RunDir::open(model_dir()).unwrap().image_shape();
     let image = vec![0.5f32; c * h * w];
     let a = post(
         addr,

@@ -3,7 +3,9 @@
 mod common;
 
 use deepinsight::PipelineConfig;
-use deepinsight::config::{ChannelMode, EmbedMethod, LayoutConfig, NormMethod};
+use deepinsight::config::{
+    ChannelMode, EmbedMethod, LayoutSettings, ModelSettings, NormMethod, TrainSettings,
+};
 use deepinsight::layout::Layout;
 use deepinsight::model::train::{ImageSet, TrainOptions, train};
 use deepinsight::model::{ResNetConfig, split};
@@ -44,14 +46,14 @@ fn normalisation_statistics_come_from_training_samples_only() {
         let mut cohort = random_cohort(20, 8, 1);
         cohort.modalities[0].values[[3, 2]] = f32::NAN;
         let train: Vec<usize> = (0..15).collect();
-        let fitted = FeatureSpace::fit(&cohort, &train, &config).unwrap();
+        let fitted = FeatureSpace::fit(&cohort, &train, &config.select, &config.normalise).unwrap();
 
         // Wild values in validation rows change nothing...
         let mut shifted = cohort.clone();
         shifted.modalities[0].values.row_mut(17).fill(1e6);
         shifted.modalities[0].values[[18, 0]] = -1e6;
         assert_eq!(
-            FeatureSpace::fit(&shifted, &train, &config).unwrap(),
+            FeatureSpace::fit(&shifted, &train, &config.select, &config.normalise).unwrap(),
             fitted,
             "{method}"
         );
@@ -60,7 +62,7 @@ fn normalisation_statistics_come_from_training_samples_only() {
         let mut shifted = cohort.clone();
         shifted.modalities[0].values.row_mut(4).fill(1e6);
         assert_ne!(
-            FeatureSpace::fit(&shifted, &train, &config).unwrap(),
+            FeatureSpace::fit(&shifted, &train, &config.select, &config.normalise).unwrap(),
             fitted,
             "{method}"
         );
@@ -85,14 +87,14 @@ fn perfectly_correlated_features_share_or_neighbour_a_pixel_under_pca() {
         .mapv(|x| 2.0 * x + 3.0);
     cohort.modalities[0].values.column_mut(29).assign(&copy);
     let train: Vec<usize> = (0..40).collect();
-    let space = FeatureSpace::fit(&cohort, &train, &config).unwrap();
+    let space = FeatureSpace::fit(&cohort, &train, &config.select, &config.normalise).unwrap();
     let values = space.transform(&cohort).unwrap();
-    let layout_config = LayoutConfig {
+    let layout_config = LayoutSettings {
         method: EmbedMethod::Pca,
         mode: ChannelMode::Shared,
         height: 32,
         width: 32,
-        ..LayoutConfig::default()
+        ..LayoutSettings::default()
     };
     let layout = Layout::fit(
         values.view(),
@@ -120,16 +122,16 @@ fn saved_then_loaded_layout_transforms_identically() {
     let config = config("[select]\ntop_k = 100");
     let cohort = random_cohort(30, 25, 3);
     let train: Vec<usize> = (0..24).collect();
-    let space = FeatureSpace::fit(&cohort, &train, &config).unwrap();
+    let space = FeatureSpace::fit(&cohort, &train, &config.select, &config.normalise).unwrap();
     let values = space.transform(&cohort).unwrap();
-    let layout_config = LayoutConfig {
+    let layout_config = LayoutSettings {
         method: EmbedMethod::Tsne,
         mode: ChannelMode::Shared,
         height: 24,
         width: 24,
         perplexity: 5.0,
         iterations: 300,
-        ..LayoutConfig::default()
+        ..LayoutSettings::default()
     };
     let train_values = values.select(Axis(0), &train);
     let layout = Layout::fit(
@@ -173,15 +175,15 @@ fn tiny_resnet_beats_chance_on_the_bundled_cohort() {
     config.select.top_k_per_modality.clear();
     let cohort = load_cohort(&config.data).unwrap();
     let (train_rows, valid_rows) = split::stratified(&cohort.labels, 0.25, 5);
-    let space = FeatureSpace::fit(&cohort, &train_rows, &config).unwrap();
+    let space = FeatureSpace::fit(&cohort, &train_rows, &config.select, &config.normalise).unwrap();
     let values = space.transform(&cohort).unwrap();
     let groups = space.groups();
-    let layout_config = LayoutConfig {
+    let layout_config = LayoutSettings {
         method: EmbedMethod::Pca,
         mode: ChannelMode::Channels,
         height: 24,
         width: 24,
-        ..LayoutConfig::default()
+        ..LayoutSettings::default()
     };
     let layout = Layout::fit(
         values.select(Axis(0), &train_rows).view(),
@@ -209,7 +211,16 @@ fn tiny_resnet_beats_chance_on_the_bundled_cohort() {
             labels: &valid_labels,
             shape,
         },
-        &TrainOptions::new(4, 16, 3e-3, 5),
+        &TrainOptions::new(
+            TrainSettings {
+                epochs: 4,
+                batch_size: 16,
+                learning_rate: 3e-3,
+                ..TrainSettings::default()
+            },
+            ModelSettings::default(),
+            5,
+        ),
         None,
         &burn::tensor::Device::flex(),
     )

@@ -295,15 +295,15 @@ fn fine_tuning_starts_from_torchvision_weights_with_a_frozen_backbone() {
     assert!(m["model"]["history"][0]["frozen"].as_bool().unwrap());
 
     // Frozen for its only epoch, the backbone is the file's.
-    let bundle = deepinsight::score::bundle::Bundle::load(&run).unwrap();
+    let run_dir = deepinsight::run::RunDir::open(&run).unwrap();
     let weights = |t: burn::tensor::Tensor<4>| -> Vec<f32> {
         t.into_data().convert::<f32>().try_into_vec().unwrap()
     };
     assert_eq!(
-        weights(bundle.model.layer3[1].conv2.weight.val()),
+        weights(run_dir.model.layer3[1].conv2.weight.val()),
         weights(source.layer3[1].conv2.weight.val())
     );
-    let stem = weights(bundle.model.conv1.weight.val());
+    let stem = weights(run_dir.model.conv1.weight.val());
     let rgb = weights(source.conv1.weight.val());
     assert_eq!(
         stem,

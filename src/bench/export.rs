@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use crate::export::check;
 use crate::onnxrt::OnnxClassifier;
-use crate::score::bundle::Bundle;
+use crate::run::RunDir;
 
 pub const FORMS: [(&str, &str); 3] = [
     ("onnx", crate::export::server::FILE),
@@ -26,10 +26,10 @@ pub struct ExportRow {
 }
 
 pub fn run(dir: &std::path::Path, rounds: usize) -> Result<Vec<ExportRow>> {
-    let bundle = Bundle::load(dir)?;
-    let valid = check::gate_set(&bundle, 0)?.checked;
-    let shape = bundle.image_shape();
-    let classes = bundle.classes().len();
+    let run_dir = RunDir::open(dir)?;
+    let valid = check::gate_set(&run_dir, 0)?.checked;
+    let shape = run_dir.image_shape();
+    let classes = run_dir.classes().len();
     let mut forms = Vec::new();
     for (format, file) in FORMS {
         let path = dir.join(file);

@@ -179,7 +179,7 @@ pub fn run(bench: &ModelBench) -> Result<Vec<ModelRow>> {
 }
 
 /// The table: one row per case, Burn's and PyTorch's images/s and their ratio against the
-/// issue's goal (Burn within 1.5x of PyTorch).
+/// goal (Burn within 1.5x of PyTorch, docs/training.md).
 pub fn print(rows: &[ModelRow], threads: usize, device: &str) {
     crate::outln!("ResNet18 (width 64, 3 channels, 3 classes), CPU, {threads} threads; images/s");
     crate::outln!(

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::load::{self, Generator};
 use crate::onnxrt::OnnxClassifier;
-use crate::score::bundle::Bundle;
+use crate::run::RunDir;
 use crate::serve::backend::BackendKind;
 use crate::serve::{BatchConfig, ModelSpec, ServeConfig, Server};
 use crate::synth::{self, SynthSpec};
@@ -36,7 +36,7 @@ pub struct Scenario {
     pub offline: f64,
     /// Mean compute time of a batch in the server during this scenario (its own metric).
     pub batch_ms: f64,
-    /// The bound for p99: max queue delay + 2 x batch compute time, in ms.
+    /// The bound p99 is held to (docs/serving.md): max queue delay + 2 x batch compute time, in ms.
     pub p99_bound_ms: f64,
     /// CPU time per answered request of the server (every thread: HTTP, parsing, rendering,
     /// the model) and of the load generator, in ms: on a machine they share, these say what
@@ -107,18 +107,35 @@ impl Route {
     }
 }
 
-/// `only`: image sizes to run, e.g. "64" (all when `None`). With an ONNX `backend`, each
-/// trained model is exported (`--targets server`) and served, and timed offline, through it.
-/// `concurrent_batches` is the server's `--max-concurrent-batches` in every row.
-pub fn run(
-    quick: bool,
-    overload: bool,
-    only: Option<&str>,
-    backend: BackendKind,
-    concurrent_batches: usize,
-    generator: Generator,
-    route: Route,
-) -> Result<Report> {
+/// What one `bench serve` measures.
+#[derive(Debug, Clone)]
+pub struct ServeBench {
+    /// Small sizes and 2 s per row, to check that everything runs.
+    pub quick: bool,
+    /// Add 5 minutes at twice the measured capacity.
+    pub overload: bool,
+    /// One image size to run, e.g. "64" (all when `None`).
+    pub only: Option<String>,
+    /// With an ONNX backend, each trained model is exported (`--targets server`) and served,
+    /// and timed offline, through it.
+    pub backend: BackendKind,
+    /// The server's `--max-concurrent-batches` in every row.
+    pub concurrent_batches: usize,
+    pub generator: Generator,
+    pub route: Route,
+}
+
+pub fn run(bench: &ServeBench) -> Result<Report> {
+    let ServeBench {
+        quick,
+        overload,
+        ref only,
+        backend,
+        concurrent_batches,
+        generator,
+        route,
+    } = *bench;
+    let only = only.as_deref();
     if concurrent_batches == 0 {
         bail!("--concurrent-batches must be at least 1");
     }
@@ -303,15 +320,15 @@ fn offline(
     backend: BackendKind,
     route: Route,
 ) -> Result<f64> {
-    let bundle = Bundle::load(model)?;
-    let shape = bundle.image_shape();
+    let run_dir = RunDir::open(model)?;
+    let shape = run_dir.image_shape();
     let onnx = backend
         .file()
         .map(|file| {
             OnnxClassifier::load(
                 &std::fs::read(model.join(file))?,
                 shape,
-                bundle.classes().len(),
+                run_dir.classes().len(),
                 0,
             )
         })
@@ -319,20 +336,20 @@ fn offline(
     let budget = Duration::from_secs(if quick { 1 } else { 5 });
     // The sample is read out of its JSON once: the timed work is what the server does per
     // batch once a request is parsed.
-    let row = feature_row(&bundle, sample);
-    let rendered = render(&bundle, &row, batch)?;
+    let row = feature_row(&run_dir, sample);
+    let rendered = render(&run_dir, &row, batch)?;
     let once = || -> Result<()> {
         let fresh;
         let images = match route {
             Route::Predict | Route::V2OmicsBinary => {
-                fresh = render(&bundle, &row, batch)?;
+                fresh = render(&run_dir, &row, batch)?;
                 &fresh
             }
             Route::V2Json | Route::V2Binary => &rendered,
         };
         match &onnx {
             Some(model) => drop(model.predict(images, batch)?),
-            None => drop(bundle.predict(images, batch)),
+            None => drop(run_dir.predict(images, batch)),
         }
         Ok(())
     };
@@ -348,8 +365,8 @@ fn offline(
 
 /// The sample's raw values of the model's features, modality after modality (NaN where
 /// absent): one row of the v2 `omics` input.
-fn feature_row(bundle: &Bundle, sample: &Value) -> Vec<f32> {
-    let space = &bundle.manifest.feature_space;
+fn feature_row(run_dir: &RunDir, sample: &Value) -> Vec<f32> {
+    let space = &run_dir.manifest.feature_space;
     space
         .modalities
         .iter()
@@ -365,8 +382,8 @@ fn feature_row(bundle: &Bundle, sample: &Value) -> Vec<f32> {
 
 /// `batch` copies of a `feature_row` normalised and rendered, as the server does for raw
 /// omics.
-fn render(bundle: &Bundle, row: &[f32], batch: usize) -> Result<Vec<f32>> {
-    let space = &bundle.manifest.feature_space;
+fn render(run_dir: &RunDir, row: &[f32], batch: usize) -> Result<Vec<f32>> {
+    let space = &run_dir.manifest.feature_space;
     let mut start = 0;
     let blocks: Vec<Array2<f32>> = space
         .modalities
@@ -379,7 +396,7 @@ fn render(bundle: &Bundle, row: &[f32], batch: usize) -> Result<Vec<f32>> {
         .collect();
     let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
     let values = space.transform_selected(&views)?;
-    bundle.render(values.view())
+    run_dir.render(values.view())
 }
 
 /// Writes the body of one request of `route` for `sample` to `body`: what each client sends.
@@ -393,9 +410,9 @@ fn write_body(route: Route, model: &Path, sample: &Value, body: PathBuf) -> Resu
             ("/predict", request.to_string().into_bytes(), Vec::new())
         }
         Route::V2Json => {
-            let bundle = Bundle::load(model)?;
-            let [c, h, w] = bundle.image_shape();
-            let image = render(&bundle, &feature_row(&bundle, sample), 1)?;
+            let run_dir = RunDir::open(model)?;
+            let [c, h, w] = run_dir.image_shape();
+            let image = render(&run_dir, &feature_row(&run_dir, sample), 1)?;
             let input = json!({"name": INPUT, "datatype": "FP32", "shape": [1, c, h, w],
                 "data": image});
             (
@@ -405,13 +422,13 @@ fn write_body(route: Route, model: &Path, sample: &Value, body: PathBuf) -> Resu
             )
         }
         Route::V2Binary | Route::V2OmicsBinary => {
-            let bundle = Bundle::load(model)?;
-            let [c, h, w] = bundle.image_shape();
+            let run_dir = RunDir::open(model)?;
+            let [c, h, w] = run_dir.image_shape();
             let (input, values) = if route == Route::V2OmicsBinary {
-                let row = feature_row(&bundle, sample);
+                let row = feature_row(&run_dir, sample);
                 (json!({"name": OMICS, "shape": [1, row.len()]}), row)
             } else {
-                let image = render(&bundle, &feature_row(&bundle, sample), 1)?;
+                let image = render(&run_dir, &feature_row(&run_dir, sample), 1)?;
                 (json!({"name": INPUT, "shape": [1, c, h, w]}), image)
             };
             let mut input = input;

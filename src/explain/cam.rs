@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::model::ResNet;
-use crate::model::train::argmax;
+use crate::model::metrics::argmax;
 use burn::tensor::activation::softmax;
 
 /// Which map is computed.
@@ -41,6 +41,10 @@ pub enum Method {
     #[default]
     Saliency,
 }
+
+/// Grad-CAM's residual stage unless one is asked for: the last, whose maps are the most
+/// class-specific.
+pub const DEFAULT_STAGE: usize = 4;
 
 /// What to compute maps of.
 #[derive(Debug, Clone, Copy)]

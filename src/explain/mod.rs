@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::artefact::{StagedDir, guard};
 use crate::mapping::{csv_bytes, parquet_bytes};
-use crate::model::train::argmax;
+use crate::model::metrics::argmax;
 use crate::render::pictures::class_means;
-use crate::score::bundle::Bundle;
+use crate::run::RunDir;
 use crate::score::predict::{load_inputs, true_classes};
 use crate::select::gmt;
 use attribution::{ClassMaps, FeatureScore};
@@ -76,6 +76,9 @@ impl std::str::FromStr for Target {
         })
     }
 }
+
+/// Features named on top_features.png, and in an answer of the server's explain route.
+pub const DEFAULT_TOP: usize = 20;
 
 #[derive(Debug, Clone)]
 pub struct ExplainOptions {
@@ -143,10 +146,10 @@ struct Computed {
     features: DataFrame,
 }
 
-fn compute(bundle: &Bundle, options: &ExplainOptions) -> Result<Computed> {
-    let samples = choose_samples(bundle, options)?;
-    let classes = bundle.classes().to_vec();
-    let shape = bundle.image_shape();
+fn compute(run_dir: &RunDir, options: &ExplainOptions) -> Result<Computed> {
+    let samples = choose_samples(run_dir, options)?;
+    let classes = run_dir.classes().to_vec();
+    let shape = run_dir.image_shape();
     let given: Vec<Option<usize>> = match &options.target {
         Target::Label => samples.labels.clone(),
         Target::Predicted => vec![None; samples.ids.len()],
@@ -164,17 +167,17 @@ fn compute(bundle: &Bundle, options: &ExplainOptions) -> Result<Computed> {
         Some(path) => Some(gene_sets_of(
             path,
             options.case_insensitive,
-            &bundle.manifest.feature_space.feature_list(),
+            &run_dir.manifest.feature_space.feature_list(),
         )?),
         None => None,
     };
     // One forward pass per image gives both the prediction and the map.
-    let maps = maps_with_progress(bundle, &samples.images, shape, &given, &options.cam)?;
+    let maps = maps_with_progress(run_dir, &samples.images, shape, &given, &options.cam)?;
     let class_maps = ClassMaps::new(&maps, &maps.targets, classes.len());
-    let scores = attribution::feature_scores(&bundle.layout, &class_maps);
+    let scores = attribution::feature_scores(&run_dir.layout, &class_maps);
     let features = attribution::feature_table(
-        &bundle.layout,
-        &bundle.manifest.feature_space,
+        &run_dir.layout,
+        &run_dir.manifest.feature_space,
         &scores,
         &classes,
         options.threshold,
@@ -191,7 +194,7 @@ fn compute(bundle: &Bundle, options: &ExplainOptions) -> Result<Computed> {
 
 /// `cam::maps` in slices of a few batches, with a progress bar.
 fn maps_with_progress(
-    bundle: &Bundle,
+    run_dir: &RunDir,
     images: &[f32],
     shape: [usize; 3],
     targets: &[Option<usize>],
@@ -213,12 +216,12 @@ fn maps_with_progress(
     for start in (0..targets.len()).step_by(slice) {
         let end = (start + slice).min(targets.len());
         let part = cam::maps(
-            &bundle.model,
+            &run_dir.model,
             &images[start * len..end * len],
             shape,
             &targets[start..end],
             options,
-            &bundle.device,
+            &run_dir.device,
         )?;
         out.shape = part.shape;
         out.values.extend(part.values);
@@ -240,7 +243,7 @@ fn maps_with_progress(
 /// The ranked feature table of the model in `model` on its training samples, with the maps of
 /// `options` (used between rounds of `refit`).
 fn rank_features(model: &std::path::Path, options: &ExplainOptions) -> Result<DataFrame> {
-    let bundle = Bundle::load(model)?;
+    let run_dir = RunDir::open(model)?;
     let options = ExplainOptions {
         model: model.to_path_buf(),
         samples: Samples::Split("train".into()),
@@ -248,7 +251,7 @@ fn rank_features(model: &std::path::Path, options: &ExplainOptions) -> Result<Da
         labels: None,
         ..options.clone()
     };
-    Ok(compute(&bundle, &options)?.features)
+    Ok(compute(&run_dir, &options)?.features)
 }
 
 /// The file that marks a folder as an explanation the tool wrote.
@@ -256,31 +259,31 @@ pub const REPORT: &str = "explain_report.json";
 
 /// Refuses an `--out` that is, holds or lies inside anything the explanation reads, or an
 /// existing folder that is not an earlier explanation.
-pub fn check_out(options: &ExplainOptions, bundle: &Bundle) -> Result<()> {
+pub fn check_out(options: &ExplainOptions, run_dir: &RunDir) -> Result<()> {
     let mut inputs: Vec<&Path> = vec![&options.model];
     inputs.extend(options.inputs.iter().map(|(_, p)| p.as_path()));
     inputs.extend(options.labels.as_deref());
     inputs.extend(options.gmt.as_deref());
     if options.inputs.is_empty() {
-        inputs.extend(bundle.manifest.config.input_paths());
+        inputs.extend(run_dir.manifest.config.input_paths());
     }
     guard::check_folder("--out", &options.out, REPORT, &inputs)
 }
 
 pub fn run(options: &ExplainOptions) -> Result<Explanation> {
-    let bundle = Bundle::load(&options.model)?;
-    check_out(options, &bundle)?;
+    let run_dir = RunDir::open(&options.model)?;
+    check_out(options, &run_dir)?;
     let Computed {
         samples,
         maps,
         class_maps,
         scores,
         mut features,
-    } = compute(&bundle, options)?;
+    } = compute(&run_dir, options)?;
     let (probabilities, targets) = (&maps.probabilities, &maps.targets);
-    let classes = bundle.classes().to_vec();
+    let classes = run_dir.classes().to_vec();
     let pathways = attribution::pathway_table(&features, &classes)?;
-    let mut sample_table = sample_table(&bundle, &samples, &maps, &scores)?;
+    let mut sample_table = sample_table(&run_dir, &samples, &maps, &scores)?;
 
     let staged = StagedDir::new(&options.out)?;
     let mut files = Vec::new();
@@ -303,12 +306,12 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
         &samples.images,
         targets,
         classes.len(),
-        bundle.plan.image_len(),
+        run_dir.plan.image_len(),
     );
     put(
         "cam_classes.png",
         &png(&pictures::class_overlays(
-            &bundle.layout,
+            &run_dir.layout,
             &means,
             &class_maps,
             &classes,
@@ -325,7 +328,7 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
     put(
         "cam_samples.png",
         &png(&pictures::sample_overlays(
-            &bundle.layout,
+            &run_dir.layout,
             &samples.images,
             &maps,
             &sample_labels,
@@ -335,7 +338,7 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
     put(
         "top_features.png",
         &png(&top_features_picture(
-            &bundle,
+            &run_dir,
             &class_maps,
             &features,
             options.top,
@@ -347,7 +350,7 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
         .collect();
     let report = ExplainReport {
         model: options.model.clone(),
-        model_sha256: bundle.model_sha256.clone(),
+        model_sha256: run_dir.model_sha256.clone(),
         method: options.cam.method,
         stage: options.cam.stage,
         target: options.target.clone(),
@@ -395,18 +398,18 @@ fn png(img: &image::RgbImage) -> Result<Vec<u8>> {
 }
 
 /// The samples asked for: from the run's own tables (by split or id), or from new tables.
-fn choose_samples(bundle: &Bundle, options: &ExplainOptions) -> Result<Explained> {
-    let classes = bundle.classes();
+fn choose_samples(run_dir: &RunDir, options: &ExplainOptions) -> Result<Explained> {
+    let classes = run_dir.classes();
     let (ids, labels, values) = if options.inputs.is_empty() {
         if options.labels.is_some() {
             bail!("--labels goes with --input tables; the run's own samples have their labels");
         }
-        let run = bundle.run_cohort()?;
+        let run = run_dir.run_cohort()?;
         let rows = match &options.samples {
             Samples::Split(name) => run.rows(name),
             Samples::Ids(ids) => find_ids(&run.cohort.sample_ids, ids)?,
         };
-        let values = bundle.manifest.feature_space.transform(&run.cohort)?;
+        let values = run_dir.manifest.feature_space.transform(&run.cohort)?;
         let ids: Vec<String> = rows
             .iter()
             .map(|&r| run.cohort.sample_ids[r].clone())
@@ -414,7 +417,7 @@ fn choose_samples(bundle: &Bundle, options: &ExplainOptions) -> Result<Explained
         let labels = rows.iter().map(|&r| Some(run.cohort.labels[r])).collect();
         (ids, labels, values.select(Axis(0), &rows))
     } else {
-        let joined = load_inputs(bundle, &options.inputs)?;
+        let joined = load_inputs(run_dir, &options.inputs)?;
         let rows = match &options.samples {
             Samples::Split(name) if name == "all" => (0..joined.sample_ids.len()).collect(),
             Samples::Split(name) => bail!(
@@ -422,13 +425,13 @@ fn choose_samples(bundle: &Bundle, options: &ExplainOptions) -> Result<Explained
             ),
             Samples::Ids(ids) => find_ids(&joined.sample_ids, ids)?,
         };
-        let values = bundle
+        let values = run_dir
             .manifest
             .feature_space
             .transform_modalities(&joined.modalities)?;
         let ids: Vec<String> = rows.iter().map(|&r| joined.sample_ids[r].clone()).collect();
         let labels = match &options.labels {
-            Some(path) => true_classes(path, bundle, &ids)?
+            Some(path) => true_classes(path, run_dir, &ids)?
                 .into_iter()
                 .map(|(_, k)| k)
                 .collect(),
@@ -445,7 +448,7 @@ fn choose_samples(bundle: &Bundle, options: &ExplainOptions) -> Result<Explained
             .map(|l: &Option<usize>| l.map(|k| classes[k].clone()))
             .collect(),
         labels,
-        images: bundle.render(values.view())?,
+        images: run_dir.render(values.view())?,
         ids,
     })
 }
@@ -503,14 +506,14 @@ fn gene_sets_of(
 /// One row per explained sample: id, label, predicted class, target, class probabilities and
 /// the five features with the highest score on that sample's own map.
 fn sample_table(
-    bundle: &Bundle,
+    run_dir: &RunDir,
     samples: &Explained,
     maps: &Maps,
     scores: &[FeatureScore],
 ) -> Result<DataFrame> {
-    let classes = bundle.classes();
+    let classes = run_dir.classes();
     let (probabilities, targets) = (&maps.probabilities, &maps.targets);
-    let names = bundle.manifest.feature_space.feature_list();
+    let names = run_dir.manifest.feature_space.feature_list();
     let top: Vec<String> = (0..samples.ids.len())
         .map(|i| {
             let mut ranked: Vec<(f32, usize)> = scores
@@ -532,7 +535,7 @@ fn sample_table(
         })
         .collect();
     let mut columns = vec![
-        Column::new(bundle.sample_id_column().into(), &samples.ids),
+        Column::new(run_dir.sample_id_column().into(), &samples.ids),
         Column::new("label".into(), samples.label_names.clone()),
         Column::new(
             "predicted".into(),
@@ -612,7 +615,7 @@ fn top_rows(features: &DataFrame, n: usize) -> Result<Vec<(String, String, f32)>
 
 /// The grid coloured by the best class's mean map at each pixel, the `top` features named.
 fn top_features_picture(
-    bundle: &Bundle,
+    run_dir: &RunDir,
     maps: &ClassMaps,
     features: &DataFrame,
     top: usize,
@@ -642,7 +645,7 @@ fn top_features_picture(
         })
         .collect();
     Ok(pictures::top_features(
-        &bundle.layout,
+        &run_dir.layout,
         &background,
         maps.shape,
         &named,

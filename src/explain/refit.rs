@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ExplainOptions, rank_features};
 use crate::artefact;
-use crate::manifest::Manifest;
 use crate::mapping::csv_bytes;
 use crate::pipeline;
+use crate::run::{MANIFEST, Manifest};
 use crate::select::MIN_FEATURES;
 
 /// Which features a round keeps.
@@ -51,7 +51,7 @@ pub struct RefitReport {
 }
 
 fn read_manifest(run: &std::path::Path) -> Result<Manifest> {
-    let path = run.join(crate::manifest::FILE);
+    let path = run.join(MANIFEST);
     serde_json::from_slice(
         &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
     )

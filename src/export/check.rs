@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use ndarray::Axis;
 
-use crate::model::train::argmax;
-use crate::score::bundle::Bundle;
+use crate::model::metrics::argmax;
+use crate::run::RunDir;
 
 pub struct ValidationSet {
     pub images: Vec<f32>,
@@ -23,8 +23,8 @@ pub struct ValidationSet {
 /// it is on 59 validation samples. Agreement with fp32 is a property of the network, not of
 /// generalisation, so training samples are fair here; accuracy is reported on the
 /// validation samples alone.
-pub fn gate_set(bundle: &Bundle, calibration_max: usize) -> Result<GateSet> {
-    let run = bundle
+pub fn gate_set(run_dir: &RunDir, calibration_max: usize) -> Result<GateSet> {
+    let run = run_dir
         .run_cohort()
         .context("an export is checked on the run's samples")?;
     let validation = run.rows("validation");
@@ -38,13 +38,13 @@ pub fn gate_set(bundle: &Bundle, calibration_max: usize) -> Result<GateSet> {
         .copied()
         .filter(|r| calibration.binary_search(r).is_err())
         .collect();
-    let values = bundle.manifest.feature_space.transform(&run.cohort)?;
+    let values = run_dir.manifest.feature_space.transform(&run.cohort)?;
     let images = |rows: &[usize]| -> Result<ValidationSet> {
         let values = values.select(Axis(0), rows);
         Ok(ValidationSet {
-            images: bundle.render(values.view())?,
+            images: run_dir.render(values.view())?,
             labels: rows.iter().map(|&r| run.cohort.labels[r]).collect(),
-            image_len: bundle.plan.image_len(),
+            image_len: run_dir.plan.image_len(),
         })
     };
     let checked: Vec<usize> = validation.iter().chain(&held_back).copied().collect();

@@ -19,7 +19,7 @@ use super::{FormatReport, Reference, Target, measure};
 use crate::model::ResNet;
 use crate::model::ResNetConfig;
 use crate::model::train::{load_record, predict_proba};
-use crate::score::bundle::Bundle;
+use crate::run::RunDir;
 
 pub const FILE: &str = "model-int8.bpk";
 
@@ -98,23 +98,23 @@ pub fn quantize(
 }
 
 /// The INT8 record, measured against fp32; the caller writes it if it passes.
-pub(crate) fn export(bundle: &Bundle, reference: &Reference) -> Result<(FormatReport, Vec<u8>)> {
-    let record = std::fs::read(bundle.dir.join(&bundle.manifest.model.record))?;
+pub(crate) fn export(run_dir: &RunDir, reference: &Reference) -> Result<(FormatReport, Vec<u8>)> {
+    let record = std::fs::read(run_dir.dir.join(&run_dir.manifest.model.record))?;
     let bytes = quantize(
-        &bundle.config,
+        &run_dir.config,
         &record,
-        &bundle.device,
+        &run_dir.device,
         reference.options.int8_scheme,
     )?;
     // Checked as it will be used: reloaded from the bytes about to be written.
-    let model = load_record(&bundle.config, &bytes, &bundle.device)?;
-    let shape = bundle.image_shape();
+    let model = load_record(&run_dir.config, &bytes, &run_dir.device)?;
+    let shape = run_dir.image_shape();
     let report = measure(
         reference,
         ("burn-int8", Target::Batch, "burn-flex"),
         FILE,
         &bytes,
-        |images, n| Ok(predict_proba(&model, images, shape, n, &bundle.device)),
+        |images, n| Ok(predict_proba(&model, images, shape, n, &run_dir.device)),
     )?;
     Ok((report, bytes))
 }

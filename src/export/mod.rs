@@ -19,6 +19,7 @@ pub mod onnx;
 pub mod onnx_fp16;
 pub mod onnx_int8;
 pub mod server;
+mod table;
 pub mod tensorrt;
 
 use std::collections::BTreeMap;
@@ -30,8 +31,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::artefact;
-use crate::model::train::argmax;
-use crate::score::bundle::Bundle;
+use crate::model::metrics::argmax;
+use crate::run::RunDir;
 
 pub const REPORT_FILE: &str = "export_report.json";
 
@@ -73,7 +74,7 @@ pub struct ExportOptions {
     pub calibration_samples: usize,
     pub calibration: onnx_int8::Calibration,
     /// The serving batcher's settings: the TensorRT profile is 1 / preferred / max.
-    pub batching: crate::serve::batcher::BatchConfig,
+    pub batching: crate::batching::BatchConfig,
     /// Build the TensorRT engines now (needs trtexec and an NVIDIA GPU).
     pub build_tensorrt: bool,
     /// Store the Core ML package's conv and linear weights in 8 bits.
@@ -82,12 +83,15 @@ pub struct ExportOptions {
     pub int8_scheme: int8::Int8Scheme,
 }
 
+/// The least share of checked samples on which an exported form must predict fp32's class.
+pub const DEFAULT_MIN_AGREEMENT: f64 = 0.99;
+
 impl ExportOptions {
     pub fn new(model: PathBuf, targets: Vec<Target>) -> Self {
         Self {
             model,
             targets,
-            min_agreement: 0.99,
+            min_agreement: DEFAULT_MIN_AGREEMENT,
             batch_size: 32,
             calibration_samples: 256,
             calibration: onnx_int8::Calibration::Percentile,
@@ -211,9 +215,9 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
         // Before any work: a missing tool is known now.
         tensorrt::Tools::find()?;
     }
-    let bundle = Bundle::load(&options.model)?;
+    let run_dir = RunDir::open(&options.model)?;
     let started = Instant::now();
-    let gate = check::gate_set(&bundle, options.calibration_samples)?;
+    let gate = check::gate_set(&run_dir, options.calibration_samples)?;
     let checked = &gate.checked;
     tracing::info!(
         checked = checked.labels.len(),
@@ -221,17 +225,17 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
         calibration = gate.calibration.labels.len(),
         "samples rendered"
     );
-    let reference = bundle.predict(&checked.images, options.batch_size);
-    let fp32_record = options.model.join(&bundle.manifest.model.record);
+    let reference = run_dir.predict(&checked.images, options.batch_size);
+    let fp32_record = options.model.join(&run_dir.manifest.model.record);
     let fp32 = Fp32Summary {
-        file: bundle.manifest.model.record.clone(),
+        file: run_dir.manifest.model.record.clone(),
         bytes: std::fs::metadata(&fp32_record)?.len(),
         accuracy: check::accuracy(
             &reference[..gate.validation],
             &checked.labels[..gate.validation],
         ),
         latency_ms: check::latency(&checked.images, checked.image_len, |images, n| {
-            bundle.predict(images, n);
+            run_dir.predict(images, n);
         }),
     };
     let checking = Reference {
@@ -243,7 +247,7 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
     let n = checked.labels.len();
     let one_flip = 1.0 / n as f64;
     let mut report = ExportReport {
-        model_sha256: bundle.model_sha256.clone(),
+        model_sha256: run_dir.model_sha256.clone(),
         validation_samples: gate.validation,
         checked_samples: n,
         min_agreement: options.min_agreement,
@@ -270,13 +274,13 @@ pub fn run(options: &ExportOptions) -> Result<ExportReport> {
     for target in &options.targets {
         match target {
             Target::Batch => {
-                let (form, bytes) = int8::export(&bundle, &checking)?;
-                report.keep_and_write(&bundle.dir, form, &bytes)?;
+                let (form, bytes) = int8::export(&run_dir, &checking)?;
+                report.keep_and_write(&run_dir.dir, form, &bytes)?;
             }
-            Target::Server => server::export(&bundle, &checking, &mut report)?,
+            Target::Server => server::export(&run_dir, &checking, &mut report)?,
             Target::Mobile => report
                 .structure_checked
-                .push(coreml::export(&bundle, options.coreml_8bit)?),
+                .push(coreml::export(&run_dir, options.coreml_8bit)?),
         }
     }
     artefact::write_atomic(

@@ -16,7 +16,7 @@ pub const OUTPUTS: [&str; 2] = ["logits", "probabilities"];
 /// The ONNX bytes of the model in `record`, for images of `shape` = [C, H, W].
 pub fn export(config: &ResNetConfig, record: &[u8], shape: [usize; 3]) -> Result<Vec<u8>> {
     // Exporting moves the module's BatchNorm statistics onto the exporter's capture device,
-    // where the module can no longer run (FIELD-NOTES): export a copy made from the record,
+    // where the module can no longer run (burn-onnx 0.22): export a copy made from the record,
     // never a model that serves.
     let device = Device::flex();
     let model = load_record(config, record, &device)?;

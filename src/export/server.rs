@@ -20,19 +20,19 @@ use super::{
 };
 use crate::artefact;
 use crate::onnxrt::{self, OnnxClassifier};
-use crate::score::bundle::Bundle;
+use crate::run::RunDir;
 
 pub const FILE: &str = "model.onnx";
 
 pub(crate) fn export(
-    bundle: &Bundle,
+    run_dir: &RunDir,
     reference: &Reference,
     report: &mut ExportReport,
 ) -> Result<()> {
-    let shape = bundle.image_shape();
-    let classes = bundle.classes().len();
-    let record = std::fs::read(bundle.dir.join(&bundle.manifest.model.record))?;
-    let fp32 = onnx::export(&bundle.config, &record, shape)?;
+    let shape = run_dir.image_shape();
+    let classes = run_dir.classes().len();
+    let record = std::fs::read(run_dir.dir.join(&run_dir.manifest.model.record))?;
+    let fp32 = onnx::export(&run_dir.config, &record, shape)?;
     onnx::check_structure(&fp32, shape, classes)?;
     let fp16 = onnx_fp16::convert(&fp32)?;
     onnx::check_structure(&fp16, shape, classes)?;
@@ -50,7 +50,7 @@ pub(crate) fn export(
                     bytes,
                     |images, n| model.predict(images, n),
                 )?;
-                report.keep_and_write(&bundle.dir, form, bytes)?
+                report.keep_and_write(&run_dir.dir, form, bytes)?
             }
             Err(e) => {
                 tracing::warn!("{e}: {file} is checked for its structure only");
@@ -61,7 +61,7 @@ pub(crate) fn export(
                     format: format!("{format} (ONNX Runtime check)"),
                     reason: e.to_string(),
                 });
-                artefact::write_atomic(&bundle.dir.join(file), bytes)?;
+                artefact::write_atomic(&run_dir.dir.join(file), bytes)?;
                 true
             }
         };
@@ -74,7 +74,7 @@ pub(crate) fn export(
         int8: None,
     };
     match runtime.and_then(|()| onnx_int8::tooling()) {
-        Ok(()) => files.int8 = int8(bundle, reference, &fp32, shape, classes, report)?,
+        Ok(()) => files.int8 = int8(run_dir, reference, &fp32, shape, classes, report)?,
         Err(e) => {
             tracing::warn!("ONNX INT8 skipped: {e}");
             report.skipped.push(Skipped {
@@ -86,7 +86,7 @@ pub(crate) fn export(
 
     let profile = Profile::from_batching(&reference.options.batching, shape);
     let plan = tensorrt::plan(&files, profile);
-    tensorrt::write_plan(&bundle.dir, &plan)?;
+    tensorrt::write_plan(&run_dir.dir, &plan)?;
     let mut summary = TensorRtSummary {
         plan: format!("{}/{}", tensorrt::DIR, tensorrt::PLAN_FILE),
         engines: plan
@@ -97,7 +97,7 @@ pub(crate) fn export(
         built: Vec::new(),
     };
     if reference.options.build_tensorrt {
-        let built = tensorrt::build(&bundle.dir, &plan, &tensorrt::Tools::find()?)?;
+        let built = tensorrt::build(&run_dir.dir, &plan, &tensorrt::Tools::find()?)?;
         summary.built = built
             .engines
             .iter()
@@ -111,7 +111,7 @@ pub(crate) fn export(
 /// Both QDQ models, checked in ONNX Runtime; each is written if it passes. Returns the
 /// TensorRT one's name and sha256 for the plan, when it was written.
 fn int8(
-    bundle: &Bundle,
+    run_dir: &RunDir,
     reference: &Reference,
     fp32: &[u8],
     shape: [usize; 3],
@@ -156,7 +156,7 @@ fn int8(
             bytes,
             |images, n| model.predict(images, n),
         )?;
-        if report.keep_and_write(&bundle.dir, form, bytes)? && file == onnx_int8::TENSORRT_FILE {
+        if report.keep_and_write(&run_dir.dir, form, bytes)? && file == onnx_int8::TENSORRT_FILE {
             tensorrt = Some((file.to_string(), artefact::sha256_hex(bytes)));
         }
     }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::artefact;
-use crate::serve::batcher::BatchConfig;
+use crate::batching::BatchConfig;
 
 pub const DIR: &str = "tensorrt";
 pub const PLAN_FILE: &str = "plan.json";

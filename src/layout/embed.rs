@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use ndarray::{Array2, ArrayView2, Axis};
 
 use super::pca;
+use super::settings::{EmbedMethod, LayoutSettings, Metric, TsneInit};
 use super::tsne::{self, Init, TsneParams};
-use crate::config::{EmbedMethod, LayoutConfig, Metric, TsneInit};
 
 /// Settings of the embedding, copied from the layout config.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +24,7 @@ pub struct EmbedSettings {
 }
 
 impl EmbedSettings {
-    pub fn new(config: &LayoutConfig, seed: u64) -> Self {
+    pub fn new(config: &LayoutSettings, seed: u64) -> Self {
         Self {
             method: config.method,
             perplexity: config.perplexity,
@@ -185,7 +185,7 @@ mod tests {
         }
         let settings = EmbedSettings {
             iterations: 250,
-            ..EmbedSettings::new(&LayoutConfig::default(), 1)
+            ..EmbedSettings::new(&LayoutSettings::default(), 1)
         };
         let e = embed(x.view(), &settings).unwrap().coordinates;
         assert_eq!(e.dim(), (120, 2));

@@ -6,7 +6,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::assign;
-use crate::config::Collisions;
+use super::settings::Collisions;
 
 /// How far `assign` moved features from their positions, in pixels.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

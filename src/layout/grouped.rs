@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::geometry::{self, Frame};
 use super::grid::{self, Displacement};
+use super::settings::{Arrange, LayoutSettings};
 use super::treemap::{self, Rect};
 use super::{ChannelLayout, Layout, channel_groups, embed_features, pca};
-use crate::config::{Arrange, LayoutConfig};
 
 /// One group's block of the image.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -35,7 +35,7 @@ pub fn fit(
     groups: &[(String, Vec<usize>)],
     names: &[(String, String)],
     blocks: &[(String, Vec<usize>)],
-    config: &LayoutConfig,
+    config: &LayoutSettings,
     seed: u64,
 ) -> Result<Layout> {
     if blocks.is_empty() {
@@ -158,7 +158,7 @@ fn inside_block(
     cols: &[usize],
     names: &[(String, String)],
     rect: &Rect,
-    config: &LayoutConfig,
+    config: &LayoutSettings,
     seed: u64,
 ) -> Result<Array2<f64>> {
     if cols.len() < 3 {
@@ -173,7 +173,7 @@ fn inside_block(
     }
     // t-SNE needs 3 x perplexity neighbours; a block's few features get a smaller perplexity
     // (as the whole-channel layout would, but without a warning for each block).
-    let config = LayoutConfig {
+    let config = LayoutSettings {
         perplexity: config
             .perplexity
             .min((cols.len() - 1) as f64 / 3.0)

@@ -12,6 +12,7 @@ pub mod grouped;
 pub mod linalg;
 pub mod pca;
 pub mod precomputed;
+pub mod settings;
 pub(crate) mod simd;
 mod thin;
 pub mod treemap;
@@ -24,7 +25,7 @@ use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Arrange, ChannelMode, Collisions, EmbedMethod, LayoutConfig};
+use self::settings::{Arrange, ChannelMode, Collisions, EmbedMethod, LayoutSettings};
 use embed::EmbedSettings;
 use geometry::Frame;
 use grid::Displacement;
@@ -127,7 +128,7 @@ impl Layout {
         train: ArrayView2<f32>,
         groups: &[(String, Vec<usize>)],
         names: &[(String, String)],
-        config: &LayoutConfig,
+        config: &LayoutSettings,
         seed: u64,
     ) -> Result<Self> {
         let channels = channel_groups(groups, config)
@@ -155,7 +156,7 @@ impl Layout {
         groups: &[(String, Vec<usize>)],
         names: &[(String, String)],
         blocks: &[(String, Vec<usize>)],
-        config: &LayoutConfig,
+        config: &LayoutSettings,
         seed: u64,
     ) -> Result<Self> {
         grouped::fit(train, groups, names, blocks, config, seed)
@@ -219,8 +220,8 @@ impl Layout {
 /// The channels of a layout: name, feature columns and settings of each.
 fn channel_groups(
     groups: &[(String, Vec<usize>)],
-    config: &LayoutConfig,
-) -> Vec<(String, Vec<usize>, LayoutConfig)> {
+    config: &LayoutSettings,
+) -> Vec<(String, Vec<usize>, LayoutSettings)> {
     match config.mode {
         ChannelMode::Shared => vec![(
             "shared".into(),
@@ -240,7 +241,7 @@ fn embed_features(
     train: ArrayView2<f32>,
     features: &[usize],
     names: &[(String, String)],
-    config: &LayoutConfig,
+    config: &LayoutSettings,
     seed: u64,
 ) -> Result<embed::Embedded> {
     if config.method == EmbedMethod::Precomputed {
@@ -284,7 +285,7 @@ fn fit_channel(
     name: String,
     features: Vec<usize>,
     names: &[(String, String)],
-    config: &LayoutConfig,
+    config: &LayoutSettings,
     seed: u64,
 ) -> Result<ChannelLayout> {
     let _span = tracing::info_span!("layout", channel = %name, features = features.len()).entered();

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Metrics;
-use super::train::EpochStats;
+use super::metrics::EpochStats;
 use crate::artefact::StagedDir;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

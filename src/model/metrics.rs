@@ -1,6 +1,8 @@
 //! Classification metrics: accuracy, balanced accuracy, macro-F1, one-vs-rest AUROC and the
 //! confusion matrix, with scikit-learn's definitions.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,6 +21,18 @@ pub struct Metrics {
     pub class_auroc: Vec<Option<f64>>,
     /// confusion[true][predicted]
     pub confusion: Vec<Vec<usize>>,
+}
+
+/// One line: accuracy, balanced accuracy, macro-F1 and AUROC ("-" when undefined).
+impl fmt::Display for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auroc = self.auroc.map_or("-".to_string(), |a| format!("{a:.3}"));
+        write!(
+            f,
+            "accuracy {:.3}, balanced accuracy {:.3}, macro-F1 {:.3}, AUROC {auroc}",
+            self.accuracy, self.balanced_accuracy, self.macro_f1
+        )
+    }
 }
 
 /// The trivial baseline a model must beat: always the most common class of the training
@@ -148,6 +162,30 @@ pub fn auroc(scores: &[f32], positive: &[bool]) -> Option<f64> {
     }
     let u = rank_sum_pos - (n_pos * (n_pos + 1)) as f64 / 2.0;
     Some(u / (n_pos * n_neg) as f64)
+}
+
+/// One epoch of training: losses, validation metrics, the rate and the time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// Accuracy on the training batches as they were seen (weights changing in between).
+    #[serde(default)]
+    pub train_accuracy: f64,
+    pub valid_loss: f64,
+    pub valid_accuracy: f64,
+    pub valid_macro_f1: f64,
+    #[serde(default)]
+    pub valid_balanced_accuracy: f64,
+    #[serde(default)]
+    pub valid_auroc: Option<f64>,
+    /// The head's learning rate at the epoch's last step.
+    #[serde(default)]
+    pub learning_rate: f64,
+    /// Whether the backbone was frozen.
+    #[serde(default)]
+    pub frozen: bool,
+    pub seconds: f64,
 }
 
 #[cfg(test)]

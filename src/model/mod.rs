@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod pretrained;
 pub mod resnet;
 pub mod schedule;
+pub mod settings;
 pub mod split;
 pub mod train;
 

@@ -18,16 +18,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::{Checkpoint, State};
-use super::metrics::Metrics;
-pub use super::metrics::argmax;
+use super::metrics::{EpochStats, Metrics};
 use super::pretrained::{self, PretrainedReport};
 use super::resnet::{ResNet, ResNetConfig};
-use super::schedule::{Schedule, ScheduleKind};
-use crate::config::{Monitor, OptimizerKind};
+use super::schedule::Schedule;
+use super::settings::{ClassWeights, ModelSettings, Monitor, OptimizerKind, TrainSettings};
 
 /// Images (N x C x H x W, flat) with their class indices.
 #[derive(Debug, Clone, Copy)]
@@ -80,28 +78,14 @@ impl ImageSet<'_> {
 /// feature values; called once per batch with the epoch's random stream.
 pub type Augment<'a> = &'a (dyn Fn(&[usize], &mut ChaCha8Rng) -> Result<Vec<f32>> + Sync);
 
+/// What one training run computes (the `[train]` and `[model]` settings and the seed) and
+/// where it keeps its checkpoint.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
+    pub train: TrainSettings,
+    /// Fine-tuning: the pretrained weights, frozen epochs and backbone rate.
+    pub model: ModelSettings,
     pub seed: u64,
-    pub optimizer: OptimizerKind,
-    pub weight_decay: f64,
-    pub schedule: ScheduleKind,
-    pub warmup_epochs: usize,
-    pub step_epochs: usize,
-    pub step_gamma: f64,
-    pub label_smoothing: f64,
-    /// Per-class loss weights (None: all 1).
-    pub class_weights: Option<Vec<f32>>,
-    pub monitor: Monitor,
-    /// Stop after this many epochs without improvement (0: never).
-    pub patience: usize,
-    /// torchvision-format weights to start from.
-    pub pretrained: Option<PathBuf>,
-    pub freeze_backbone_epochs: usize,
-    pub backbone_lr_factor: f64,
     /// Where the state after each epoch is kept.
     pub checkpoint: Option<PathBuf>,
     /// Continue from `checkpoint` when it holds one.
@@ -111,62 +95,30 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    /// Plain Adam at a constant rate, no extras.
-    pub fn new(epochs: usize, batch_size: usize, learning_rate: f64, seed: u64) -> Self {
+    /// `train` and `model` settings with no checkpoint.
+    pub fn new(train: TrainSettings, model: ModelSettings, seed: u64) -> Self {
         Self {
-            epochs,
-            batch_size,
-            learning_rate,
+            train,
+            model,
             seed,
-            optimizer: OptimizerKind::Adam,
-            weight_decay: 0.0,
-            schedule: ScheduleKind::Constant,
-            warmup_epochs: 0,
-            step_epochs: 1,
-            step_gamma: 1.0,
-            label_smoothing: 0.0,
-            class_weights: None,
-            monitor: Monitor::MacroF1,
-            patience: 0,
-            pretrained: None,
-            freeze_backbone_epochs: 0,
-            backbone_lr_factor: 1.0,
             checkpoint: None,
             resume: false,
             stop_after: None,
         }
     }
 
-    /// The options that change what training computes, for the checkpoint's fingerprint.
+    /// The settings that change what training computes, for the checkpoint's fingerprint:
+    /// all of them, serialised, but the thread count and the device.
     fn fingerprint_text(&self) -> String {
-        let Self {
-            epochs,
-            batch_size,
-            learning_rate,
-            seed,
-            optimizer,
-            weight_decay,
-            schedule,
-            warmup_epochs,
-            step_epochs,
-            step_gamma,
-            label_smoothing,
-            class_weights,
-            monitor,
-            patience,
-            pretrained,
-            freeze_backbone_epochs,
-            backbone_lr_factor,
-            checkpoint: _,
-            resume: _,
-            stop_after: _,
-        } = self;
-        format!(
-            "{epochs} {batch_size} {learning_rate} {seed} {optimizer:?} {weight_decay} \
-             {schedule:?} {warmup_epochs} {step_epochs} {step_gamma} {label_smoothing} \
-             {class_weights:?} {monitor:?} {patience} {pretrained:?} {freeze_backbone_epochs} \
-             {backbone_lr_factor}"
-        )
+        let train = TrainSettings {
+            threads: 0,
+            ..self.train.clone()
+        };
+        let model = ModelSettings {
+            device: String::new(),
+            ..self.model.clone()
+        };
+        serde_json::to_string(&(train, model, self.seed)).expect("settings serialise")
     }
 }
 
@@ -188,29 +140,6 @@ pub fn balanced_class_weights(labels: &[usize], n_classes: usize) -> Vec<f32> {
             }
         })
         .collect()
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EpochStats {
-    pub epoch: usize,
-    pub train_loss: f64,
-    /// Accuracy on the training batches as they were seen (weights changing in between).
-    #[serde(default)]
-    pub train_accuracy: f64,
-    pub valid_loss: f64,
-    pub valid_accuracy: f64,
-    pub valid_macro_f1: f64,
-    #[serde(default)]
-    pub valid_balanced_accuracy: f64,
-    #[serde(default)]
-    pub valid_auroc: Option<f64>,
-    /// The head's learning rate at the epoch's last step.
-    #[serde(default)]
-    pub learning_rate: f64,
-    /// Whether the backbone was frozen.
-    #[serde(default)]
-    pub frozen: bool,
-    pub seconds: f64,
 }
 
 pub struct Trained {
@@ -241,8 +170,8 @@ struct Best {
 
 /// The optimiser named in the options, type-erased.
 fn optimizer(options: &TrainOptions) -> ModuleOptimizer {
-    let decay = options.weight_decay;
-    match options.optimizer {
+    let decay = options.train.weight_decay;
+    match options.train.optimizer {
         OptimizerKind::Adam => AdamConfig::new()
             .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay as f32)))
             .init(),
@@ -307,32 +236,35 @@ pub fn train(
     let fingerprint = fingerprint(&train, &valid, config, options);
     let mut model = super::init_seeded(config, &ad_device, options.seed);
     let mut pretrained_report = None;
-    if let Some(path) = &options.pretrained {
+    if let Some(path) = &options.model.pretrained {
         let (loaded, report) = pretrained::load_torchvision(model, config, path)?;
         model = loaded;
         pretrained_report = Some(report);
     }
     let mut optimizer = optimizer(options);
-    let mut loss_config = CrossEntropyLossConfig::new().with_weights(options.class_weights.clone());
-    if options.label_smoothing > 0.0 {
-        loss_config = loss_config.with_smoothing(Some(options.label_smoothing as f32));
+    let mut loss_config = CrossEntropyLossConfig::new().with_weights(
+        (options.train.class_weights == ClassWeights::Balanced)
+            .then(|| balanced_class_weights(train.labels, config.num_classes)),
+    );
+    if options.train.label_smoothing > 0.0 {
+        loss_config = loss_config.with_smoothing(Some(options.train.label_smoothing as f32));
     }
     let loss_fn = loss_config.init(&ad_device);
     // BatchNorm needs more than one value per channel, so a last batch of one is dropped.
-    let batches_per_epoch =
-        train.len() / options.batch_size + usize::from(train.len() % options.batch_size > 1);
+    let batches_per_epoch = train.len() / options.train.batch_size
+        + usize::from(train.len() % options.train.batch_size > 1);
     let schedule = Schedule {
-        kind: options.schedule,
-        base: options.learning_rate,
+        kind: options.train.schedule,
+        base: options.train.learning_rate,
         steps_per_epoch: batches_per_epoch,
-        epochs: options.epochs,
-        warmup_epochs: options.warmup_epochs,
-        step_epochs: options.step_epochs,
-        gamma: options.step_gamma,
+        epochs: options.train.epochs,
+        warmup_epochs: options.train.warmup_epochs,
+        step_epochs: options.train.step_epochs,
+        gamma: options.train.step_gamma,
     };
 
     let mut best: Option<Best> = None;
-    let mut history = Vec::with_capacity(options.epochs);
+    let mut history = Vec::with_capacity(options.train.epochs);
     let mut since_best = 0;
     let mut first_epoch = 1;
     let mut resumed_from = None;
@@ -341,7 +273,7 @@ pub fn train(
         .as_ref()
         .filter(|d| options.resume && d.join("state.json").exists())
     {
-        let checkpoint = Checkpoint::read(dir, &fingerprint, options.epochs)?;
+        let checkpoint = Checkpoint::read(dir, &fingerprint, options.train.epochs)?;
         model = load_record_into(config.init(&ad_device), &checkpoint.model)?;
         optimizer = optimizer
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(checkpoint.optimizer))
@@ -361,7 +293,7 @@ pub fn train(
     }
     let head = ParamGroup::ids_from_module(model.fc.clone());
 
-    let total = (batches_per_epoch * options.epochs) as u64;
+    let total = (batches_per_epoch * options.train.epochs) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
             "train {bar:30} {pos}/{len} batches {elapsed_precise} eta {eta} {msg}",
@@ -372,7 +304,7 @@ pub fn train(
 
     let mut stopped_early = None;
     let mut last_epoch = first_epoch - 1;
-    for epoch in first_epoch..=options.epochs {
+    for epoch in first_epoch..=options.train.epochs {
         if options.stop_after.is_some_and(|s| epoch > s) || stopped_early.is_some() {
             break;
         }
@@ -382,10 +314,10 @@ pub fn train(
         rng.set_stream(epoch as u64);
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
-        let frozen = epoch <= options.freeze_backbone_epochs;
+        let frozen = epoch <= options.model.freeze_backbone_epochs;
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         let mut lr = 0.0;
-        for (b, rows) in order.chunks(options.batch_size).enumerate() {
+        for (b, rows) in order.chunks(options.train.batch_size).enumerate() {
             if rows.len() < 2 {
                 continue;
             }
@@ -417,21 +349,21 @@ pub fn train(
             loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * rows.len() as f64;
             seen += rows.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let rates = ModuleLrScheduler::new(lr * options.backbone_lr_factor)
+            let rates = ModuleLrScheduler::new(lr * options.model.backbone_lr_factor)
                 .with_group(head.clone(), lr)
                 .step();
             model = optimizer.step(rates, model, grads);
             bar.inc(1);
             bar.set_message(format!(
                 "epoch {epoch}/{}: loss {:.3}, acc {:.3}",
-                options.epochs,
+                options.train.epochs,
                 loss_sum / seen as f64,
                 correct as f64 / seen as f64
             ));
         }
-        model = precise_batch_norm(model, train, options.batch_size, &ad_device);
+        model = precise_batch_norm(model, train, options.train.batch_size, &ad_device);
         let inference = model.valid();
-        let evaluation = evaluate(&inference, valid, options.batch_size, device);
+        let evaluation = evaluate(&inference, valid, options.train.batch_size, device);
         let stats = EpochStats {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -448,7 +380,7 @@ pub fn train(
         crate::progress::line(format_args!(
             "epoch {epoch}/{}: train loss {:.4}, validation loss {:.4}, accuracy {:.3}, balanced \
              accuracy {:.3}, macro-F1 {:.3}, {:.1} s",
-            options.epochs,
+            options.train.epochs,
             stats.train_loss,
             stats.valid_loss,
             stats.valid_accuracy,
@@ -467,7 +399,7 @@ pub fn train(
             frozen,
             "epoch done"
         );
-        let current = score(options.monitor, &evaluation);
+        let current = score(options.train.monitor, &evaluation);
         if best.as_ref().is_none_or(|b| current > b.score) {
             best = Some(Best {
                 epoch,
@@ -481,10 +413,13 @@ pub fn train(
         }
         history.push(stats);
         last_epoch = epoch;
-        if options.patience > 0 && since_best >= options.patience && epoch < options.epochs {
+        if options.train.early_stopping_patience > 0
+            && since_best >= options.train.early_stopping_patience
+            && epoch < options.train.epochs
+        {
             tracing::info!(
                 epoch,
-                patience = options.patience,
+                patience = options.train.early_stopping_patience,
                 "early stop: no improvement"
             );
             stopped_early = Some(epoch);
@@ -529,7 +464,7 @@ pub fn train(
         stopped_early,
         resumed_from,
         pretrained: pretrained_report,
-        complete: stopped_early.is_some() || last_epoch == options.epochs,
+        complete: stopped_early.is_some() || last_epoch == options.train.epochs,
     })
 }
 
@@ -644,6 +579,7 @@ pub fn predict_proba(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::settings::ScheduleKind;
     use burn::tensor::Distribution;
 
     /// 24 random 1 x 8 x 8 images in 3 classes, and 9 for validation.
@@ -687,6 +623,22 @@ mod tests {
         collect.0
     }
 
+    /// Plain Adam at a constant rate, no extras.
+    fn options(epochs: usize, batch_size: usize, learning_rate: f64, seed: u64) -> TrainOptions {
+        let train = TrainSettings {
+            epochs,
+            batch_size,
+            learning_rate,
+            ..TrainSettings::default()
+        };
+        TrainOptions::new(train, ModelSettings::default(), seed)
+    }
+
+    fn tweak(mut options: TrainOptions, change: impl FnOnce(&mut TrainOptions)) -> TrainOptions {
+        change(&mut options);
+        options
+    }
+
     fn run(options: &TrainOptions) -> Trained {
         try_run(options).unwrap()
     }
@@ -719,10 +671,9 @@ mod tests {
 
     #[test]
     fn a_frozen_backbone_keeps_its_weights_and_the_head_learns() {
-        let options = TrainOptions {
-            freeze_backbone_epochs: 1,
-            ..TrainOptions::new(1, 8, 1e-2, 4)
-        };
+        let options = tweak(options(1, 8, 1e-2, 4), |o| {
+            o.model.freeze_backbone_epochs = 1;
+        });
         let trained = run(&options);
         assert!(trained.history[0].frozen);
         let (conv, fc) = weights(&trained.model);
@@ -733,38 +684,35 @@ mod tests {
 
     #[test]
     fn the_backbone_learning_rate_factor_scales_only_the_backbone() {
-        let still = run(&TrainOptions {
-            backbone_lr_factor: 0.0,
-            ..TrainOptions::new(1, 8, 1e-2, 4)
-        });
+        let still = run(&tweak(options(1, 8, 1e-2, 4), |o| {
+            o.model.backbone_lr_factor = 0.0;
+        }));
         let (conv0, fc0) = weights(&initial(4));
         let (conv, fc) = weights(&still.model);
         assert_eq!(conv, conv0, "a zero factor still moved the backbone");
         assert_ne!(fc, fc0);
-        let moving = run(&TrainOptions::new(1, 8, 1e-2, 4));
+        let moving = run(&options(1, 8, 1e-2, 4));
         assert_ne!(weights(&moving.model).0, conv0);
     }
 
     #[test]
     fn weight_decay_and_label_smoothing_change_training() {
-        let plain = run(&TrainOptions::new(2, 8, 1e-2, 4));
+        let plain = run(&options(2, 8, 1e-2, 4));
         let norm = |m: &ResNet| weights(m).1.iter().map(|w| w * w).sum::<f32>();
-        let decayed = run(&TrainOptions {
-            optimizer: OptimizerKind::AdamW,
-            weight_decay: 5.0,
-            ..TrainOptions::new(2, 8, 1e-2, 4)
-        });
+        let decayed = run(&tweak(options(2, 8, 1e-2, 4), |o| {
+            o.train.optimizer = OptimizerKind::AdamW;
+            o.train.weight_decay = 5.0;
+        }));
         assert!(
             norm(&decayed.model) < norm(&plain.model),
             "AdamW decay did not shrink the head"
         );
-        let smoothed = run(&TrainOptions {
-            label_smoothing: 0.3,
-            ..TrainOptions::new(2, 8, 1e-2, 4)
-        });
+        let smoothed = run(&tweak(options(2, 8, 1e-2, 4), |o| {
+            o.train.label_smoothing = 0.3;
+        }));
         assert_ne!(smoothed.history[0].train_loss, plain.history[0].train_loss);
         // Same seed, same data, same options: the same weights, bit for bit.
-        let again = run(&TrainOptions::new(2, 8, 1e-2, 4));
+        let again = run(&options(2, 8, 1e-2, 4));
         assert_eq!(all_weights(&again.model), all_weights(&plain.model));
         assert_eq!(again.history.len(), 2);
     }
@@ -779,10 +727,9 @@ mod tests {
     #[test]
     fn early_stopping_ends_after_patience_epochs_without_improvement() {
         // A rate too small to change any prediction: epoch 1 stays the best.
-        let trained = run(&TrainOptions {
-            patience: 2,
-            ..TrainOptions::new(10, 8, 1e-12, 4)
-        });
+        let trained = run(&tweak(options(10, 8, 1e-12, 4), |o| {
+            o.train.early_stopping_patience = 2;
+        }));
         assert_eq!(trained.stopped_early, Some(3));
         assert_eq!(trained.history.len(), 3);
         assert_eq!(trained.best_epoch, 1);
@@ -792,26 +739,23 @@ mod tests {
     #[test]
     fn a_resumed_run_ends_where_the_uninterrupted_one_does() {
         let dir = tempfile::tempdir().unwrap();
-        let base = TrainOptions {
-            schedule: ScheduleKind::Cosine,
-            warmup_epochs: 1,
-            ..TrainOptions::new(3, 8, 1e-2, 4)
-        };
+        let base = tweak(options(3, 8, 1e-2, 4), |o| {
+            o.train.schedule = ScheduleKind::Cosine;
+            o.train.warmup_epochs = 1;
+        });
         let straight = run(&base);
         let checkpoint = Some(dir.path().join("ckpt"));
-        let first = run(&TrainOptions {
-            checkpoint: checkpoint.clone(),
-            stop_after: Some(2),
-            ..base.clone()
-        });
+        let first = run(&tweak(base.clone(), |o| {
+            o.checkpoint = checkpoint.clone();
+            o.stop_after = Some(2);
+        }));
         assert!(!first.complete);
         assert_eq!(first.history.len(), 2);
-        let other = TrainOptions {
-            learning_rate: 2e-2,
-            checkpoint: checkpoint.clone(),
-            resume: true,
-            ..base.clone()
-        };
+        let other = tweak(base.clone(), |o| {
+            o.train.learning_rate = 2e-2;
+            o.checkpoint = checkpoint.clone();
+            o.resume = true;
+        });
         let refused = try_run(&other);
         let err = format!("{:#}", refused.err().expect("other options refused"));
         assert!(err.contains("other training data or options"), "{err}");

@@ -2,6 +2,7 @@
 
 pub mod align;
 pub mod normalise;
+pub mod settings;
 pub mod table;
 
 pub use align::{Cohort, DroppedSample, Modality, align};
@@ -10,10 +11,10 @@ pub use table::{Table, load_labels, load_table, read_frame};
 
 use anyhow::Result;
 
-use crate::config::DataConfig;
+use self::settings::DataSettings;
 
 /// Loads every modality and the labels, and aligns the samples.
-pub fn load_cohort(data: &DataConfig) -> Result<Cohort> {
+pub fn load_cohort(data: &DataSettings) -> Result<Cohort> {
     let mut tables = Vec::with_capacity(data.modalities.len());
     for (name, path) in &data.modalities {
         let table = load_table(path, &data.sample_id_column, data.infinite_values)

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::config::NormMethod;
+use super::settings::NormMethod;
 
 /// The fitted state that maps one modality's raw values into [0, 1].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::Infinite;
+use super::settings::Infinite;
 use ndarray::Array2;
 use polars::prelude::{
     Column, CsvParseOptions, CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader,

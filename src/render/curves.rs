@@ -6,7 +6,7 @@ use image::{Rgb, RgbImage};
 use imageproc::drawing::draw_line_segment_mut;
 
 use super::text;
-use crate::model::train::EpochStats;
+use crate::model::metrics::EpochStats;
 
 const PANEL: (u32, u32) = (420, 300);
 const MARGIN: u32 = 40;

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::config::Infinite;
+use crate::omics::settings::Infinite;
 use anyhow::{Context, Result, bail};
 use arrow::array::{Array, AsArray, Float32Array};
 use arrow::compute::cast;

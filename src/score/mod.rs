@@ -14,11 +14,11 @@
 //! the same job (same model, inputs, shard and policies) and skips a shard whose output is
 //! already complete.
 
-pub mod bundle;
 pub mod input;
 pub mod output;
 pub mod predict;
 pub mod spill;
+mod summary;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::artefact::guard;
-use bundle::Bundle;
+use crate::run::RunDir;
 use input::{FileRows, ModalityInput};
 use output::Scored;
 
@@ -207,8 +207,8 @@ const BUCKET_KEY: &str = "deepinsight.bucket";
 
 pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
     let mut clock = Clock::start();
-    let bundle = Bundle::load(&options.model)?;
-    let modalities: Vec<(String, Vec<String>)> = bundle
+    let run_dir = RunDir::open(&options.model)?;
+    let modalities: Vec<(String, Vec<String>)> = run_dir
         .manifest
         .feature_space
         .modalities
@@ -227,7 +227,7 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
         .div_ceil(options.bucket_rows.max(1))
         .clamp(1, 256);
     let job = Job {
-        model_sha256: bundle.model_sha256.clone(),
+        model_sha256: run_dir.model_sha256.clone(),
         shard: options.shard,
         buckets,
         missing_values: options.missing_values,
@@ -259,7 +259,7 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
     let mut records = prepare_parts(&parts_dir, &job, &job_id, options.resume)?;
     let scored = score_parts(
         options,
-        &bundle,
+        &run_dir,
         &inputs,
         &total_rows,
         &parts_dir,
@@ -286,7 +286,7 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
             (JOB_KEY.to_string(), job_id),
             (
                 "deepinsight.model_sha256".into(),
-                bundle.model_sha256.clone(),
+                run_dir.model_sha256.clone(),
             ),
             ("deepinsight.shard".into(), options.shard.to_string()),
             (
@@ -297,7 +297,7 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
         output::merge(
             &parts,
             &options.output,
-            output::schema(bundle.classes()),
+            output::schema(run_dir.classes()),
             &metadata,
         )?;
         std::fs::remove_dir_all(&parts_dir)
@@ -314,7 +314,7 @@ pub fn run(options: &ScoreOptions) -> Result<ScoreSummary> {
 #[allow(clippy::too_many_arguments)]
 fn score_parts(
     options: &ScoreOptions,
-    bundle: &Bundle,
+    run_dir: &RunDir,
     inputs: &[ModalityInput],
     total_rows: &[u64],
     parts_dir: &Path,
@@ -331,7 +331,14 @@ fn score_parts(
         .prefix(".spill-")
         .tempdir_in(parts_dir)
         .with_context(|| format!("cannot create a folder in {}", parts_dir.display()))?;
-    let spilled = partition(inputs, total_rows, bundle, options, &done, spill_dir.path())?;
+    let spilled = partition(
+        inputs,
+        total_rows,
+        run_dir,
+        options,
+        &done,
+        spill_dir.path(),
+    )?;
     summary.rows_read = spilled.rows_read;
     clock.lap("read + partition");
 
@@ -347,8 +354,8 @@ fn score_parts(
     let mut scored_rows = 0u64;
     for &b in todo.iter().take(limit) {
         let (rows, mut counts) = join_bucket(spill_dir.path(), b, inputs, options, clock)?;
-        let scored = score_rows(bundle, rows, options.batch_size, &bar, clock, &mut counts)?;
-        let batch = output::batch(&scored, bundle.classes(), &bundle.model_sha256)?;
+        let scored = score_rows(run_dir, rows, options.batch_size, &bar, clock, &mut counts)?;
+        let batch = output::batch(&scored, run_dir.classes(), &run_dir.model_sha256)?;
         let bytes = output::part_bytes(&batch, &part_identity(job_id, b))?;
         let (rows, scored) = (batch.num_rows(), counts.scored);
         let record = PartRecord {
@@ -535,7 +542,7 @@ struct Spilled {
 fn partition(
     inputs: &[ModalityInput],
     total_rows: &[u64],
-    bundle: &Bundle,
+    run_dir: &RunDir,
     options: &ScoreOptions,
     done: &[bool],
     spill_dir: &Path,
@@ -545,7 +552,7 @@ fn partition(
     let per_modality: Vec<Vec<u64>> = inputs
         .par_iter()
         .enumerate()
-        .map(|(m, input)| partition_modality(m, input, bundle, options, done, spill_dir, &bar))
+        .map(|(m, input)| partition_modality(m, input, run_dir, options, done, spill_dir, &bar))
         .collect::<Result<_>>()?;
     bar.finish_and_clear();
     let mut bucket_rows = vec![0u64; done.len()];
@@ -568,7 +575,7 @@ fn partition(
 fn partition_modality(
     m: usize,
     input: &ModalityInput,
-    bundle: &Bundle,
+    run_dir: &RunDir,
     options: &ScoreOptions,
     done: &[bool],
     spill_dir: &Path,
@@ -580,11 +587,11 @@ fn partition_modality(
     for path in &input.files {
         let (mut rows, missing) = FileRows::open(
             path,
-            bundle.sample_id_column(),
+            run_dir.sample_id_column(),
             &input.features,
             options.read_rows,
             options.missing_values == Policy::Impute,
-            bundle.manifest.config.data.infinite_values,
+            run_dir.manifest.config.data.infinite_values,
         )?;
         if !missing.is_empty() {
             tracing::warn!(
@@ -759,7 +766,7 @@ fn files_list(input: &ModalityInput) -> String {
 const RENDER_CHUNK: usize = 512;
 
 fn score_rows(
-    bundle: &Bundle,
+    run_dir: &RunDir,
     joined: Joined,
     batch_size: usize,
     bar: &ProgressBar,
@@ -767,7 +774,7 @@ fn score_rows(
     counts: &mut PartCounts,
 ) -> Result<Vec<Scored>> {
     let views: Vec<_> = joined.raw.iter().map(|a| a.view()).collect();
-    let space = &bundle.manifest.feature_space;
+    let space = &run_dir.manifest.feature_space;
     counts.far_outside = space.far_outside(&views).into_iter().collect();
     let values = space.transform_selected(&views)?;
     drop(joined.raw);
@@ -775,9 +782,9 @@ fn score_rows(
     let mut probabilities = Vec::with_capacity(values.nrows());
     for start in (0..values.nrows()).step_by(RENDER_CHUNK) {
         let end = (start + RENDER_CHUNK).min(values.nrows());
-        let images = bundle.render(values.slice(ndarray::s![start..end, ..]))?;
+        let images = run_dir.render(values.slice(ndarray::s![start..end, ..]))?;
         clock.lap("normalise + render");
-        probabilities.extend(bundle.predict(&images, batch_size));
+        probabilities.extend(run_dir.predict(&images, batch_size));
         clock.lap("model");
         bar.inc((end - start) as u64);
     }

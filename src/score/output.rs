@@ -17,7 +17,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use crate::model::train::argmax;
+use crate::model::metrics::argmax;
 
 /// One output row: scored (`probabilities`) or skipped (`reason`).
 pub struct Scored {

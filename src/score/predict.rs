@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use polars::prelude::{Column, DataFrame};
 
-use super::bundle::Bundle;
 use crate::artefact::{self, guard};
 use crate::mapping::{csv_bytes, parquet_bytes};
 use crate::model::Metrics;
-use crate::model::train::argmax;
+use crate::model::metrics::argmax;
 use crate::omics::{self, DroppedSample};
+use crate::run::RunDir;
 
 pub struct PredictOptions {
     pub model: PathBuf,
@@ -63,9 +63,9 @@ pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
         &inputs,
         super::output::written_by_deepinsight,
     )?;
-    let bundle = Bundle::load(&options.model)?;
-    let joined = load_inputs(&bundle, &options.inputs)?;
-    let space = &bundle.manifest.feature_space;
+    let run_dir = RunDir::open(&options.model)?;
+    let joined = load_inputs(&run_dir, &options.inputs)?;
+    let space = &run_dir.manifest.feature_space;
     let raw = space.select_raw(&joined.modalities)?;
     let views: Vec<_> = raw.iter().map(|b| b.view()).collect();
     for (modality, n) in space.far_outside(&views) {
@@ -76,12 +76,12 @@ pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
     }
     let values = space.transform_selected(&views)?;
     drop(raw);
-    let images = bundle.render(values.view())?;
-    let probabilities = bundle.predict(&images, options.batch_size.max(1));
+    let images = run_dir.render(values.view())?;
+    let probabilities = run_dir.predict(&images, options.batch_size.max(1));
 
-    let classes = bundle.classes();
+    let classes = run_dir.classes();
     let truth = match &options.labels {
-        Some(path) => Some(true_classes(path, &bundle, &joined.sample_ids)?),
+        Some(path) => Some(true_classes(path, &run_dir, &joined.sample_ids)?),
         None => None,
     };
     let metrics = truth.as_ref().map(|truth| {
@@ -94,7 +94,7 @@ pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
         Metrics::from_probabilities(&labels, &probs, classes.len())
     });
 
-    let id_column = bundle.sample_id_column();
+    let id_column = run_dir.sample_id_column();
     let mut columns = vec![Column::new(id_column.into(), &joined.sample_ids)];
     if let Some(truth) = &truth {
         let labels: Vec<&str> = truth.iter().map(|(l, _)| l.as_str()).collect();
@@ -111,7 +111,7 @@ pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
     }
     columns.push(Column::new(
         "model_sha256".into(),
-        vec![bundle.model_sha256.as_str(); joined.sample_ids.len()],
+        vec![run_dir.model_sha256.as_str(); joined.sample_ids.len()],
     ));
     let mut frame = DataFrame::new_infer_height(columns)?;
     let bytes = match format {
@@ -130,9 +130,9 @@ pub fn run(options: &PredictOptions) -> Result<PredictSummary> {
 
 /// The tables of a new cohort (one per modality of the model, given as (modality, path)),
 /// joined on the run's sample-id column.
-pub fn load_inputs(bundle: &Bundle, inputs: &[(String, PathBuf)]) -> Result<omics::align::Joined> {
-    let id_column = bundle.sample_id_column().to_string();
-    let wanted: Vec<&str> = bundle
+pub fn load_inputs(run_dir: &RunDir, inputs: &[(String, PathBuf)]) -> Result<omics::align::Joined> {
+    let id_column = run_dir.sample_id_column().to_string();
+    let wanted: Vec<&str> = run_dir
         .manifest
         .feature_space
         .modalities
@@ -156,7 +156,7 @@ pub fn load_inputs(bundle: &Bundle, inputs: &[(String, PathBuf)]) -> Result<omic
                 wanted.join(", ")
             );
         };
-        let infinite = bundle.manifest.config.data.infinite_values;
+        let infinite = run_dir.manifest.config.data.infinite_values;
         let table = omics::load_table(path, &id_column, infinite)
             .map_err(|e| e.context(format!("modality '{name}'")))?;
         tables.push((name.to_string(), table));
@@ -168,16 +168,16 @@ pub fn load_inputs(bundle: &Bundle, inputs: &[(String, PathBuf)]) -> Result<omic
 /// was not trained on: such samples are predicted but left out of the metrics).
 pub fn true_classes(
     path: &Path,
-    bundle: &Bundle,
+    run_dir: &RunDir,
     ids: &[String],
 ) -> Result<Vec<(String, Option<usize>)>> {
-    let data = &bundle.manifest.config.data;
+    let data = &run_dir.manifest.config.data;
     let labels = omics::load_labels(path, &data.sample_id_column, &data.label_column)?;
     ids.iter()
         .map(|id| match labels.get(id) {
             Some(Some(label)) => Ok((
                 label.clone(),
-                bundle.classes().iter().position(|c| c == label),
+                run_dir.classes().iter().position(|c| c == label),
             )),
             Some(None) => bail!("{}: sample '{id}' has an empty label", path.display()),
             None => bail!("{}: sample '{id}' has no label", path.display()),

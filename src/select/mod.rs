@@ -1,8 +1,9 @@
 //! Feature selection: the selected features of each modality with their fitted normalisation.
 
+pub mod anova;
 pub mod gmt;
 pub mod pathways;
-pub mod score;
+pub mod settings;
 pub mod variance;
 
 use anyhow::{Result, bail};
@@ -10,8 +11,9 @@ use ndarray::parallel::prelude::*;
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{FeatureScore, PathwayConfig, PipelineConfig};
+use self::settings::{FeatureScore, PathwaySettings, SelectSettings};
 use crate::omics::normalise::{Normaliser, fit_medians, impute};
+use crate::omics::settings::NormaliseSettings;
 use crate::omics::{Cohort, Modality};
 
 /// Smallest number of features a modality may keep: a layout needs a 2-D hull.
@@ -39,8 +41,13 @@ pub struct FeatureSpace {
 
 impl FeatureSpace {
     /// Fits imputation, normalisation and selection on the training rows of the cohort.
-    pub fn fit(cohort: &Cohort, train_rows: &[usize], config: &PipelineConfig) -> Result<Self> {
-        let keep = match &config.select.keep {
+    pub fn fit(
+        cohort: &Cohort,
+        train_rows: &[usize],
+        select: &SelectSettings,
+        normalise: &NormaliseSettings,
+    ) -> Result<Self> {
+        let keep = match &select.keep {
             Some(path) => Some(keep_list(cohort, path)?),
             None => None,
         };
@@ -48,7 +55,7 @@ impl FeatureSpace {
             .modalities
             .iter()
             .map(|m| {
-                let mut p = prepare(m, train_rows, config)?;
+                let mut p = prepare(m, train_rows, normalise)?;
                 if let Some(keep) = &keep {
                     let allowed = &keep[&m.name];
                     p.non_constant
@@ -57,7 +64,7 @@ impl FeatureSpace {
                 Ok(p)
             })
             .collect::<Result<_>>()?;
-        match &config.select.pathways {
+        match &select.pathways {
             None => {
                 let modalities = prepared
                     .into_iter()
@@ -65,9 +72,9 @@ impl FeatureSpace {
                         let keep = variance::top_k(
                             p.normalised.view(),
                             &p.non_constant,
-                            config.top_k_for(&p.modality.name),
+                            select.top_k_for(&p.modality.name),
                         );
-                        p.keep(keep, config)
+                        p.keep(keep, select)
                     })
                     .collect::<Result<_>>()?;
                 Ok(Self {
@@ -294,13 +301,13 @@ struct Prepared<'a> {
 fn prepare<'a>(
     m: &'a Modality,
     train_rows: &[usize],
-    config: &PipelineConfig,
+    normalise: &NormaliseSettings,
 ) -> Result<Prepared<'a>> {
     let mut train = m.values.select(Axis(0), train_rows);
     let medians = fit_medians(train.view(), &m.feature_names, &m.name)?;
     impute(&mut train, &medians);
     let non_constant = variance::non_constant(train.view());
-    let normaliser = Normaliser::fit(config.normalise.method, train.view(), medians);
+    let normaliser = Normaliser::fit(normalise.method, train.view(), medians);
     let normalised = normaliser.transform(train.view());
     Ok(Prepared {
         modality: m,
@@ -316,10 +323,10 @@ impl Prepared<'_> {
     }
 
     /// Keeps the columns `keep` (ascending) after top-k selection by variance.
-    fn keep(self, keep: Vec<usize>, config: &PipelineConfig) -> Result<SelectedModality> {
+    fn keep(self, keep: Vec<usize>, select: &SelectSettings) -> Result<SelectedModality> {
         let m = self.modality;
         if keep.len() < MIN_FEATURES {
-            let k = config.top_k_for(&m.name);
+            let k = select.top_k_for(&m.name);
             bail!(
                 "modality '{}': only {} feature(s) left after selection ({} constant on training samples, select.top_k = {k}); \
                  at least {MIN_FEATURES} are needed: raise select.top_k (or select.top_k_per_modality.{}) or provide more varying features",
@@ -357,7 +364,7 @@ fn fit_by_pathway(
     prepared: Vec<Prepared>,
     labels: &[usize],
     n_classes: usize,
-    config: &PathwayConfig,
+    config: &PathwaySettings,
 ) -> Result<FeatureSpace> {
     let sets = gmt::read(&config.gmt)?;
     let matcher = pathways::Matcher::new(config)?;
@@ -372,7 +379,7 @@ fn fit_by_pathway(
             let variance = variance::column_variances(p.normalised.view());
             let score = match config.score {
                 FeatureScore::Variance => variance.clone(),
-                FeatureScore::Anova => score::anova_f(p.normalised.view(), labels, n_classes),
+                FeatureScore::Anova => anova::anova_f(p.normalised.view(), labels, n_classes),
             };
             pathways::Candidates {
                 modality: &p.modality.name,

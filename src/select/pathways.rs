@@ -20,7 +20,7 @@ use polars::prelude::DataType;
 use serde::{Deserialize, Serialize};
 
 use super::gmt::GeneSet;
-use crate::config::{FeatureScore, PathwayConfig};
+use super::settings::{FeatureScore, PathwaySettings};
 use crate::omics::read_frame;
 
 /// Name of the group of features that belong to no gene set.
@@ -102,7 +102,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(config: &PathwayConfig) -> Result<Self> {
+    pub fn new(config: &PathwaySettings) -> Result<Self> {
         let mut matcher = Self {
             fold: config.case_insensitive,
             aliases: HashMap::new(),
@@ -186,7 +186,7 @@ pub fn select(
     modalities: &[Candidates],
     sets: &[GeneSet],
     matcher: &Matcher,
-    config: &PathwayConfig,
+    config: &PathwaySettings,
     gmt: &str,
 ) -> PathwaySelection {
     let mut index: HashMap<String, Vec<FeatureId>> = HashMap::new();
@@ -344,8 +344,8 @@ mod tests {
     use super::*;
     use crate::select::gmt;
 
-    fn config() -> PathwayConfig {
-        PathwayConfig {
+    fn config() -> PathwaySettings {
+        PathwaySettings {
             gmt: "t.gmt".into(),
             case_insensitive: false,
             id_map: None,
@@ -423,7 +423,7 @@ mod tests {
         assert_eq!(s.coverage.modalities[0].in_pathway, 5, "G6 is in no set");
         assert_eq!(s.coverage.modalities[1].in_pathway, 2);
 
-        let keep_two_unassigned = PathwayConfig {
+        let keep_two_unassigned = PathwaySettings {
             unassigned: 5,
             top_pathways: Some(1),
             ..config()
@@ -455,7 +455,7 @@ mod tests {
             variance: vec![1.0; 3],
         }];
         let sets = gmt::parse("S\td\tTP53\tbrca1\tEGFR\n", "t.gmt").unwrap();
-        let exact = PathwayConfig {
+        let exact = PathwaySettings {
             id_map: Some(map.clone()),
             min_members: 1,
             top_k: 5,
@@ -478,7 +478,7 @@ mod tests {
             vec!["ENSG01"],
             "TP53 via the map; case differs for the others"
         );
-        let folded = PathwayConfig {
+        let folded = PathwaySettings {
             case_insensitive: true,
             ..exact
         };
@@ -496,7 +496,7 @@ mod tests {
             .collect();
         assert_eq!(kept, vec!["egfr", "ENSG02", "ENSG01"], "best score first");
 
-        let bad = PathwayConfig {
+        let bad = PathwaySettings {
             id_map: Some(map),
             id_map_columns: Some(["ensembl".into(), "gene".into()]),
             ..config()

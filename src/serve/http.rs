@@ -19,11 +19,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::batcher::Submit;
 use super::error::{ApiError, BodyTimeout, ErrorBody, JsonBody, RawJson, parse_json};
-use super::explain::{self, ExplainRequest, ExplainResponse};
+use super::explainer::{self, ExplainRequest, ExplainResponse};
 use super::kserve::{self, InferRequest, InferResponse, ModelMetadata};
 use super::metrics::Metrics;
-use super::model::{ImageJob, ModelStatus, ServedModel, check_name};
-use super::omics::{self, PredictRequest, PredictResponse, SampleInput, SamplePrediction};
+use super::preprocess::{self, PredictRequest, PredictResponse, SampleInput, SamplePrediction};
+use super::served::{ImageJob, ModelStatus, ServedModel, check_name};
 
 pub struct AppState {
     pub models: BTreeMap<String, Arc<ServedModel>>,
@@ -178,7 +178,7 @@ async fn model_metadata(
         &model.name,
         model.pool.backend,
         model.shape,
-        omics::feature_count(model),
+        preprocess::feature_count(&model.preprocess),
         model.classes.len(),
     )))
 }
@@ -230,6 +230,7 @@ async fn model_features(
     Ok(Json(Features {
         name: model.name.clone(),
         modalities: model
+            .preprocess
             .feature_space
             .modalities
             .iter()
@@ -293,13 +294,13 @@ async fn infer(
             _ => e,
         })?;
         let wanted = kserve::requested_outputs(&request)?;
-        let features = omics::feature_count(&served);
+        let features = preprocess::feature_count(&served.preprocess);
         let input = kserve::input(&mut request, served.shape, features, binary)?;
         let images = match input.kind {
             kserve::InputKind::Images => input.values,
             kserve::InputKind::Omics => {
                 let allow_missing = request.parameters.allow_missing;
-                omics::render_rows(&served, &input.values, input.n, allow_missing)?
+                preprocess::render_rows(&served.preprocess, &input.values, input.n, allow_missing)?
             }
         };
         Ok((request, wanted, images, input.n))
@@ -332,7 +333,7 @@ async fn infer(
     if let Some(encoding) = wanted.label {
         let labels = probabilities
             .iter()
-            .map(|p| model.classes[crate::model::train::argmax(p)].as_str())
+            .map(|p| model.classes[crate::model::metrics::argmax(p)].as_str())
             .collect();
         let values = kserve::OutputValues::Bytes(labels);
         outputs.push(kserve::output(
@@ -423,8 +424,8 @@ async fn predict(
     let (model, options, mut prepared) = parse_and_prepare(body, move |body| {
         let request: PredictRequest = parse_json(body)?;
         let model = state.model_or_only(request.model.as_deref())?.clone();
-        let prepared = omics::prepare(
-            &model,
+        let prepared = preprocess::prepare(
+            &model.preprocess,
             &request.samples,
             request.allow_missing,
             request.ignore_unknown,
@@ -438,7 +439,7 @@ async fn predict(
         n: prepared.n,
     };
     let probabilities = model.batcher.submit(job, options).await?;
-    let predictions = omics::predictions(&model, prepared, probabilities);
+    let predictions = preprocess::predictions(&model.preprocess, prepared, probabilities);
     model.live.request(start.elapsed());
     Ok(Json(PredictResponse {
         model_name: model.name.clone(),
@@ -464,9 +465,9 @@ async fn explain(
     let (model, ask, method, stage, prepared) = parse_and_prepare(body, move |body| {
         let request: ExplainRequest = parse_json(body)?;
         let model = state.model_or_only(request.model.as_deref())?.clone();
-        let ask = explain::check(&request, &model.classes)?;
-        let prepared = omics::prepare(
-            &model,
+        let ask = explainer::check(&request, &model.classes)?;
+        let prepared = preprocess::prepare(
+            &model.preprocess,
             std::slice::from_ref(&request.sample),
             request.allow_missing,
             request.ignore_unknown,
@@ -479,7 +480,7 @@ async fn explain(
     let include_map = ask.include_map;
     let images = prepared.images;
     let answer = tokio::task::spawn_blocking(move || {
-        explain::explain(&worker.explainer, &worker.classes, &images, &ask)
+        explainer::explain(&worker.explainer, &worker.classes, &images, &ask)
     })
     .await
     .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))??;
@@ -502,7 +503,7 @@ async fn explain(
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchPredictRequest<'a> {
-    /// A loaded model's name (`serve::model::check_name`'s rule).
+    /// A loaded model's name (`serve::served::check_name`'s rule).
     #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
     pub model_name: String,
     /// Samples as in /predict.
@@ -510,7 +511,7 @@ pub struct BatchPredictRequest<'a> {
     #[schema(min_items = 1, max_items = 4096)]
     pub data: Vec<SampleInput<'a>>,
     /// Through the dynamic batcher (true, the default) or straight to a worker.
-    #[serde(default = "yes")]
+    #[serde(default = "batching_on")]
     pub enable_batching: bool,
     #[serde(default)]
     pub allow_missing: bool,
@@ -518,7 +519,7 @@ pub struct BatchPredictRequest<'a> {
     pub ignore_unknown: bool,
 }
 
-fn yes() -> bool {
+fn batching_on() -> bool {
     true
 }
 
@@ -544,8 +545,8 @@ async fn batch_predict(
     let (model, enable_batching, mut prepared) = parse_and_prepare(body, move |body| {
         let request: BatchPredictRequest = parse_json(body)?;
         let model = state.model(&request.model_name)?.clone();
-        let prepared = omics::prepare(
-            &model,
+        let prepared = preprocess::prepare(
+            &model.preprocess,
             &request.data,
             request.allow_missing,
             request.ignore_unknown,
@@ -566,7 +567,7 @@ async fn batch_predict(
             .await
             .map_err(ApiError::internal)?
     };
-    let predictions = omics::predictions(&model, prepared, probabilities);
+    let predictions = preprocess::predictions(&model.preprocess, prepared, probabilities);
     model.live.request(start.elapsed());
     Ok(Json(BatchPredictResponse {
         model_name: model.name.clone(),
@@ -602,22 +603,23 @@ async fn optimization_status(State(state): Shared) -> Json<OptimizationStatus> {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizeRequest {
-    /// A loaded model's name (`serve::model::check_name`'s rule).
+    /// A loaded model's name (`serve::served::check_name`'s rule).
     #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
     pub model_name: String,
     /// Where the model goes, each at most once: `batch`, `server`, `mobile`.
     #[schema(schema_with = target_list)]
     pub target_platforms: Vec<String>,
     /// 0: measure the fp32 model only; 1 (default): write and check the targets' INT8 formats.
-    #[serde(default = "level_one", deserialize_with = "whole_number")]
+    #[serde(default = "int8_forms", deserialize_with = "whole_number")]
     #[schema(minimum = 0, maximum = 1)]
     pub optimization_level: u8,
-    /// Least argmax agreement with fp32 on the checked samples (default 0.99).
+    /// Least argmax agreement with fp32 on the checked samples (default
+    /// `export::DEFAULT_MIN_AGREEMENT`, 0.99).
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub min_agreement: Option<f64>,
 }
 
-fn level_one() -> u8 {
+fn int8_forms() -> u8 {
     1
 }
 

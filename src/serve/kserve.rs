@@ -244,7 +244,7 @@ pub enum InputKind {
 }
 
 /// Most rows (samples) in one request, as on /predict: bounds the work and every count.
-pub const MAX_ROWS: usize = super::omics::MAX_SAMPLES;
+pub const MAX_ROWS: usize = super::preprocess::MAX_SAMPLES;
 
 /// The one input tensor of a request, checked.
 #[derive(Debug)]

@@ -4,13 +4,13 @@
 pub mod backend;
 pub mod batcher;
 pub mod error;
-pub mod explain;
+pub mod explainer;
 pub mod http;
 pub mod kserve;
 pub mod listen;
 pub mod metrics;
-pub mod model;
-pub mod omics;
+pub mod preprocess;
+pub mod served;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ pub use batcher::BatchConfig;
 use http::AppState;
 pub use listen::ConnectionLimits;
 use metrics::Metrics;
-use model::ServedModel;
+use served::ServedModel;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;

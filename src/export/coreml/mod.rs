@@ -650,14 +650,14 @@ pub fn save(dir: &Path, package: &Package) -> Result<()> {
 
 /// The `mobile` target: builds, checks and writes the package; reports what was checked.
 pub(crate) fn export(
-    bundle: &crate::score::bundle::Bundle,
+    run_dir: &crate::run::RunDir,
     int8_weights: bool,
 ) -> Result<super::StructureChecked> {
-    let shape = bundle.image_shape();
-    let classes = bundle.classes();
-    let package = build(&bundle.model, shape, classes, int8_weights)?;
+    let shape = run_dir.image_shape();
+    let classes = run_dir.classes();
+    let package = build(&run_dir.model, shape, classes, int8_weights)?;
     check(&package, shape, classes.len())?;
-    save(&bundle.dir, &package)?;
+    save(&run_dir.dir, &package)?;
     tracing::info!(bytes = package.bytes(), "model.mlpackage written");
     let mut hashed = package.spec.clone();
     hashed.extend_from_slice(&package.weights);

@@ -3,29 +3,30 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
-use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::Axis;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 
-use crate::artefact::{self, StagedDir, guard};
-use crate::config::ClassWeights;
-use crate::config::{Arrange, PipelineConfig};
-use crate::layout::{Layout, LayoutReport};
-use crate::manifest::{self, FeatureEntry, InputFile, Manifest, ModelSummary, SampleCounts};
+use crate::artefact::{self, guard};
+use crate::config::PipelineConfig;
+use crate::layout::LayoutReport;
 use crate::mapping;
 use crate::model::metrics::MajorityBaseline;
-use crate::model::train::{Augment, ImageSet, TrainOptions, balanced_class_weights, predict_proba};
-use crate::model::{self, Metrics, ResNetConfig, split};
+use crate::model::train::{ImageSet, TrainOptions, predict_proba};
+use crate::model::{self, Metrics, split};
 use crate::omics::{self, DroppedSample};
 use crate::predictions::{self, PredictionRow};
 use crate::render;
-use crate::render::RenderPlan;
-use crate::select::FeatureSpace;
+use crate::run::manifest::{FeatureEntry, InputFile, ModelSummary, SampleCounts};
+use crate::run::{self, Manifest, RunDir};
+
+mod fit;
+mod stages;
+mod summary;
+
+pub(crate) use fit::fit;
+
+pub(crate) use stages::Stages;
 
 /// What a run did, for the summary printed at the end.
 #[derive(Debug, Clone)]
@@ -56,29 +57,6 @@ fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
     Ok(png)
-}
-
-/// Times stages and shows a spinner while each runs.
-struct Stages {
-    times: Vec<(String, f64)>,
-}
-
-impl Stages {
-    fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let spinner = ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("static template"),
-        );
-        spinner.set_message(name.to_string());
-        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-        let started = Instant::now();
-        let out = f();
-        spinner.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(stage = name, seconds, "stage done");
-        crate::progress::line(format_args!("stage {name}: {seconds:.2} s"));
-        self.times.push((name.to_string(), seconds));
-        out
-    }
 }
 
 /// How `deepinsight train` runs a pipeline beyond its file.
@@ -119,7 +97,7 @@ pub fn run(config: &PipelineConfig) -> Result<RunSummary> {
 }
 
 /// Sizes rayon's global pool (Burn's Flex backend computes on it) once per process.
-fn configure_threads(threads: usize) {
+pub(crate) fn configure_threads(threads: usize) {
     if threads == 0 {
         return;
     }
@@ -140,7 +118,7 @@ fn configure_threads(threads: usize) {
 pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<RunSummary> {
     let mut inputs = config.input_paths();
     inputs.extend(run_options.also_read.iter().map(PathBuf::as_path));
-    guard::check_folder("the run folder", &config.run_dir(), manifest::FILE, &inputs)?;
+    guard::check_folder("the run folder", &config.run_dir(), run::MANIFEST, &inputs)?;
     configure_threads(config.train.threads);
     let device = model::device(&config.model.device)?;
     let mut stages = Stages { times: Vec::new() };
@@ -154,77 +132,24 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         config.seed,
     );
     let (train_rows, valid_rows) = (splits.train.clone(), splits.validation.clone());
-    let (space, values) = stages.run("select", || {
-        let space = FeatureSpace::fit(&cohort, &train_rows, config)?;
-        let values = space.transform(&cohort)?;
-        Ok((space, values))
-    })?;
-    // The training samples' values: the layout is fitted on them, and noise augmentation
-    // renders from them.
-    let train_values = values.select(Axis(0), &train_rows);
-    let layout = stages.run("layout", || {
-        match (config.layout.arrange, space.pathway_blocks()) {
-            (Arrange::Pathways, Some(blocks)) => Layout::fit_grouped(
-                train_values.view(),
-                &space.groups(),
-                &space.feature_list(),
-                &blocks,
-                &config.layout,
-                config.seed,
-            ),
-            _ => Layout::fit(
-                train_values.view(),
-                &space.groups(),
-                &space.feature_list(),
-                &config.layout,
-                config.seed,
-            ),
-        }
-    })?;
-    let images = stages.run("render", || render::render_batch(&layout, values.view()))?;
-
-    let shape = [layout.n_channels(), layout.height, layout.width];
-    let resnet =
-        ResNetConfig::new(layout.n_channels(), cohort.classes.len()).with_width(config.model.width);
-    let pick = |rows: &[usize]| -> (Vec<f32>, Vec<usize>) {
-        let len = layout.image_len();
-        let mut out = Vec::with_capacity(rows.len() * len);
-        for &r in rows {
-            out.extend_from_slice(&images[r * len..(r + 1) * len]);
-        }
-        (out, rows.iter().map(|&r| cohort.labels[r]).collect())
-    };
-    let (train_images, train_labels) = pick(&train_rows);
-    let (valid_images, valid_labels) = pick(&valid_rows);
-    let (test_images, test_labels) = pick(&splits.test);
-    let options = train_options(config, &train_labels, cohort.classes.len(), run_options);
-    let plan = RenderPlan::new(&layout);
-    let noise = config.train.feature_noise as f32;
-    let normal = Normal::new(0.0f32, noise).context("train.feature_noise")?;
-    let noisy = |rows: &[usize], rng: &mut ChaCha8Rng| -> Result<Vec<f32>> {
-        let mut batch = train_values.select(Axis(0), rows);
-        // Normalised values lie in [0, 1] on the training samples; noise keeps them there.
-        batch.mapv_inplace(|v| (v + normal.sample(rng)).clamp(0.0, 1.0));
-        plan.render_batch(batch.view())
-    };
-    let trained = stages.run("train", || {
-        model::train::train(
-            &resnet,
-            ImageSet {
-                images: &train_images,
-                labels: &train_labels,
-                shape,
-            },
-            ImageSet {
-                images: &valid_images,
-                labels: &valid_labels,
-                shape,
-            },
-            &options,
-            (noise > 0.0).then_some(&noisy as Augment),
-            &device,
-        )
-    })?;
+    let options = train_options(config, run_options);
+    let fitted = fit::fit(
+        config,
+        &cohort,
+        &train_rows,
+        &valid_rows,
+        &options,
+        &device,
+        &mut stages,
+    )?;
+    let fit::Fitted {
+        space,
+        layout,
+        images,
+        resnet,
+        trained,
+        ..
+    } = &fitted;
     if !trained.complete {
         return Err(StoppedAsAsked {
             epoch: trained.history.last().map_or(0, |s| s.epoch),
@@ -232,13 +157,16 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         }
         .into());
     }
+    let shape = fitted.shape();
+    let (train_images, train_labels) = fitted.pick(&train_rows, &cohort.labels);
+    let (test_images, test_labels) = fitted.pick(&splits.test, &cohort.labels);
     let test_metrics = (!splits.test.is_empty()).then(|| {
         let set = ImageSet {
             images: &test_images,
             labels: &test_labels,
             shape,
         };
-        model::train::evaluate(&trained.model, set, options.batch_size, &device).metrics
+        model::train::evaluate(&trained.model, set, options.train.batch_size, &device).metrics
     });
 
     let labels_of =
@@ -253,18 +181,12 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
     // The manifest records the stages before writing; the write itself is timed in the summary.
     let stage_seconds: BTreeMap<String, f64> = stages.times.iter().cloned().collect();
     let run_dir = stages.run("write", || {
-        let staged = StagedDir::new(&config.run_dir())?;
-        let mut files = BTreeMap::new();
-        let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
-            staged.write(name, bytes)?;
-            files.insert(name.to_string(), artefact::sha256_hex(bytes));
-            Ok(())
-        };
-        put("layout.json", &layout.save_json()?)?;
-        put("model.bpk", &trained.record)?;
-        put("model-config.json", &serde_json::to_vec_pretty(&resnet)?)?;
-        put(
-            "training.png",
+        let mut run = RunDir::create(&config.run_dir())?;
+        run.put(run::LAYOUT, &layout.save_json()?)?;
+        run.put(run::MODEL, &trained.record)?;
+        run.put(run::MODEL_CONFIG, &serde_json::to_vec_pretty(&resnet)?)?;
+        run.put(
+            run::TRAINING_CURVES,
             &png_bytes(&render::curves::draw(&trained.history, trained.best_epoch))?,
         )?;
 
@@ -274,15 +196,15 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             .enumerate()
             .flat_map(|(i, m)| std::iter::repeat_n(i, m.features.len()))
             .collect();
-        put(
-            "feature_map.png",
-            &png_bytes(&render::feature_map::draw(&layout, &modality_of))?,
+        run.put(
+            run::FEATURE_MAP,
+            &png_bytes(&render::feature_map::draw(layout, &modality_of))?,
         )?;
-        let mut table = mapping::mapping_table(&layout, &space)?;
-        put("mapping.parquet", &mapping::parquet_bytes(&mut table)?)?;
-        put("mapping.csv", &mapping::csv_bytes(&mut table)?)?;
-        if let Some(mut summary) = mapping::pathway_summary(&layout, &space)? {
-            put("pathway_summary.csv", &mapping::csv_bytes(&mut summary)?)?;
+        let mut table = mapping::mapping_table(layout, space)?;
+        run.put(run::MAPPING_PARQUET, &mapping::parquet_bytes(&mut table)?)?;
+        run.put(run::MAPPING_CSV, &mapping::csv_bytes(&mut table)?)?;
+        if let Some(mut summary) = mapping::pathway_summary(layout, space)? {
+            run.put(run::PATHWAY_SUMMARY, &mapping::csv_bytes(&mut summary)?)?;
         }
         let block_label = |b: usize| {
             let name = &layout.blocks[b].name;
@@ -294,17 +216,17 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             });
             format!("{} {name} ({kept})", b + 1)
         };
-        if let Some(picture) = render::pathway_map::draw(&layout, block_label) {
-            put("pathway_map.png", &png_bytes(&picture)?)?;
+        if let Some(picture) = render::pathway_map::draw(layout, block_label) {
+            run.put(run::PATHWAY_MAP, &png_bytes(&picture)?)?;
         }
-        put(
-            "density_map.png",
-            &png_bytes(&render::pictures::density_map(&layout))?,
+        run.put(
+            run::DENSITY_MAP,
+            &png_bytes(&render::pictures::density_map(layout))?,
         )?;
-        put(
-            "class_images.png",
+        run.put(
+            run::CLASS_IMAGES,
             &png_bytes(&render::pictures::class_images(
-                &layout,
+                layout,
                 &train_images,
                 &train_labels,
                 &cohort.classes,
@@ -312,8 +234,13 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             ))?,
         )?;
 
-        let probabilities =
-            predict_proba(&trained.model, &images, shape, options.batch_size, &device);
+        let probabilities = predict_proba(
+            &trained.model,
+            images,
+            shape,
+            options.train.batch_size,
+            &device,
+        );
         let mut split_of = vec!["train"; cohort.sample_ids.len()];
         for &r in &valid_rows {
             split_of[r] = "validation";
@@ -329,8 +256,8 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
                 probabilities: &probabilities[i],
             })
             .collect();
-        put(
-            predictions::FILE,
+        run.put(
+            run::PREDICTIONS,
             &predictions::to_parquet(&rows, &cohort.classes)?,
         )?;
 
@@ -345,7 +272,8 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
                 sha256: artefact::sha256_file(path)?,
             });
         }
-        let manifest = Manifest {
+        run.commit(Manifest {
+            format: run::FORMAT,
             tool: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
             config: config.clone(),
@@ -364,12 +292,12 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
                 .map(|(modality, name)| FeatureEntry { modality, name })
                 .collect(),
             feature_space: space.clone(),
-            layout_file: "layout.json".into(),
+            layout_file: run::LAYOUT.into(),
             layout: layout.report(),
             model: ModelSummary {
                 architecture: "resnet18".into(),
-                record: "model.bpk".into(),
-                config_file: "model-config.json".into(),
+                record: run::MODEL.into(),
+                config_file: run::MODEL_CONFIG.into(),
                 parameters: trained.model.num_params(),
                 best_epoch: trained.best_epoch,
                 history: trained.history.clone(),
@@ -381,12 +309,8 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             test_metrics: test_metrics.clone(),
             baseline: Some(baseline.clone()),
             stage_seconds,
-            files: files.clone(),
-        };
-        staged.write(manifest::FILE, &serde_json::to_vec_pretty(&manifest)?)?;
-        staged
-            .commit()
-            .context("cannot move the finished run into place")
+            files: BTreeMap::new(),
+        })
     })?;
     // The run is in place: the checkpoint has served its purpose.
     let checkpoint = checkpoint_dir(config);
@@ -406,47 +330,23 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         features: space.n_features(),
         classes: cohort.classes,
         best_epoch: trained.best_epoch,
-        metrics: trained.metrics,
+        metrics: trained.metrics.clone(),
         test_metrics,
         baseline,
         epochs_run: trained.history.len(),
         stopped_early: trained.stopped_early,
         resumed_from: trained.resumed_from,
         layout: layout.report(),
-        pathways: space.pathways,
+        pathways: space.pathways.clone(),
     })
 }
 
 /// The training options of a pipeline file.
-fn train_options(
-    config: &PipelineConfig,
-    train_labels: &[usize],
-    n_classes: usize,
-    run: &RunOptions,
-) -> TrainOptions {
-    let t = &config.train;
-    let m = &config.model;
+fn train_options(config: &PipelineConfig, run: &RunOptions) -> TrainOptions {
     TrainOptions {
-        epochs: t.epochs,
-        batch_size: t.batch_size,
-        learning_rate: t.learning_rate,
-        seed: config.seed,
-        optimizer: t.optimizer,
-        weight_decay: t.weight_decay,
-        schedule: t.schedule,
-        warmup_epochs: t.warmup_epochs,
-        step_epochs: t.step_epochs,
-        step_gamma: t.step_gamma,
-        label_smoothing: t.label_smoothing,
-        class_weights: (t.class_weights == ClassWeights::Balanced)
-            .then(|| balanced_class_weights(train_labels, n_classes)),
-        monitor: t.monitor,
-        patience: t.early_stopping_patience,
-        pretrained: m.pretrained.clone(),
-        freeze_backbone_epochs: m.freeze_backbone_epochs,
-        backbone_lr_factor: m.backbone_lr_factor,
         checkpoint: Some(checkpoint_dir(config)),
         resume: run.resume,
         stop_after: run.stop_after,
+        ..TrainOptions::new(config.train.clone(), config.model.clone(), config.seed)
     }
 }

@@ -7,8 +7,50 @@ use std::collections::BTreeMap;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use fnv::FnvHashMap;
+
 use super::error::ApiError;
-use super::model::ServedModel;
+use crate::render::RenderPlan;
+use crate::run::RunDir;
+use crate::select::FeatureSpace;
+
+/// What turns a request's raw omics into the network's images, exactly as training did: the
+/// run's fitted feature space (imputation, normalisation, selection), a name index per
+/// modality, and the render plan. A served model owns one.
+pub struct Preprocess {
+    /// The model's name, for messages.
+    pub name: String,
+    pub classes: Vec<String>,
+    pub feature_space: FeatureSpace,
+    /// Per modality (feature space order): feature name -> column. FNV: a request looks up
+    /// thousands of short names, where SipHash's per-call setup dominates.
+    pub feature_index: Vec<FnvHashMap<String, usize>>,
+    pub plan: RenderPlan,
+}
+
+impl Preprocess {
+    pub fn new(name: &str, run_dir: &RunDir) -> Self {
+        let feature_space = run_dir.manifest.feature_space.clone();
+        let feature_index = feature_space
+            .modalities
+            .iter()
+            .map(|m| {
+                m.features
+                    .iter()
+                    .enumerate()
+                    .map(|(j, f)| (f.clone(), j))
+                    .collect()
+            })
+            .collect();
+        Self {
+            name: name.to_string(),
+            classes: run_dir.manifest.classes.clone(),
+            feature_space,
+            feature_index,
+            plan: run_dir.plan.clone(),
+        }
+    }
+}
 
 /// One modality's values: by feature name (any order), or every kept feature in the model's
 /// order (GET /v2/models/{name}/features lists it). `null` is a missing value.
@@ -155,7 +197,7 @@ pub const MAX_SAMPLES: usize = 4096;
 /// Checks the samples against the model's features and renders them. Every refusal names the
 /// field: `samples[i].values.<modality>.<feature>`.
 pub fn prepare(
-    model: &ServedModel,
+    model: &Preprocess,
     samples: &[SampleInput<'_>],
     allow_missing: bool,
     ignore_unknown: bool,
@@ -269,7 +311,7 @@ pub fn prepare(
 
 /// Raw values per modality (NaN = missing) -> the saved imputation, normalisation and
 /// layout -> images.
-fn render(model: &ServedModel, raw: &[Array2<f32>]) -> Result<Vec<f32>, ApiError> {
+fn render(model: &Preprocess, raw: &[Array2<f32>]) -> Result<Vec<f32>, ApiError> {
     let views: Vec<_> = raw.iter().map(|a| a.view()).collect();
     let values = model
         .feature_space
@@ -282,7 +324,7 @@ fn render(model: &ServedModel, raw: &[Array2<f32>]) -> Result<Vec<f32>, ApiError
 }
 
 /// The modality and feature of a column of the v2 `omics` input.
-fn feature_at(model: &ServedModel, mut column: usize) -> (&str, &str) {
+fn feature_at(model: &Preprocess, mut column: usize) -> (&str, &str) {
     for m in &model.feature_space.modalities {
         if column < m.features.len() {
             return (&m.name, &m.features[column]);
@@ -293,7 +335,7 @@ fn feature_at(model: &ServedModel, mut column: usize) -> (&str, &str) {
 }
 
 /// Features one row of the v2 `omics` input holds: every modality's, in feature space order.
-pub fn feature_count(model: &ServedModel) -> usize {
+pub fn feature_count(model: &Preprocess) -> usize {
     model
         .feature_space
         .modalities
@@ -306,7 +348,7 @@ pub fn feature_count(model: &ServedModel) -> usize {
 /// NaN = missing) as images. A missing value is refused, naming its index and feature,
 /// unless `allow_missing`.
 pub fn render_rows(
-    model: &ServedModel,
+    model: &Preprocess,
     values: &[f32],
     n: usize,
     allow_missing: bool,
@@ -350,7 +392,7 @@ fn checked(v: Option<f64>, field: impl Fn() -> String) -> Result<f32, ApiError> 
 
 /// Answers of each sample: the most probable class and every class's probability.
 pub fn predictions(
-    model: &ServedModel,
+    model: &Preprocess,
     prepared: Prepared,
     probabilities: Vec<Vec<f32>>,
 ) -> Vec<SamplePrediction> {
@@ -361,7 +403,7 @@ pub fn predictions(
         .zip(prepared.imputed)
         .map(|((id, p), imputed)| SamplePrediction {
             id,
-            label: model.classes[crate::model::train::argmax(&p)].clone(),
+            label: model.classes[crate::model::metrics::argmax(&p)].clone(),
             probabilities: model.classes.iter().cloned().zip(p).collect(),
             imputed,
         })

@@ -1,5 +1,5 @@
-//! A trained run loaded for scoring: the manifest (feature space, classes), the layout and the
-//! model, each checked against the sha256 the manifest recorded when the run was written.
+//! Opening a run folder: the manifest (feature space, classes), the layout and the model, each
+//! checked against the sha256 the manifest recorded when the run was written.
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +10,9 @@ use burn::tensor::Device;
 use ndarray::ArrayView2;
 use polars::prelude::{DataType, ParquetReader, SerReader};
 
+use super::{FORMAT, MANIFEST, Manifest, PREDICTIONS};
 use crate::artefact;
 use crate::layout::Layout;
-use crate::manifest::Manifest;
 use crate::model::train::{load_record, predict_proba};
 use crate::model::{self, ResNet, ResNetConfig};
 use crate::omics::{self, Cohort};
@@ -43,7 +43,7 @@ fn read_checked(dir: &Path, manifest: &Manifest, name: &str) -> Result<Vec<u8>> 
         bail!(
             "{}: not listed in {}'s files, so it cannot be checked; the run folder was edited",
             path.display(),
-            crate::manifest::FILE
+            MANIFEST
         );
     };
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -56,7 +56,8 @@ fn read_checked(dir: &Path, manifest: &Manifest, name: &str) -> Result<Vec<u8>> 
     Ok(bytes)
 }
 
-pub struct Bundle {
+/// A trained run, opened: what predicting, scoring, serving, exporting and explaining need.
+pub struct RunDir {
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub layout: Layout,
@@ -69,7 +70,7 @@ pub struct Bundle {
     pub model_sha256: String,
 }
 
-impl Bundle {
+impl RunDir {
     /// [C, H, W] of one image: what the network takes.
     pub fn image_shape(&self) -> [usize; 3] {
         [
@@ -79,9 +80,9 @@ impl Bundle {
         ]
     }
 
-    /// Loads the run in `dir` (a folder written by `deepinsight run`).
-    pub fn load(dir: &Path) -> Result<Self> {
-        let manifest_path = dir.join(crate::manifest::FILE);
+    /// Opens the run in `dir` (a folder written by `deepinsight run`).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest_path = dir.join(MANIFEST);
         let bytes = std::fs::read(&manifest_path).with_context(|| {
             format!(
                 "{}: not a run folder (no readable manifest.json)",
@@ -90,6 +91,16 @@ impl Bundle {
         })?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}: not a valid manifest", manifest_path.display()))?;
+        if manifest.format > FORMAT {
+            bail!(
+                "{}: written in run format {} by deepinsight {}; this is {} and reads formats up \
+                 to {FORMAT}: open it with that release or a later one",
+                manifest_path.display(),
+                manifest.format,
+                manifest.version,
+                env!("CARGO_PKG_VERSION")
+            );
+        }
         let read_checked = |name: &str| read_checked(dir, &manifest, name);
         let layout: Layout = serde_json::from_slice(&read_checked(&manifest.layout_file)?)
             .with_context(|| format!("{}: not a valid layout", manifest.layout_file))?;
@@ -128,9 +139,9 @@ impl Bundle {
     /// each sample's split from predictions.parquet. Fails if the tables lost samples or
     /// classes since the run.
     pub fn run_cohort(&self) -> Result<RunCohort> {
-        let path = self.dir.join(crate::predictions::FILE);
-        let bytes = read_checked(&self.dir, &self.manifest, crate::predictions::FILE)
-            .context("the run's split")?;
+        let path = self.dir.join(PREDICTIONS);
+        let bytes =
+            read_checked(&self.dir, &self.manifest, PREDICTIONS).context("the run's split")?;
         let frame = ParquetReader::new(std::io::Cursor::new(bytes))
             .finish()
             .with_context(|| format!("{}: not a predictions table", path.display()))?;

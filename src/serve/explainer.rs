@@ -8,13 +8,13 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::omics::SampleInput;
+use super::preprocess::SampleInput;
 use crate::explain::attribution::{ClassMaps, feature_scores};
 use crate::explain::cam::{self, CamOptions, Method};
 use crate::layout::Layout;
 use crate::model::ResNet;
-use crate::model::train::argmax;
-use crate::score::bundle::Bundle;
+use crate::model::metrics::argmax;
+use crate::run::RunDir;
 
 /// The served model's own copy of the network for maps (they need a backward pass), with
 /// what it takes to name the features at each pixel.
@@ -29,8 +29,8 @@ pub struct Explainer {
 }
 
 impl Explainer {
-    pub fn new(bundle: &Bundle) -> Self {
-        let space = &bundle.manifest.feature_space;
+    pub fn new(run_dir: &RunDir) -> Self {
+        let space = &run_dir.manifest.feature_space;
         let names = space.feature_list();
         let mut of: HashMap<(&str, &str), Vec<String>> = HashMap::new();
         if let Some(selection) = &space.pathways {
@@ -49,9 +49,9 @@ impl Explainer {
             })
             .collect();
         Self {
-            model: Mutex::new(bundle.model.clone()),
-            device: bundle.device.clone(),
-            layout: bundle.layout.clone(),
+            model: Mutex::new(run_dir.model.clone()),
+            device: run_dir.device.clone(),
+            layout: run_dir.layout.clone(),
             names,
             pathways,
         }
@@ -71,13 +71,13 @@ pub struct ExplainRequest<'a> {
     #[serde(default)]
     pub method: Method,
     /// Residual stage for gradcam and hirescam, 1 to 4 (default 4).
-    #[serde(default = "last_stage")]
+    #[serde(default = "default_stage")]
     #[schema(minimum = 1, maximum = 4)]
     pub stage: usize,
     /// The class to explain (default: the predicted one).
     pub target: Option<String>,
     /// Features to return, best first (default 20).
-    #[serde(default = "twenty")]
+    #[serde(default = "default_top")]
     pub top: usize,
     /// Also return the map itself (channels x H x W, values in [0, 1]).
     #[serde(default)]
@@ -88,12 +88,12 @@ pub struct ExplainRequest<'a> {
     pub ignore_unknown: bool,
 }
 
-fn last_stage() -> usize {
-    4
+fn default_stage() -> usize {
+    crate::explain::cam::DEFAULT_STAGE
 }
 
-fn twenty() -> usize {
-    20
+fn default_top() -> usize {
+    crate::explain::DEFAULT_TOP
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -9,14 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::PipelineConfig;
 use crate::layout::LayoutReport;
 use crate::model::Metrics;
+use crate::model::metrics::EpochStats;
 use crate::model::metrics::MajorityBaseline;
 use crate::model::pretrained::PretrainedReport;
-use crate::model::train::EpochStats;
 use crate::omics::DroppedSample;
 use crate::select::FeatureSpace;
-
-/// The manifest's name in a run folder; its presence marks a folder the tool wrote.
-pub const FILE: &str = "manifest.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InputFile {
@@ -63,6 +60,9 @@ pub struct ModelSummary {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The manifest format (`run::FORMAT` when written; 0 when absent, before it existed).
+    #[serde(default)]
+    pub format: u32,
     pub tool: String,
     pub version: String,
     pub config: PipelineConfig,

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use fnv::FnvHashMap;
 use serde::Serialize;
 
 use super::backend::{
@@ -16,10 +15,9 @@ use super::backend::{
 };
 use super::batcher::{BatchConfig, Batcher, BatcherHandle, Runner};
 use super::metrics::{LiveStats, Metrics};
+use super::preprocess::Preprocess;
 use crate::export;
-use crate::render::RenderPlan;
-use crate::score::bundle::Bundle;
-use crate::select::FeatureSpace;
+use crate::run::RunDir;
 
 /// Model names are URL path segments and folder names: a name that could leave a folder
 /// (`..`, `/`) or need escaping is refused.
@@ -83,8 +81,8 @@ impl Runner for InferRunner {
 
 /// Artefact files a run folder may hold, by format (shown in /optimization/status).
 const FORMATS: [(&str, &str); 8] = [
-    ("burn", "model.bpk"),
-    ("burn-int8", "model-int8.bpk"),
+    ("burn", crate::run::MODEL),
+    ("burn-int8", export::int8::FILE),
     ("onnx", export::server::FILE),
     ("onnx-fp16", export::onnx_fp16::FILE),
     ("onnx-int8", export::onnx_int8::CPU_FILE),
@@ -99,11 +97,8 @@ pub struct ServedModel {
     pub classes: Vec<String>,
     /// C, H, W of the network's input.
     pub shape: [usize; 3],
-    pub feature_space: FeatureSpace,
-    /// Per modality (feature space order): feature name -> column. FNV: a request looks up
-    /// thousands of short names, where SipHash's per-call setup dominates.
-    pub feature_index: Vec<FnvHashMap<String, usize>>,
-    pub plan: RenderPlan,
+    /// Raw omics in a request to the network's images.
+    pub preprocess: Preprocess,
     pub model_sha256: String,
     pub batching: BatchConfig,
     pub batcher: BatcherHandle<InferRunner>,
@@ -111,7 +106,7 @@ pub struct ServedModel {
     pub pool: Arc<WorkerPool>,
     pub live: Arc<LiveStats>,
     /// The network's copy for POST /explain.
-    pub explainer: Arc<super::explain::Explainer>,
+    pub explainer: Arc<super::explainer::Explainer>,
     pub loaded_at: String,
     batcher_task: Mutex<Option<Batcher>>,
 }
@@ -130,20 +125,20 @@ impl ServedModel {
         batching
             .validate()
             .map_err(|e| anyhow::anyhow!("model '{name}': {e}"))?;
-        let bundle = {
+        let run_dir = {
             let dir = dir.to_path_buf();
-            tokio::task::spawn_blocking(move || Bundle::load(&dir)).await??
+            tokio::task::spawn_blocking(move || RunDir::open(&dir)).await??
         };
-        let shape = bundle.image_shape();
+        let shape = run_dir.image_shape();
         let workers = batching.max_concurrent_batches;
         let backends: Vec<Box<dyn Backend>> = match backend {
             BackendKind::Burn => {
-                let name = BurnBackend::name_for(&bundle.manifest.config.model.device);
+                let name = BurnBackend::name_for(&run_dir.manifest.config.model.device);
                 (0..workers)
                     .map(|_| {
                         Ok(Box::new(BurnBackend::new(
-                            bundle.model.clone(),
-                            bundle.device.clone(),
+                            run_dir.model.clone(),
+                            run_dir.device.clone(),
                             shape,
                             name,
                             threads_per_worker(workers),
@@ -152,8 +147,8 @@ impl ServedModel {
                     .collect::<Result<_>>()?
             }
             kind => {
-                let (dir, sha) = (dir.to_path_buf(), bundle.model_sha256.clone());
-                let classes = bundle.manifest.classes.len();
+                let (dir, sha) = (dir.to_path_buf(), run_dir.model_sha256.clone());
+                let classes = run_dir.manifest.classes.len();
                 tokio::task::spawn_blocking(move || {
                     onnx_backends(&dir, kind, &sha, shape, classes, workers)
                 })
@@ -167,7 +162,7 @@ impl ServedModel {
             .await
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("model '{name}': warm-up inference failed"))?;
-        if warm.first().map(Vec::len) != Some(bundle.manifest.classes.len()) {
+        if warm.first().map(Vec::len) != Some(run_dir.manifest.classes.len()) {
             bail!("model '{name}': the network's outputs do not match the manifest's classes");
         }
         tracing::info!(model = name, dir = %dir.display(), ?shape, warm_up_ms = start.elapsed().as_millis() as u64, "model loaded");
@@ -177,28 +172,15 @@ impl ServedModel {
             InferRunner { pool: pool.clone() },
             metrics.observer(name, live.clone()),
         );
-        let explainer = Arc::new(super::explain::Explainer::new(&bundle));
-        let feature_space = bundle.manifest.feature_space.clone();
-        let feature_index = feature_space
-            .modalities
-            .iter()
-            .map(|m| {
-                m.features
-                    .iter()
-                    .enumerate()
-                    .map(|(j, f)| (f.clone(), j))
-                    .collect()
-            })
-            .collect();
+        let explainer = Arc::new(super::explainer::Explainer::new(&run_dir));
+        let preprocess = Preprocess::new(name, &run_dir);
         Ok(Self {
             name: name.to_string(),
             dir: dir.to_path_buf(),
-            classes: bundle.manifest.classes.clone(),
+            classes: run_dir.manifest.classes.clone(),
             shape,
-            feature_space,
-            feature_index,
-            plan: bundle.plan,
-            model_sha256: bundle.model_sha256,
+            preprocess,
+            model_sha256: run_dir.model_sha256,
             batching,
             batcher,
             pool,

@@ -1,0 +1,148 @@
+//! `deepinsight bench <stage>`: time a stage at the sizes users meet and print a table.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+use deepinsight::bench;
+use deepinsight::bench::load::Generator;
+use deepinsight::bench::serve::{Route, ServeBench};
+use deepinsight::serve::backend::BackendKind;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    stage: Stage,
+}
+
+/// Flags every benchmark takes.
+#[derive(clap::Args)]
+struct Common {
+    /// Small sizes, for a quick check that everything runs.
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Subcommand)]
+enum Stage {
+    /// PCA and t-SNE fits at the sizes of real cohorts, beside pyDeepInsight's times.
+    Layout {
+        #[command(flatten)]
+        common: Common,
+        /// Only the cases whose name contains this text, e.g. "tsne" or "assign".
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Batch scoring of 10,000 and 100,000 synthetic samples (--quick: 1,000 and 2,000).
+    Score {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// ResNet18 training and inference images/s at 64x64 and 224x224, batch 1, 8 and 32
+    /// (--quick: 32x32, batch 2 and 4), against PyTorch with --pytorch.
+    Model {
+        #[command(flatten)]
+        common: Common,
+        /// One image size ("64" or "224").
+        #[arg(long)]
+        only: Option<String>,
+        /// CPU threads for Burn and PyTorch alike.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// A Python with torch and torchvision, to time the same cases in PyTorch
+        /// (scripts/bench-vs-pytorch.sh makes one).
+        #[arg(long)]
+        pytorch: Option<PathBuf>,
+        /// The Burn device, as model.device in a pipeline file ("cpu", "libtorch" with
+        /// `--features tch`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// ONNX Runtime latency of a run's exported ONNX forms, fp32, fp16 and INT8, interleaved,
+    /// at batch 1 and 32 (needs `deepinsight export --targets server` first).
+    Export {
+        /// The run folder whose exported ONNX forms are timed.
+        #[arg(long)]
+        model: PathBuf,
+        /// Timed rounds (each form once per round).
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+    },
+    /// HTTP load with wrk or hey: batching off/on, 1 and 16 clients, 64x64 and 224x224
+    /// (--quick: 32x32, a narrow network, 2 s per row; --overload: 5 min at 2x capacity).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// One image size ("64" or "224").
+        #[arg(long)]
+        only: Option<String>,
+        /// Add 5 minutes at twice the measured capacity.
+        #[arg(long)]
+        overload: bool,
+        /// What computes predictions (the ONNX ones export each trained model first).
+        #[arg(long, value_enum, default_value = "burn")]
+        backend: BackendKind,
+        /// The server's --max-concurrent-batches (worker threads, the cores shared between
+        /// them).
+        #[arg(long, default_value_t = 1)]
+        concurrent_batches: usize,
+        /// The load generator of the table's rows (the overload run always uses hey, which
+        /// can hold an offered rate).
+        #[arg(long, value_enum, default_value = "wrk")]
+        generator: Generator,
+        /// The route loaded: raw omics on /predict, or the rendered image as bytes on
+        /// KServe v2's infer (the binary data extension).
+        #[arg(long, value_enum, default_value = "predict")]
+        route: Route,
+    },
+}
+
+pub fn execute(args: Args) -> Result<()> {
+    match args.stage {
+        Stage::Layout { common, only } => {
+            bench::print(&bench::layout(common.quick, only.as_deref())?);
+        }
+        Stage::Score { common } => bench::score::print(&bench::score::run(common.quick)?),
+        Stage::Model {
+            common,
+            only,
+            threads,
+            pytorch,
+            device,
+        } => {
+            let mut model = bench::model::ModelBench::new(common.quick, threads);
+            if let Some(size) = only {
+                model.sizes.retain(|s| s.to_string() == size);
+            }
+            model.pytorch = pytorch;
+            model.device = deepinsight::model::device(&device)?;
+            model.device_name = device;
+            let rows = bench::model::run(&model)?;
+            bench::model::print(&rows, threads, &model.device_name);
+        }
+        Stage::Export { model, rounds } => {
+            bench::export::print(&bench::export::run(&model, rounds)?, rounds);
+        }
+        Stage::Serve {
+            common,
+            only,
+            overload,
+            backend,
+            concurrent_batches,
+            generator,
+            route,
+        } => {
+            let report = bench::serve::run(&ServeBench {
+                quick: common.quick,
+                overload,
+                only,
+                backend,
+                concurrent_batches,
+                generator,
+                route,
+            })?;
+            bench::serve::print(&report);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! `deepinsight evaluate` end to end on the small cohort: the reports, resuming, bad input.
+
+mod common;
+
+use std::path::Path;
+
+use polars::prelude::*;
+
+/// The small cohort with 3 folds and quick baselines.
+fn setup(dir: &Path) {
+    common::write_small_cohort(dir);
+    let pipeline = common::small_pipeline("") + "[evaluate]\nfolds = 3\nforest_trees = 20\n";
+    std::fs::write(dir.join("pipeline.toml"), pipeline).unwrap();
+}
+
+fn evaluate(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["evaluate", "pipeline.toml"];
+    args.extend_from_slice(extra);
+    common::deepinsight(dir, &args)
+}
+
+#[test]
+fn evaluate_writes_every_report_and_ends_in_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let out = evaluate(dir.path(), &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for model in ["cnn", "majority", "logistic", "random_forest"] {
+        assert!(stdout.contains(&format!("\n{model} ")), "{model}: {stdout}");
+    }
+    let sentence = stdout
+        .lines()
+        .find(|l| l.starts_with("CNN vs "))
+        .unwrap_or_else(|| panic!("no comparison: {stdout}"));
+    assert!(
+        sentence.contains("macro-F1") && sentence.contains("95% CI"),
+        "{sentence}"
+    );
+
+    let result = dir.path().join("models/small-evaluation");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(result.join("evaluation.json")).unwrap()).unwrap();
+    let per_fold = json["per_fold"].as_array().unwrap();
+    assert_eq!(per_fold.len(), 3 * 4, "3 folds x 4 models");
+    let tested: u64 = per_fold
+        .iter()
+        .filter(|s| s["model"] == "cnn")
+        .map(|s| s["test"].as_u64().unwrap())
+        .sum();
+    assert_eq!(tested, 24, "the test folds cover every sample once");
+    // The majority class of balanced training folds scores about half.
+    let majority = json["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "majority")
+        .unwrap();
+    assert!(majority["accuracy"]["mean"].as_f64().unwrap() <= 0.6);
+
+    let csv = std::fs::read_to_string(result.join("evaluation.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
+    let oof =
+        ParquetReader::new(std::fs::File::open(result.join("oof_predictions.parquet")).unwrap())
+            .finish()
+            .unwrap();
+    assert_eq!(oof.height(), 24 * 4, "every sample once per model");
+    let ids = oof
+        .clone()
+        .lazy()
+        .filter(col("model").eq(lit("cnn")))
+        .select([col("sample_id").n_unique()])
+        .collect()
+        .unwrap();
+    assert_eq!(
+        ids.column("sample_id").unwrap().u32().unwrap().get(0),
+        Some(24)
+    );
+    for column in [
+        "fold",
+        "repeat",
+        "label",
+        "predicted",
+        "prob_case",
+        "prob_control",
+    ] {
+        assert!(oof.column(column).is_ok(), "{column}");
+    }
+    // Nothing is left of the work: the folds' files and checkpoints went with it.
+    assert!(!dir.path().join("models/.small-evaluation.work").exists());
+}
+
+#[test]
+fn an_interrupted_evaluation_resumes_to_the_same_report() {
+    let straight = tempfile::tempdir().unwrap();
+    setup(straight.path());
+    assert!(evaluate(straight.path(), &[]).status.success());
+
+    let resumed = tempfile::tempdir().unwrap();
+    setup(resumed.path());
+    let out = evaluate(resumed.path(), &["--max-folds", "1"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("stopped with 1 of 3 folds finished"),
+        "{stdout}"
+    );
+    let work = resumed.path().join("models/.small-evaluation.work");
+    assert!(work.join("repeat1-fold1.json").exists());
+    assert!(!resumed.path().join("models/small-evaluation").exists());
+    let out = evaluate(resumed.path(), &["--max-folds", "1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 of 3"));
+    let out = evaluate(resumed.path(), &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let read = |d: &Path| {
+        std::fs::read_to_string(d.join("models/small-evaluation/evaluation.json")).unwrap()
+    };
+    assert_eq!(read(straight.path()), read(resumed.path()), "bit for bit");
+}
+
+#[test]
+fn folds_that_cannot_be_trained_are_refused_before_any_training() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let out = evaluate(dir.path(), &["--folds", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("evaluate.folds"),
+        "{}",
+        common::stderr(&out)
+    );
+    // 12 samples of each class: 13 folds leave one without a test sample.
+    let out = evaluate(dir.path(), &["--folds", "13"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("class 'case' has 12 sample(s), fewer than the 13 folds"),
+        "{err}"
+    );
+    assert!(!dir.path().join("models").exists(), "nothing was written");
+}
+
+#[test]
+fn a_fold_from_other_settings_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    assert!(evaluate(dir.path(), &["--max-folds", "1"]).status.success());
+    let text = std::fs::read_to_string(dir.path().join("pipeline.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.toml"),
+        text.replace("seed = 1", "seed = 2"),
+    )
+    .unwrap();
+    let out = evaluate(dir.path(), &[]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("repeat1-fold1.json") && err.contains("other settings"),
+        "{err}"
+    );
+}
+
+#[test]
+fn baselines_alone_write_each_fold_s_fitted_features() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let out = evaluate(
+        dir.path(),
+        &["--baselines-only", "--fold-features", "features"],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("baselines only"), "{stdout}");
+    assert!(!stdout.contains("\ncnn "), "{stdout}");
+    let mut tested = Vec::new();
+    for fold in 1..=3 {
+        let path = dir
+            .path()
+            .join(format!("features/repeat1-fold{fold}.parquet"));
+        let frame = ParquetReader::new(std::fs::File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(frame.height(), 24, "every sample, as training or test");
+        // sample_id, split, label and the 11 features of the small cohort (all kept).
+        assert_eq!(frame.width(), 3 + 11, "{:?}", frame.get_column_names());
+        assert!(frame.column("a:a0").is_ok());
+        let split = frame.column("split").unwrap().str().unwrap().clone();
+        let ids = frame.column("sample_id").unwrap().str().unwrap().clone();
+        for (s, id) in split.iter().zip(ids.iter()) {
+            if s == Some("test") {
+                tested.push(id.unwrap().to_string());
+            }
+        }
+    }
+    tested.sort();
+    tested.dedup();
+    assert_eq!(
+        tested.len(),
+        24,
+        "the test folds are disjoint and cover every sample"
+    );
+}
