@@ -5,9 +5,13 @@
 //! and benchmarks, whose stdout is a table, do not get them.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static LINES: AtomicBool = AtomicBool::new(false);
+/// What the lines are part of, e.g. "fold 2/5": printed before each, so that an epoch's line
+/// in a cross-validation log says which fold it belongs to.
+static CONTEXT: Mutex<String> = Mutex::new(String::new());
 
 /// Prints progress lines from now on, when stdout is not a terminal.
 pub fn enable() {
@@ -19,9 +23,19 @@ pub fn lines() -> bool {
     LINES.load(Ordering::Relaxed)
 }
 
-/// One line of progress (`format_args!`), when lines are on.
+/// One line of progress (`format_args!`), when lines are on, after the context if one is set.
 pub fn line(args: std::fmt::Arguments) {
     if lines() {
-        crate::outln!("{args}");
+        let context = CONTEXT.lock().unwrap_or_else(|p| p.into_inner());
+        if context.is_empty() {
+            crate::outln!("{args}");
+        } else {
+            crate::outln!("{context}: {args}");
+        }
     }
+}
+
+/// Sets the context later lines are printed in (empty: none).
+pub fn set_context(context: String) {
+    *CONTEXT.lock().unwrap_or_else(|p| p.into_inner()) = context;
 }

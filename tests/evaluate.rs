@@ -37,6 +37,14 @@ fn evaluate_writes_every_report_and_ends_in_one_sentence() {
         sentence.contains("macro-F1") && sentence.contains("95% CI"),
         "{sentence}"
     );
+    // Without a terminal, one line per epoch that names its fold, and one per finished fold.
+    for fold in 1..=3 {
+        assert!(
+            stdout.contains(&format!("fold {fold}/3: epoch 1/1: train loss ")),
+            "{stdout}"
+        );
+        assert!(stdout.contains(&format!("fold {fold}/3: done")), "{stdout}");
+    }
 
     let result = dir.path().join("models/small-evaluation");
     let json: serde_json::Value =
@@ -58,6 +66,10 @@ fn evaluate_writes_every_report_and_ends_in_one_sentence() {
         .unwrap();
     assert!(majority["accuracy"]["mean"].as_f64().unwrap() <= 0.6);
 
+    let png = image::open(result.join("evaluation.png"))
+        .unwrap()
+        .to_rgb8();
+    assert!(png.width() > 4 * 100, "a column per model");
     let csv = std::fs::read_to_string(result.join("evaluation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
     let oof =
@@ -199,5 +211,108 @@ fn baselines_alone_write_each_fold_s_fitted_features() {
         tested.len(),
         24,
         "the test folds are disjoint and cover every sample"
+    );
+}
+
+#[test]
+fn folds_run_one_per_process_then_collected_give_the_one_process_report() {
+    let straight = tempfile::tempdir().unwrap();
+    setup(straight.path());
+    assert!(evaluate(straight.path(), &[]).status.success());
+
+    let split = tempfile::tempdir().unwrap();
+    setup(split.path());
+    for fold in ["3", "1"] {
+        let out = evaluate(split.path(), &["--fold", fold]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&format!("fold {fold} of repeat 1 finished"))
+        );
+    }
+    let out = evaluate(split.path(), &["--collect"]);
+    assert!(!out.status.success(), "collected with a fold missing");
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("1 of 3 folds are not finished") && err.contains("--fold 2"),
+        "{err}"
+    );
+    let out = evaluate(split.path(), &["--fold", "4"]);
+    assert!(
+        common::stderr(&out).contains("has 1 repeat(s) of 3 folds"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(evaluate(split.path(), &["--fold", "2"]).status.success());
+    let out = evaluate(split.path(), &["--collect"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    let read = |d: &Path| {
+        std::fs::read_to_string(d.join("models/small-evaluation/evaluation.json")).unwrap()
+    };
+    assert_eq!(read(straight.path()), read(split.path()), "byte for byte");
+}
+
+/// The leakage canary: with the bundled cohort's labels shuffled, nothing about a sample says
+/// its class, so a CNN that scores above the majority class learned something it should not
+/// have seen (here, ANOVA selection is the step that reads labels).
+#[test]
+fn the_cnn_on_permuted_labels_scores_about_the_majority_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::root().join("data");
+    let mut labels = ParquetReader::new(std::fs::File::open(data.join("labels.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    let mut shuffled: Vec<String> = labels
+        .column("label")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|l| l.unwrap().to_string())
+        .collect();
+    // A fixed permutation: a stride coprime with 300 walks every position once.
+    let n = shuffled.len();
+    shuffled = (0..n).map(|i| shuffled[(i * 7 + 3) % n].clone()).collect();
+    labels
+        .replace("label", Column::new("label".into(), shuffled))
+        .unwrap();
+    let mut file = std::fs::File::create(dir.path().join("labels.csv")).unwrap();
+    CsvWriter::new(&mut file).finish(&mut labels).unwrap();
+    let d = |f: &str| data.join(f).display().to_string();
+    let pipeline = format!(
+        "name = \"canary\"\nseed = 5\n[data]\nlabels = \"labels.csv\"\n[data.modalities]\n\
+         genomics = \"{}\"\nproteomics = \"{}\"\nmetabolomics = \"{}\"\nmicrobiome = \"{}\"\n\
+         [select.pathways]\ngmt = \"{}\"\ntop_k = 10\nscore = \"anova\"\n\
+         [layout]\nmethod = \"pca\"\nheight = 16\nwidth = 16\n[model]\nwidth = 8\n\
+         [train]\nepochs = 4\nbatch_size = 16\n[evaluate]\nfolds = 3\nforest_trees = 50\n",
+        d("genomics.parquet"),
+        d("proteomics.parquet"),
+        d("metabolomics.parquet"),
+        d("microbiome.parquet"),
+        d("pathways.gmt")
+    );
+    std::fs::write(dir.path().join("pipeline.toml"), pipeline).unwrap();
+    let out = evaluate(dir.path(), &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("models/canary-evaluation/evaluation.json")).unwrap(),
+    )
+    .unwrap();
+    let accuracy = |model: &str| {
+        json["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["model"] == model)
+            .unwrap()["accuracy"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    let (cnn, majority) = (accuracy("cnn"), accuracy("majority"));
+    // Three folds of 100: one standard error of an accuracy near 0.4 is about 0.03.
+    assert!(
+        cnn <= majority + 0.1,
+        "CNN {cnn} vs majority {majority}: leakage?"
     );
 }

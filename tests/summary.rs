@@ -78,6 +78,12 @@ fn the_summary_puts_the_majority_baseline_beside_the_model_and_says_what_chose_t
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("held out from every choice"), "{stdout}");
+    for baseline in ["logistic regression", "random forest"] {
+        assert!(
+            stdout.contains(&format!("  {baseline}, on the selected features of the training and validation samples, test: accuracy")),
+            "{baseline}: {stdout}"
+        );
+    }
     let expected = share_of(&run, "test", "control");
     let line = stdout
         .lines()
@@ -87,4 +93,21 @@ fn the_summary_puts_the_majority_baseline_beside_the_model_and_says_what_chose_t
         line.contains(&format!("accuracy {expected:.3}")),
         "{line} vs {expected}"
     );
+    // The learned baselines' test metrics are in the manifest too, on the same samples.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    let baselines = manifest["test_baselines"].as_array().unwrap();
+    let names: Vec<&str> = baselines.iter().map(|b| b[0].as_str().unwrap()).collect();
+    assert_eq!(names, ["logistic", "random_forest"]);
+    for b in baselines {
+        let accuracy = b[1]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{b}");
+        let test: u64 = b[1]["confusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+            .sum();
+        assert_eq!(test, manifest["samples"]["test"].as_u64().unwrap(), "{b}");
+    }
 }

@@ -55,101 +55,36 @@ fn read_parquet(path: &Path) -> DataFrame {
         .unwrap()
 }
 
-#[test]
-fn an_interrupted_training_resumes_to_the_uninterrupted_result() {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes `opts.toml` (the options pipeline) and `straight.toml` (the same, another name) in
+/// `dir`, and returns the options pipeline's text.
+fn two_pipelines(dir: &Path) -> String {
     let text = pipeline("opts", "width = 4", OPTIONS);
     std::fs::write(
-        dir.path().join("straight.toml"),
+        dir.join("straight.toml"),
         text.replace("\"opts\"", "\"straight\""),
     )
     .unwrap();
-    std::fs::write(dir.path().join("opts.toml"), &text).unwrap();
+    std::fs::write(dir.join("opts.toml"), &text).unwrap();
+    text
+}
 
+/// `train opts.toml --stop-after 1`: the checkpoint of epoch 1 and nothing else.
+fn stop_after_one_epoch(dir: &Path) -> std::process::Output {
+    common::deepinsight(dir, &["train", "opts.toml", "--stop-after", "1"])
+}
+
+#[test]
+fn a_training_with_options_scores_its_test_split_and_follows_its_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    two_pipelines(dir.path());
     let out = common::deepinsight(dir.path(), &["train", "straight.toml"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert!(stdout.contains("test ("), "test metrics printed: {stdout}");
     assert!(stdout.contains("AUROC"), "{stdout}");
 
-    // Stopping where asked is not a failure: exit 0 and a plain message.
-    let out = common::deepinsight(dir.path(), &["train", "opts.toml", "--stop-after", "1"]);
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("--resume") && said.contains(".opts.checkpoint"),
-        "{said}"
-    );
-    assert!(!common::stderr(&out).contains("error:"));
-    let checkpoint = dir.path().join("out/.opts.checkpoint");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(checkpoint.join("state.json")).unwrap()).unwrap();
-    assert_eq!(state["epoch"], 1);
-    assert!(
-        !dir.path().join("out/opts").exists(),
-        "no run is written when interrupted"
-    );
-
-    // An edited state is refused for what is wrong with it, not taken as a finished stop.
-    let state_file = dir.path().join("out/.opts.checkpoint/state.json");
-    let original = std::fs::read(&state_file).unwrap();
-    let mut edited: serde_json::Value = serde_json::from_slice(&original).unwrap();
-    edited["epoch"] = 7.into();
-    std::fs::write(&state_file, edited.to_string()).unwrap();
-    let out = common::deepinsight(dir.path(), &["train", "opts.toml", "--resume"]);
-    let err = common::stderr(&out);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("inconsistent (epoch 7 of a training of 3 epochs)"),
-        "{err}"
-    );
-    assert!(!err.contains("as asked"), "{err}");
-    std::fs::write(&state_file, &original).unwrap();
-
-    // Another learning rate is another training: the checkpoint is refused by name.
-    let changed = text.replace("epochs = 3", "epochs = 3\nlearning_rate = 0.01");
-    std::fs::write(dir.path().join("changed.toml"), changed).unwrap();
-    let out = common::deepinsight(dir.path(), &["train", "changed.toml", "--resume"]);
-    assert!(!out.status.success());
-    assert!(
-        common::stderr(&out).contains("other training data or options"),
-        "{}",
-        common::stderr(&out)
-    );
-
-    let out = common::deepinsight(dir.path(), &["train", "opts.toml", "--resume"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    assert!(
-        stdout.contains("resumed from the checkpoint of epoch 1"),
-        "{stdout}"
-    );
-    assert!(
-        !checkpoint.exists(),
-        "the checkpoint is removed once the run is written"
-    );
-
-    // The same weights: every sample's probabilities equal bit for bit (the records
-    // themselves differ in their parameter ids).
-    let (a, b) = (dir.path().join("out/straight"), dir.path().join("out/opts"));
-    let (pa, pb) = (
-        read_parquet(&a.join("predictions.parquet")),
-        read_parquet(&b.join("predictions.parquet")),
-    );
-    assert!(pa.equals(&pb), "the resumed run predicts otherwise");
-    let (ma, mb) = (manifest(&a), manifest(&b));
-    assert_eq!(mb["model"]["resumed_from"], 1);
-    assert_eq!(ma["metrics"], mb["metrics"]);
-    assert_eq!(ma["test_metrics"], mb["test_metrics"]);
-    let without_seconds = |m: &serde_json::Value| -> Vec<serde_json::Value> {
-        let mut h = m["model"]["history"].as_array().unwrap().clone();
-        for e in &mut h {
-            e["seconds"] = serde_json::Value::Null;
-        }
-        h
-    };
-    assert_eq!(without_seconds(&ma), without_seconds(&mb));
-
+    let a = dir.path().join("out/straight");
+    let ma = manifest(&a);
     // The test split: counted, scored with the kept model, marked in predictions.parquet.
     let test = ma["samples"]["test"].as_u64().unwrap();
     assert!(test >= 50, "test samples: {test}");
@@ -186,6 +121,106 @@ fn an_interrupted_training_resumes_to_the_uninterrupted_result() {
     assert!(picture.width() > 800 && picture.height() > 300);
 
     predict_reads_csv_and_matches_the_run(dir.path(), &a);
+}
+
+#[test]
+fn stopping_where_asked_exits_zero_and_writes_only_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    two_pipelines(dir.path());
+    // Stopping where asked is not a failure: exit 0 and a plain message.
+    let out = stop_after_one_epoch(dir.path());
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("--resume") && said.contains(".opts.checkpoint"),
+        "{said}"
+    );
+    assert!(!common::stderr(&out).contains("error:"));
+    let checkpoint = dir.path().join("out/.opts.checkpoint");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoint.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["epoch"], 1);
+    assert!(
+        !dir.path().join("out/opts").exists(),
+        "no run is written when interrupted"
+    );
+}
+
+#[test]
+fn an_edited_or_foreign_checkpoint_is_refused_for_what_is_wrong_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = two_pipelines(dir.path());
+    let out = stop_after_one_epoch(dir.path());
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // An edited state is refused for what is wrong with it, not taken as a finished stop.
+    let state_file = dir.path().join("out/.opts.checkpoint/state.json");
+    let original = std::fs::read(&state_file).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    edited["epoch"] = 7.into();
+    std::fs::write(&state_file, edited.to_string()).unwrap();
+    let out = common::deepinsight(dir.path(), &["train", "opts.toml", "--resume"]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("inconsistent (epoch 7 of a training of 3 epochs)"),
+        "{err}"
+    );
+    assert!(!err.contains("as asked"), "{err}");
+    std::fs::write(&state_file, &original).unwrap();
+
+    // Another learning rate is another training: the checkpoint is refused by name.
+    let changed = text.replace("epochs = 3", "epochs = 3\nlearning_rate = 0.01");
+    std::fs::write(dir.path().join("changed.toml"), changed).unwrap();
+    let out = common::deepinsight(dir.path(), &["train", "changed.toml", "--resume"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("other training data or options"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn an_interrupted_training_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    two_pipelines(dir.path());
+    let out = common::deepinsight(dir.path(), &["train", "straight.toml"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = stop_after_one_epoch(dir.path());
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let checkpoint = dir.path().join("out/.opts.checkpoint");
+    let out = common::deepinsight(dir.path(), &["train", "opts.toml", "--resume"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        stdout.contains("resumed from the checkpoint of epoch 1"),
+        "{stdout}"
+    );
+    assert!(
+        !checkpoint.exists(),
+        "the checkpoint is removed once the run is written"
+    );
+
+    // The same weights: every sample's probabilities equal bit for bit (the records
+    // themselves differ in their parameter ids).
+    let (a, b) = (dir.path().join("out/straight"), dir.path().join("out/opts"));
+    let (pa, pb) = (
+        read_parquet(&a.join("predictions.parquet")),
+        read_parquet(&b.join("predictions.parquet")),
+    );
+    assert!(pa.equals(&pb), "the resumed run predicts otherwise");
+    let (ma, mb) = (manifest(&a), manifest(&b));
+    assert_eq!(mb["model"]["resumed_from"], 1);
+    assert_eq!(ma["metrics"], mb["metrics"]);
+    assert_eq!(ma["test_metrics"], mb["test_metrics"]);
+    let without_seconds = |m: &serde_json::Value| -> Vec<serde_json::Value> {
+        let mut h = m["model"]["history"].as_array().unwrap().clone();
+        for e in &mut h {
+            e["seconds"] = serde_json::Value::Null;
+        }
+        h
+    };
+    assert_eq!(without_seconds(&ma), without_seconds(&mb));
 }
 
 /// `predict` on CSV copies of the bundled tables gives the probabilities the run wrote.

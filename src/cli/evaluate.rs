@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use deepinsight::PipelineConfig;
 use deepinsight::evaluate::{self, EvaluateOptions, Outcome};
 
@@ -29,6 +29,17 @@ pub struct Args {
     /// columns) to DIR/repeatR-foldK.parquet, to fit other models on the same folds.
     #[arg(long, value_name = "DIR")]
     fold_features: Option<PathBuf>,
+    /// Compute only fold K (1-based) of --repeat into the shared work folder: one task of a
+    /// Slurm array or Kubernetes indexed Job. `--collect` writes the report afterwards.
+    #[arg(long, value_name = "K", conflicts_with_all = ["collect", "max_folds"])]
+    fold: Option<usize>,
+    /// With --fold: the repeat (1-based) the fold belongs to.
+    #[arg(long, value_name = "R", default_value_t = 1, requires = "fold")]
+    repeat: usize,
+    /// Write the report from the folds that --fold tasks finished, computing none; a fold that
+    /// is missing or was run with other settings is refused, naming it.
+    #[arg(long)]
+    collect: bool,
 }
 
 pub fn execute(args: Args) -> Result<()> {
@@ -46,6 +57,13 @@ pub fn execute(args: Args) -> Result<()> {
         also_read: vec![args.pipeline.clone()],
         baselines_only: args.baselines_only,
         fold_features: args.fold_features,
+        only: match args.fold {
+            Some(0) => bail!("--fold counts from 1"),
+            Some(k) if args.repeat == 0 => bail!("--repeat counts from 1, got 0 for fold {k}"),
+            Some(k) => Some((args.repeat - 1, k - 1)),
+            None => None,
+        },
+        collect: args.collect,
     };
     match evaluate::run(&config, &options)? {
         Outcome::Done(evaluation, dir) => {
@@ -55,6 +73,11 @@ pub fn execute(args: Args) -> Result<()> {
         Outcome::Stopped { finished, total } => deepinsight::outln!(
             "stopped with {finished} of {total} folds finished; run the same command again to \
              go on"
+        ),
+        Outcome::FoldDone { repeat, fold } => deepinsight::outln!(
+            "fold {} of repeat {} finished; once every fold is, --collect writes the report",
+            fold + 1,
+            repeat + 1
         ),
     }
     Ok(())

@@ -46,7 +46,8 @@ pub struct EvaluateSettings {
     /// Trees of the random forest.
     pub forest_trees: usize,
     /// L2 weight of the logistic regression's coefficients: the loss is the summed log-loss
-    /// plus alpha / 2 times their squared norm, so 1.0 is scikit-learn's default C = 1.
+    /// plus alpha / 2 times their squared norm, scikit-learn's C = 1 / alpha for three or
+    /// more classes (with two, the multinomial form penalises half as much: docs/evaluation.md).
     pub logistic_alpha: f64,
 }
 

@@ -10,6 +10,7 @@
 //! checkpoint); the result folder is staged and renamed into place once every fold is done.
 
 mod oof;
+mod plot;
 pub mod report;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use report::Evaluation;
 pub const FILE: &str = "evaluation.json";
 pub const CSV: &str = "evaluation.csv";
 pub const OOF: &str = "oof_predictions.parquet";
+pub const PLOT: &str = "evaluation.png";
 /// The CNN's name in the reports.
 pub const CNN: &str = "cnn";
 
@@ -51,6 +53,11 @@ pub struct EvaluateOptions {
     /// Write each fold's fitted features (training and test samples) here as Parquet, to fit
     /// other models on exactly the same folds and features.
     pub fold_features: Option<PathBuf>,
+    /// Compute only this fold (repeat, fold; 0-based) into the work folder, as one task of a
+    /// Slurm array or Kubernetes indexed Job; `collect` then writes the report.
+    pub only: Option<(usize, usize)>,
+    /// Write the report from the folds finished in the work folder, computing none.
+    pub collect: bool,
 }
 
 /// What one fold leaves in the work folder: enough to build the report without it.
@@ -84,10 +91,12 @@ fn work_dir(config: &PipelineConfig) -> PathBuf {
         .join(format!(".{}-evaluation.work", config.name))
 }
 
-/// How the evaluation went: done, or stopped after `max_folds` with folds left.
+/// How the evaluation went: done, stopped after `max_folds` with folds left, or the one fold
+/// asked for finished.
 pub enum Outcome {
     Done(Box<Evaluation>, PathBuf),
     Stopped { finished: usize, total: usize },
+    FoldDone { repeat: usize, fold: usize },
 }
 
 pub fn run(config: &PipelineConfig, options: &EvaluateOptions) -> Result<Outcome> {
@@ -109,17 +118,36 @@ pub fn run(config: &PipelineConfig, options: &EvaluateOptions) -> Result<Outcome
     for a in &assignments {
         folds::check(&cohort.labels, &cohort.classes, a, settings.folds)?;
     }
+    if let Some((repeat, fold)) = options.only
+        && (repeat >= settings.repeats || fold >= settings.folds)
+    {
+        bail!(
+            "--repeat {} --fold {}: the evaluation has {} repeat(s) of {} folds",
+            repeat + 1,
+            fold + 1,
+            settings.repeats,
+            settings.folds
+        );
+    }
     let work = work_dir(config);
     std::fs::create_dir_all(&work)
         .with_context(|| format!("cannot create the work folder {}", work.display()))?;
     let total = settings.repeats * settings.folds;
     let mut results = Vec::with_capacity(total);
     let mut computed = 0;
+    let mut missing = Vec::new();
     for (repeat, assignment) in assignments.iter().enumerate() {
         for fold in 0..settings.folds {
+            if options.only.is_some_and(|only| only != (repeat, fold)) {
+                continue;
+            }
             let path = work.join(fold_file(repeat, fold));
             if let Some(done) = read_fold(&path, &fingerprint)? {
                 results.push(done);
+                continue;
+            }
+            if options.collect {
+                missing.push(format!("--repeat {} --fold {}", repeat + 1, fold + 1));
                 continue;
             }
             if options.max_folds.is_some_and(|m| computed >= m) {
@@ -128,13 +156,17 @@ pub fn run(config: &PipelineConfig, options: &EvaluateOptions) -> Result<Outcome
                     total,
                 });
             }
-            crate::progress::line(format_args!(
-                "fold {}/{} of repeat {}/{}",
-                fold + 1,
-                settings.folds,
-                repeat + 1,
-                settings.repeats
-            ));
+            crate::progress::set_context(if settings.repeats > 1 {
+                format!(
+                    "repeat {}/{}, fold {}/{}",
+                    repeat + 1,
+                    settings.repeats,
+                    fold + 1,
+                    settings.folds
+                )
+            } else {
+                format!("fold {}/{}", fold + 1, settings.folds)
+            });
             let result = run_fold(
                 config,
                 &cohort,
@@ -147,15 +179,32 @@ pub fn run(config: &PipelineConfig, options: &EvaluateOptions) -> Result<Outcome
                 &work,
                 options,
             )?;
+            crate::progress::line(format_args!("done"));
+            crate::progress::set_context(String::new());
             artefact::write_atomic(&path, &serde_json::to_vec(&result)?)?;
             results.push(result);
             computed += 1;
         }
     }
+    if let Some((repeat, fold)) = options.only {
+        return Ok(Outcome::FoldDone { repeat, fold });
+    }
+    if !missing.is_empty() {
+        bail!(
+            "{} of {total} folds are not finished in {}: run them first ({})",
+            missing.len(),
+            work.display(),
+            missing.join("; ")
+        );
+    }
     let evaluation = Evaluation::new(config, &cohort, &results)?;
     let staged = StagedDir::new(&out)?;
     staged.write(CSV, &evaluation.csv()?)?;
     staged.write(OOF, &oof::parquet(&cohort, &results)?)?;
+    let mut png = Vec::new();
+    plot::draw(&evaluation, test_to_train(&results))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    staged.write(PLOT, &png)?;
     staged.write(FILE, &serde_json::to_vec_pretty(&evaluation)?)?;
     let written = staged
         .commit()
@@ -163,6 +212,14 @@ pub fn run(config: &PipelineConfig, options: &EvaluateOptions) -> Result<Outcome
     std::fs::remove_dir_all(&work)
         .with_context(|| format!("cannot remove the work folder {}", work.display()))?;
     Ok(Outcome::Done(Box::new(evaluation), written))
+}
+
+/// Mean test fold size over mean training fold size: the corrected t-test's n2 / n1.
+pub fn test_to_train(results: &[FoldResult]) -> f64 {
+    let mean = |f: fn(&FoldResult) -> usize| {
+        results.iter().map(|r| f(r) as f64).sum::<f64>() / results.len() as f64
+    };
+    mean(|r| r.test) / mean(|r| r.train)
 }
 
 /// Repeat `r`'s folds are drawn from the pipeline's seed plus `r`.

@@ -7,7 +7,7 @@ use std::fmt;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{CNN, FoldResult, baseline_named};
+use super::{CNN, FoldResult, baseline_named, test_to_train};
 use crate::config::PipelineConfig;
 use crate::crossval::settings::EvaluateSettings;
 use crate::crossval::stats::{self, Difference, Spread};
@@ -158,10 +158,7 @@ fn compare(
     if differences.len() < 2 {
         return None;
     }
-    let mean = |f: fn(&FoldResult) -> usize| {
-        results.iter().map(|r| f(r) as f64).sum::<f64>() / results.len() as f64
-    };
-    let test_to_train = mean(|r| r.test) / mean(|r| r.train);
+    let test_to_train = test_to_train(results);
     Some(Comparison {
         baseline: best.model.clone(),
         metric: "macro_f1".into(),

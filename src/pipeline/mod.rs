@@ -6,15 +6,17 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
+use ndarray::{Array2, Axis};
 
 use crate::artefact::{self, guard};
-use crate::config::PipelineConfig;
+use crate::config::{Baseline, PipelineConfig};
+use crate::crossval;
 use crate::layout::LayoutReport;
 use crate::mapping;
 use crate::model::metrics::MajorityBaseline;
 use crate::model::train::{ImageSet, TrainOptions, predict_proba};
 use crate::model::{self, Metrics, split};
-use crate::omics::{self, DroppedSample};
+use crate::omics::{self, Cohort, DroppedSample};
 use crate::predictions::{self, PredictionRow};
 use crate::render;
 use crate::run::manifest::{FeatureEntry, InputFile, ModelSummary, SampleCounts};
@@ -45,6 +47,9 @@ pub struct RunSummary {
     pub test_metrics: Option<Metrics>,
     /// The majority class, scored on the same splits.
     pub baseline: MajorityBaseline,
+    /// The learned baselines of `[evaluate]` on the test split, fitted on the training and
+    /// validation samples' features (empty without a test split).
+    pub test_baselines: Vec<(Baseline, Metrics)>,
     /// Epochs the kept one was chosen from (on the validation samples).
     pub epochs_run: usize,
     pub stopped_early: Option<usize>,
@@ -177,6 +182,14 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         &labels_of(&splits.test),
         cohort.classes.len(),
     );
+    let test_baselines = if splits.test.is_empty() {
+        Vec::new()
+    } else {
+        stages.run("baselines", || {
+            let seen: Vec<usize> = train_rows.iter().chain(&valid_rows).copied().collect();
+            test_baselines(config, &cohort, &fitted.values, &seen, &splits.test)
+        })?
+    };
 
     // The manifest records the stages before writing; the write itself is timed in the summary.
     let stage_seconds: BTreeMap<String, f64> = stages.times.iter().cloned().collect();
@@ -308,6 +321,7 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             metrics: trained.metrics.clone(),
             test_metrics: test_metrics.clone(),
             baseline: Some(baseline.clone()),
+            test_baselines: test_baselines.clone(),
             stage_seconds,
             files: BTreeMap::new(),
         })
@@ -333,12 +347,47 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         metrics: trained.metrics.clone(),
         test_metrics,
         baseline,
+        test_baselines,
         epochs_run: trained.history.len(),
         stopped_early: trained.stopped_early,
         resumed_from: trained.resumed_from,
         layout: layout.report(),
         pathways: space.pathways.clone(),
     })
+}
+
+/// The learned baselines of `[evaluate] baselines` (the majority class has its own line),
+/// fitted on the `seen` rows' fitted features and scored on the `test` rows.
+fn test_baselines(
+    config: &PipelineConfig,
+    cohort: &Cohort,
+    values: &Array2<f32>,
+    seen: &[usize],
+    test: &[usize],
+) -> Result<Vec<(Baseline, Metrics)>> {
+    let labels: Vec<usize> = seen.iter().map(|&r| cohort.labels[r]).collect();
+    let truth: Vec<usize> = test.iter().map(|&r| cohort.labels[r]).collect();
+    let (train, held_out) = (values.select(Axis(0), seen), values.select(Axis(0), test));
+    let n = cohort.classes.len();
+    let mut out = Vec::new();
+    for &b in config
+        .evaluate
+        .baselines
+        .iter()
+        .filter(|&&b| b != Baseline::Majority)
+    {
+        let p = crossval::baselines::fit_predict(
+            b,
+            &config.evaluate,
+            train.view(),
+            &labels,
+            held_out.view(),
+            n,
+            config.seed,
+        )?;
+        out.push((b, Metrics::from_probabilities(&truth, &p, n)));
+    }
+    Ok(out)
 }
 
 /// The training options of a pipeline file.

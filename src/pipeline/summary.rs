@@ -66,6 +66,13 @@ impl fmt::Display for RunSummary {
         if let Some(m) = &b.test {
             writeln!(f, "  trivial baseline, always '{majority}', test: {m}")?;
         }
+        for (baseline, m) in &s.test_baselines {
+            writeln!(
+                f,
+                "  {}, on the selected features of the training and validation samples, test: {m}",
+                baseline.title()
+            )?;
+        }
         if s.test_metrics.is_none() {
             writeln!(
                 f,

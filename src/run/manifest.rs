@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::PipelineConfig;
+use crate::config::{Baseline, PipelineConfig};
 use crate::layout::LayoutReport;
 use crate::model::Metrics;
 use crate::model::metrics::EpochStats;
@@ -84,6 +84,10 @@ pub struct Manifest {
     /// The trivial baseline on the same splits: the most common training class, always.
     #[serde(default)]
     pub baseline: Option<MajorityBaseline>,
+    /// The learned baselines on the test split, fitted on the training and validation
+    /// samples' features (with `train.test_fraction` > 0).
+    #[serde(default)]
+    pub test_baselines: Vec<(Baseline, Metrics)>,
     pub stage_seconds: BTreeMap<String, f64>,
     /// sha256 of every other file of the run.
     pub files: BTreeMap<String, String>,
