@@ -246,3 +246,24 @@ fn the_reader_finds_a_loop_where_there_is_one() {
     assert!(paths.contains(&["crate", "serve", "preprocess"].map(String::from).to_vec()));
     assert!(paths.contains(&["super", "z", "w"].map(String::from).to_vec()));
 }
+
+#[test]
+fn http_handlers_reach_the_model_only_through_its_face() {
+    let src = common::root().join("src/serve");
+    for file in ["http.rs", "kserve.rs"] {
+        let text = std::fs::read_to_string(src.join(file)).unwrap();
+        for inner in [
+            "batcher.submit",
+            "pool.infer",
+            "preprocess::prepare",
+            "preprocess::render_rows",
+            "preprocess::predictions",
+            "explainer::explain(",
+        ] {
+            assert!(
+                !text.contains(inner),
+                "src/serve/{file} calls {inner}: handlers go through ServedModel's methods"
+            );
+        }
+    }
+}

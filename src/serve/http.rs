@@ -22,8 +22,8 @@ use super::error::{ApiError, BodyTimeout, ErrorBody, JsonBody, RawJson, parse_js
 use super::explainer::{self, ExplainRequest, ExplainResponse};
 use super::kserve::{self, InferRequest, InferResponse, ModelMetadata};
 use super::metrics::Metrics;
-use super::preprocess::{self, PredictRequest, PredictResponse, SampleInput, SamplePrediction};
-use super::served::{ImageJob, ModelStatus, ServedModel, check_name};
+use super::preprocess::{PredictRequest, PredictResponse, SampleInput, SamplePrediction};
+use super::served::{ModelStatus, ServedModel, check_name};
 
 pub struct AppState {
     pub models: BTreeMap<String, Arc<ServedModel>>,
@@ -178,7 +178,7 @@ async fn model_metadata(
         &model.name,
         model.pool.backend,
         model.shape,
-        preprocess::feature_count(&model.preprocess),
+        model.feature_count(),
         model.classes.len(),
     )))
 }
@@ -294,13 +294,13 @@ async fn infer(
             _ => e,
         })?;
         let wanted = kserve::requested_outputs(&request)?;
-        let features = preprocess::feature_count(&served.preprocess);
+        let features = served.feature_count();
         let input = kserve::input(&mut request, served.shape, features, binary)?;
         let images = match input.kind {
             kserve::InputKind::Images => input.values,
             kserve::InputKind::Omics => {
                 let allow_missing = request.parameters.allow_missing;
-                preprocess::render_rows(&served.preprocess, &input.values, input.n, allow_missing)?
+                served.render_rows(&input.values, input.n, allow_missing)?
             }
         };
         Ok((request, wanted, images, input.n))
@@ -312,10 +312,9 @@ async fn infer(
         request.parameters.timeout_ms,
     );
     let probabilities = model
-        .batcher
-        .submit(ImageJob { images, n }, options)
+        .infer(images, n, Some(options))
         .await
-        .map_err(|e| ApiError::from(e).renamed("priority", "parameters.priority"))?;
+        .map_err(|e| e.renamed("priority", "parameters.priority"))?;
     let k = model.classes.len();
     let mut outputs = Vec::new();
     let mut binary = Vec::new();
@@ -421,11 +420,10 @@ async fn predict(
 ) -> Result<Json<PredictResponse>, ApiError> {
     let start = Instant::now();
     let arrival = tokio::time::Instant::from_std(start);
-    let (model, options, mut prepared) = parse_and_prepare(body, move |body| {
+    let (model, options, prepared) = parse_and_prepare(body, move |body| {
         let request: PredictRequest = parse_json(body)?;
         let model = state.model_or_only(request.model.as_deref())?.clone();
-        let prepared = preprocess::prepare(
-            &model.preprocess,
+        let prepared = model.prepare(
             &request.samples,
             request.allow_missing,
             request.ignore_unknown,
@@ -434,12 +432,7 @@ async fn predict(
         Ok((model, options, prepared))
     })
     .await?;
-    let job = ImageJob {
-        images: std::mem::take(&mut prepared.images),
-        n: prepared.n,
-    };
-    let probabilities = model.batcher.submit(job, options).await?;
-    let predictions = preprocess::predictions(&model.preprocess, prepared, probabilities);
+    let predictions = model.predict(prepared, Some(options)).await?;
     model.live.request(start.elapsed());
     Ok(Json(PredictResponse {
         model_name: model.name.clone(),
@@ -466,24 +459,18 @@ async fn explain(
         let request: ExplainRequest = parse_json(body)?;
         let model = state.model_or_only(request.model.as_deref())?.clone();
         let ask = explainer::check(&request, &model.classes)?;
-        let prepared = preprocess::prepare(
-            &model.preprocess,
-            std::slice::from_ref(&request.sample),
-            request.allow_missing,
-            request.ignore_unknown,
-        )
-        .map_err(|e| e.renamed("samples[0]", "sample"))?;
+        let prepared = model
+            .prepare(
+                std::slice::from_ref(&request.sample),
+                request.allow_missing,
+                request.ignore_unknown,
+            )
+            .map_err(|e| e.renamed("samples[0]", "sample"))?;
         Ok((model, ask, request.method, request.stage, prepared))
     })
     .await?;
-    let worker = model.clone();
     let include_map = ask.include_map;
-    let images = prepared.images;
-    let answer = tokio::task::spawn_blocking(move || {
-        explainer::explain(&worker.explainer, &worker.classes, &images, &ask)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))??;
+    let answer = model.explain(&prepared, ask).await?;
     let classes = &model.classes;
     Ok(Json(ExplainResponse {
         model_name: model.name.clone(),
@@ -542,32 +529,19 @@ async fn batch_predict(
     RawJson(body): RawJson,
 ) -> Result<Json<BatchPredictResponse>, ApiError> {
     let start = Instant::now();
-    let (model, enable_batching, mut prepared) = parse_and_prepare(body, move |body| {
+    let (model, enable_batching, prepared) = parse_and_prepare(body, move |body| {
         let request: BatchPredictRequest = parse_json(body)?;
         let model = state.model(&request.model_name)?.clone();
-        let prepared = preprocess::prepare(
-            &model.preprocess,
-            &request.data,
-            request.allow_missing,
-            request.ignore_unknown,
-        )
-        .map_err(|e| e.renamed("samples", "data"))?;
+        let prepared = model
+            .prepare(&request.data, request.allow_missing, request.ignore_unknown)
+            .map_err(|e| e.renamed("samples", "data"))?;
         Ok((model, request.enable_batching, prepared))
     })
     .await?;
-    let images = std::mem::take(&mut prepared.images);
     let n = prepared.n;
-    let probabilities = if enable_batching {
-        let job = ImageJob { images, n };
-        model.batcher.submit(job, Submit::default()).await?
-    } else {
-        model
-            .pool
-            .infer(images, n)
-            .await
-            .map_err(ApiError::internal)?
-    };
-    let predictions = preprocess::predictions(&model.preprocess, prepared, probabilities);
+    let predictions = model
+        .predict(prepared, enable_batching.then(Submit::default))
+        .await?;
     model.live.request(start.elapsed());
     Ok(Json(BatchPredictResponse {
         model_name: model.name.clone(),

@@ -13,9 +13,11 @@ use serde::Serialize;
 use super::backend::{
     Backend, BackendKind, BurnBackend, WorkerPool, onnx_backends, threads_per_worker,
 };
-use super::batcher::{BatchConfig, Batcher, BatcherHandle, Runner};
+use super::batcher::{BatchConfig, Batcher, BatcherHandle, Runner, Submit};
+use super::error::ApiError;
+use super::explainer::{Answer, Ask};
 use super::metrics::{LiveStats, Metrics};
-use super::preprocess::Preprocess;
+use super::preprocess::{self, Prepared, Preprocess, SampleInput, SamplePrediction};
 use crate::export;
 use crate::run::RunDir;
 
@@ -193,6 +195,76 @@ impl ServedModel {
 
     pub fn image_len(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    // The face the HTTP handlers use: parsed requests in, answers out. Handlers know nothing
+    // of the preprocessing, the batcher or the worker pool behind it.
+
+    /// Raw omics samples checked against the model's features and rendered, exactly as the
+    /// run's training samples were; a refusal names the field.
+    pub fn prepare(
+        &self,
+        samples: &[SampleInput<'_>],
+        allow_missing: bool,
+        ignore_unknown: bool,
+    ) -> Result<Prepared, ApiError> {
+        preprocess::prepare(&self.preprocess, samples, allow_missing, ignore_unknown)
+    }
+
+    /// Features one row of the KServe v2 `omics` input holds.
+    pub fn feature_count(&self) -> usize {
+        preprocess::feature_count(&self.preprocess)
+    }
+
+    /// The KServe v2 `omics` input's `n` rows as images.
+    pub fn render_rows(
+        &self,
+        values: &[f32],
+        n: usize,
+        allow_missing: bool,
+    ) -> Result<Vec<f32>, ApiError> {
+        preprocess::render_rows(&self.preprocess, values, n, allow_missing)
+    }
+
+    /// Class probabilities of `n` images: through the batcher with `Some(submit)`, or
+    /// straight to a worker with `None`.
+    pub async fn infer(
+        &self,
+        images: Vec<f32>,
+        n: usize,
+        batched: Option<Submit>,
+    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        match batched {
+            Some(submit) => Ok(self.batcher.submit(ImageJob { images, n }, submit).await?),
+            None => self.pool.infer(images, n).await.map_err(ApiError::internal),
+        }
+    }
+
+    /// Each prepared sample's most probable class and every class's probability.
+    pub async fn predict(
+        &self,
+        mut prepared: Prepared,
+        batched: Option<Submit>,
+    ) -> Result<Vec<SamplePrediction>, ApiError> {
+        let images = std::mem::take(&mut prepared.images);
+        let probabilities = self.infer(images, prepared.n, batched).await?;
+        Ok(preprocess::predictions(
+            &self.preprocess,
+            prepared,
+            probabilities,
+        ))
+    }
+
+    /// One prepared sample explained, on a blocking thread (one at a time per model).
+    pub async fn explain(&self, prepared: &Prepared, ask: Ask) -> Result<Answer, ApiError> {
+        let explainer = self.explainer.clone();
+        let classes = self.classes.clone();
+        let image = prepared.images.clone();
+        tokio::task::spawn_blocking(move || {
+            super::explainer::explain(&explainer, &classes, &image, &ask)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))?
     }
 
     /// Artefact formats present in the run folder.
