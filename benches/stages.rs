@@ -11,7 +11,7 @@ use deepinsight::layout::Layout;
 use deepinsight::omics::{Cohort, Modality};
 use deepinsight::render::RenderPlan;
 use deepinsight::select::FeatureSpace;
-use deepinsight::serve::preprocess::PredictRequest;
+use deepinsight::serve::PredictRequest;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -140,7 +140,7 @@ fn serving(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let request: PredictRequest =
-                    deepinsight::serve::error::parse_json(black_box(body.as_bytes())).unwrap();
+                    deepinsight::serve::parse_json(black_box(body.as_bytes())).unwrap();
                 black_box(request.samples.len())
             })
         },

@@ -4,11 +4,11 @@
 //! Peak memory is the process's high-water mark (VmHWM), reset before each case through
 //! /proc/self/clear_refs, so each row shows the resident peak reached during that case.
 
-pub mod export;
-pub mod load;
-pub mod model;
-pub mod score;
-pub mod serve;
+pub(crate) mod export;
+pub(crate) mod load;
+pub(crate) mod model;
+pub(crate) mod score;
+pub(crate) mod serve;
 
 use std::time::Instant;
 

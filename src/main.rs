@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 use deepinsight::pipeline::StoppedAsAsked;
 
-mod cli;
+use deepinsight::cli;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()

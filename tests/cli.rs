@@ -237,11 +237,7 @@ fn manifest_with_checksums(run: &std::path::Path, names: &[&str]) -> serde_json:
         serde_json::from_value(manifest["files"].clone()).unwrap();
     for name in names {
         let bytes = std::fs::read(run.join(name)).unwrap();
-        assert_eq!(
-            files[*name],
-            deepinsight::artefact::sha256_hex(&bytes),
-            "{name}"
-        );
+        assert_eq!(files[*name], deepinsight::run::sha256_hex(&bytes), "{name}");
     }
     manifest
 }

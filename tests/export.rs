@@ -7,8 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use deepinsight::export::{self, ExportReport, check};
-use deepinsight::model::metrics::argmax;
-use deepinsight::model::train::{load_record, predict_proba};
+use deepinsight::model::argmax;
+use deepinsight::model::{load_record, predict_proba};
 use deepinsight::run::RunDir;
 
 /// A narrow model on the bundled data (the stem width sets how much of the record is conv
@@ -61,7 +61,7 @@ fn int8_export_is_smaller_agrees_with_fp32_and_reports_what_it_measured() {
     let int8 = &report.formats[0];
     let bytes = std::fs::read(run.join(&int8.file)).unwrap();
     assert_eq!(int8.bytes, bytes.len() as u64);
-    assert_eq!(int8.sha256, deepinsight::artefact::sha256_hex(&bytes));
+    assert_eq!(int8.sha256, deepinsight::run::sha256_hex(&bytes));
     assert!(
         int8.size_ratio > 3.0,
         "conv and linear weights in 1 byte: {}",
@@ -212,7 +212,7 @@ fn onnx_export_runs_in_onnx_runtime_as_burn_does_and_leaves_the_serving_copy_alo
         .unwrap();
     let bytes = std::fs::read(run.join("model.onnx")).unwrap();
     assert_eq!(sha.0, "model.onnx");
-    assert_eq!(*sha.1, deepinsight::artefact::sha256_hex(&bytes));
+    assert_eq!(*sha.1, deepinsight::run::sha256_hex(&bytes));
 
     let shape = run_dir.image_shape();
     let len: usize = shape.iter().product();
@@ -392,10 +392,7 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(
             (f.bytes, &f.sha256),
-            (
-                bytes.len() as u64,
-                &deepinsight::artefact::sha256_hex(&bytes)
-            )
+            (bytes.len() as u64, &deepinsight::run::sha256_hex(&bytes))
         );
         assert!(f.latency_ms["1"] > 0.0 && f.latency_ms["32"] > 0.0);
         // The report's agreement and accuracy are what ONNX Runtime in Python gives.
@@ -472,10 +469,7 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
     assert_eq!(plan.engines.len(), 6);
     for engine in &plan.engines {
         let bytes = std::fs::read(run.join(&engine.onnx)).unwrap();
-        assert_eq!(
-            engine.onnx_sha256,
-            deepinsight::artefact::sha256_hex(&bytes)
-        );
+        assert_eq!(engine.onnx_sha256, deepinsight::run::sha256_hex(&bytes));
     }
     let readme = std::fs::read_to_string(run.join("tensorrt/README.md")).unwrap();
     assert!(readme.contains("--maxShapes=input:16x"), "{readme}");

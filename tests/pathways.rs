@@ -11,7 +11,7 @@ use deepinsight::layout::Layout;
 use deepinsight::omics::{Cohort, Modality};
 use deepinsight::render::render_batch;
 use deepinsight::select::FeatureSpace;
-use deepinsight::select::pathways::UNASSIGNED;
+use deepinsight::select::UNASSIGNED;
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};

@@ -283,7 +283,7 @@ fn a_run_whose_manifest_lost_a_file_or_whose_record_is_damaged_is_refused_by_nam
     let garbage = b"not a burnpack record".to_vec();
     std::fs::write(run.join("model.bpk"), &garbage).unwrap();
     let mut manifest: serde_json::Value = serde_json::from_slice(&original).unwrap();
-    manifest["files"]["model.bpk"] = deepinsight::artefact::sha256_hex(&garbage).into();
+    manifest["files"]["model.bpk"] = deepinsight::run::sha256_hex(&garbage).into();
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
     let out = predict_with(&run, None);
     let err = stderr(&out);

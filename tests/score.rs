@@ -158,7 +158,7 @@ fn scores_equal_the_runs_own_predictions_and_absent_samples_are_skipped() {
             .iter()
             .all(|r| r.as_deref().unwrap().starts_with("missing from "))
     );
-    let sha = deepinsight::artefact::sha256_file(&model.join("model.bpk")).unwrap();
+    let sha = deepinsight::run::sha256_file(&model.join("model.bpk")).unwrap();
     assert!(
         strings(&scored, "model_sha256")
             .iter()

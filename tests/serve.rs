@@ -856,7 +856,7 @@ async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones()
     // Without an export, the ONNX backends say what to run.
     let mut plain = config(BatchConfig::default());
     plain.models[0].dir = run.clone();
-    plain.backend = deepinsight::serve::backend::BackendKind::Onnx;
+    plain.backend = deepinsight::serve::BackendKind::Onnx;
     let err = format!("{:#}", Server::start(plain).await.err().unwrap());
     assert!(
         err.contains("needs model.onnx") && err.contains("--targets server"),
@@ -889,12 +889,9 @@ async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones()
     let infer = json!({"inputs": [{"name": "input", "datatype": "FP32",
         "shape": [3, c, h, w], "data": images}]});
     for (kind, name) in [
+        (deepinsight::serve::BackendKind::Onnx, "onnxruntime"),
         (
-            deepinsight::serve::backend::BackendKind::Onnx,
-            "onnxruntime",
-        ),
-        (
-            deepinsight::serve::backend::BackendKind::OnnxInt8,
+            deepinsight::serve::BackendKind::OnnxInt8,
             "onnxruntime-int8",
         ),
     ] {
@@ -930,7 +927,7 @@ async fn onnx_runtime_backends_serve_the_exported_models_and_refuse_stale_ones()
     std::fs::write(&report_path, serde_json::to_vec(&report).unwrap()).unwrap();
     let mut c = config(BatchConfig::default());
     c.models[0].dir = run.clone();
-    c.models[0].backend = Some(deepinsight::serve::backend::BackendKind::OnnxInt8);
+    c.models[0].backend = Some(deepinsight::serve::BackendKind::OnnxInt8);
     let err = format!("{:#}", Server::start(c).await.err().unwrap());
     assert!(
         err.contains("model-int8.onnx was exported from another model.bpk"),

@@ -267,3 +267,54 @@ fn http_handlers_reach_the_model_only_through_its_face() {
         }
     }
 }
+
+/// The public API is the stages and a few units a library user calls by name; every other
+/// module is `pub(crate)` behind its stage's `pub use` list. A new `pub mod` must be added here
+/// on purpose.
+#[test]
+fn only_the_stages_and_named_units_are_public_modules() {
+    let allowed: BTreeSet<&str> = [
+        "bench",
+        "cli",
+        "config",
+        "evaluate",
+        "explain",
+        "explain::cam",
+        "export",
+        "export::check",
+        "export::int8",
+        "export::tensorrt",
+        "init",
+        "layout",
+        "mapping",
+        "model",
+        "omics",
+        "onnxrt",
+        "pipeline",
+        "render",
+        "run",
+        "score",
+        "select",
+        "serve",
+        "synth",
+    ]
+    .into_iter()
+    .collect();
+    let mut files = Vec::new();
+    module_files(&common::root().join("src"), &[], &mut files);
+    let mut public = BTreeSet::new();
+    for (module, _, code) in &files {
+        for line in code.lines() {
+            if let Some(name) = line
+                .strip_prefix("pub mod ")
+                .and_then(|r| r.strip_suffix(';'))
+            {
+                let mut path = module.clone();
+                path.push(name.to_string());
+                public.insert(path.join("::"));
+            }
+        }
+    }
+    let public: BTreeSet<&str> = public.iter().map(String::as_str).collect();
+    assert_eq!(public, allowed, "public modules differ from the list");
+}

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use deepinsight::model::ResNetConfig;
-use deepinsight::model::pretrained::save_torchvision_safetensors;
+use deepinsight::model::save_torchvision_safetensors;
 use polars::prelude::*;
 
 fn pipeline(name: &str, model: &str, train: &str) -> String {
@@ -115,7 +115,7 @@ fn a_training_with_options_scores_its_test_split_and_follows_its_schedule() {
     let png = std::fs::read(a.join("training.png")).unwrap();
     assert_eq!(
         ma["files"]["training.png"].as_str().unwrap(),
-        deepinsight::artefact::sha256_hex(&png)
+        deepinsight::run::sha256_hex(&png)
     );
     let picture = image::load_from_memory(&png).unwrap();
     assert!(picture.width() > 800 && picture.height() > 300);
@@ -340,10 +340,7 @@ fn fine_tuning_starts_from_torchvision_weights_with_a_frozen_backbone() {
     );
     let stem = weights(run_dir.model.conv1.weight.val());
     let rgb = weights(source.conv1.weight.val());
-    assert_eq!(
-        stem,
-        deepinsight::model::pretrained::adapt_input_conv(&rgb, 4)
-    );
+    assert_eq!(stem, deepinsight::model::adapt_input_conv(&rgb, 4));
 
     // A weights file that is not there is refused by name, and the run stays as it was.
     let before = std::fs::read(run.join("manifest.json")).unwrap();

@@ -22,7 +22,6 @@ pub struct ScoreRow {
     pub peak_mb: Option<f64>,
     /// (stage, seconds), from the scoring summary.
     pub stages: Vec<(String, f64)>,
-    pub scored: usize,
 }
 
 const CHUNK: usize = 10_000;
@@ -57,7 +56,6 @@ pub fn run(quick: bool) -> Result<Vec<ScoreRow>> {
             seconds: started.elapsed().as_secs_f64(),
             peak_mb: peak_mb(),
             stages: summary.stage_seconds,
-            scored: summary.counts.scored,
         });
         std::fs::remove_dir_all(&data).ok();
     }

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
+use crate::bench;
+use crate::bench::load::Generator;
+use crate::bench::serve::{Route, ServeBench};
+use crate::serve::backend::BackendKind;
 use anyhow::Result;
 use clap::Subcommand;
-use deepinsight::bench;
-use deepinsight::bench::load::Generator;
-use deepinsight::bench::serve::{Route, ServeBench};
-use deepinsight::serve::backend::BackendKind;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -115,7 +115,7 @@ pub fn execute(args: Args) -> Result<()> {
                 model.sizes.retain(|s| s.to_string() == size);
             }
             model.pytorch = pytorch;
-            model.device = deepinsight::model::device(&device)?;
+            model.device = crate::model::device(&device)?;
             model.device_name = device;
             let rows = bench::model::run(&model)?;
             bench::model::print(&rows, threads, &model.device_name);

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::PipelineConfig;
+use crate::evaluate::{self, EvaluateOptions, Outcome};
 use anyhow::{Context, Result, bail};
-use deepinsight::PipelineConfig;
-use deepinsight::evaluate::{self, EvaluateOptions, Outcome};
 
 use super::set;
 
@@ -67,14 +67,14 @@ pub fn execute(args: Args) -> Result<()> {
     };
     match evaluate::run(&config, &options)? {
         Outcome::Done(evaluation, dir) => {
-            deepinsight::outln!("{evaluation}");
-            deepinsight::outln!("written to {}", dir.display());
+            crate::outln!("{evaluation}");
+            crate::outln!("written to {}", dir.display());
         }
-        Outcome::Stopped { finished, total } => deepinsight::outln!(
+        Outcome::Stopped { finished, total } => crate::outln!(
             "stopped with {finished} of {total} folds finished; run the same command again to \
              go on"
         ),
-        Outcome::FoldDone { repeat, fold } => deepinsight::outln!(
+        Outcome::FoldDone { repeat, fold } => crate::outln!(
             "fold {} of repeat {} finished; once every fold is, --collect writes the report",
             fold + 1,
             repeat + 1

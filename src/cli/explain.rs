@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::explain::{self, ExplainOptions, Samples, Target, cam, refit as deepfeature};
 use anyhow::{Result, bail};
-use deepinsight::explain::{self, ExplainOptions, Samples, Target, cam, refit as deepfeature};
 
 use super::{input_paths, parse_input};
 
@@ -94,7 +94,7 @@ pub fn execute(args: Args) -> Result<()> {
     }
     let e = explain::run(&options)?;
     let r = &e.report;
-    deepinsight::outln!(
+    crate::outln!(
         "explained {} samples ({:?}, stage {}) -> {}",
         r.samples,
         r.method,
@@ -102,28 +102,28 @@ pub fn execute(args: Args) -> Result<()> {
         e.out.display()
     );
     if let Some(a) = r.accuracy {
-        deepinsight::outln!("accuracy on them: {a:.3}");
+        crate::outln!("accuracy on them: {a:.3}");
     }
-    deepinsight::outln!(
+    crate::outln!(
         "{} of {} features selected (normalised score >= {})",
         r.selected,
         r.features,
         r.threshold
     );
     for (i, (m, f, s)) in r.top.iter().take(10).enumerate() {
-        deepinsight::outln!("  {:>2}. {m}:{f}  {s:.3}", i + 1);
+        crate::outln!("  {:>2}. {m}:{f}  {s:.3}", i + 1);
     }
     if let Some(refit) = &refit {
         let report = deepfeature::run(&options, &e.features, refit)?;
         let b = &report.before;
-        deepinsight::outln!(
+        crate::outln!(
             "before: {} features, validation accuracy {:.3}, macro-F1 {:.3}",
             b.features,
             b.accuracy,
             b.macro_f1
         );
         for (k, s) in report.rounds.iter().enumerate() {
-            deepinsight::outln!(
+            crate::outln!(
                 "round {}: {} features, validation accuracy {:.3}, macro-F1 {:.3} ({})",
                 k + 1,
                 s.features,

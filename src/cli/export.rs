@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::export::{self, ExportOptions, Target, int8::Int8Scheme, onnx_int8::Calibration};
 use anyhow::{Result, anyhow, bail};
-use deepinsight::export::{self, ExportOptions, Target, int8::Int8Scheme, onnx_int8::Calibration};
 
 use super::{parse_share, set};
 
@@ -64,7 +64,7 @@ pub fn execute(args: Args) -> Result<()> {
     );
     options.batching.validate().map_err(|e| anyhow!(e))?;
     let report = export::run(&options)?;
-    deepinsight::outln!("{report}");
+    crate::outln!("{report}");
     if !report.rejected.is_empty() {
         let names: Vec<&str> = report.rejected.iter().map(|f| f.format.as_str()).collect();
         bail!(

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::init::{self, InitOptions};
 use anyhow::Result;
-use deepinsight::init::{self, InitOptions};
 
 use super::{input_paths, parse_input};
 
@@ -33,18 +33,18 @@ pub fn execute(args: Args) -> Result<()> {
     })?;
     let features: Vec<String> = s.features.iter().map(|(m, n)| format!("{m} {n}")).collect();
     let classes: Vec<String> = s.classes.iter().map(|(c, n)| format!("{c} {n}")).collect();
-    deepinsight::outln!("wrote {}", s.file.display());
-    deepinsight::outln!(
+    crate::outln!("wrote {}", s.file.display());
+    crate::outln!(
         "{} samples in every table with a label; classes: {}",
         s.samples,
         classes.join(", ")
     );
-    deepinsight::outln!(
+    crate::outln!(
         "features: {}; images {side}x{side}; test split {}",
         features.join(", "),
         s.test_fraction,
         side = s.image_side
     );
-    deepinsight::outln!("next: deepinsight run {}", s.file.display());
+    crate::outln!("next: deepinsight run {}", s.file.display());
     Ok(())
 }

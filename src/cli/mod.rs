@@ -1,6 +1,14 @@
 //! The command line: one file per command, each an `Args` struct and the `execute` that runs
 //! it. The library does the work and its reports print themselves (`Display`).
 
+// The doc comments of the commands and flags are their --help text, read as plain text: there
+// `<name>` is a placeholder, not HTML, and a link would print as brackets.
+#![allow(
+    rustdoc::invalid_html_tags,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::private_intra_doc_links
+)]
+
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -72,7 +80,7 @@ pub fn execute(command: Command) -> Result<()> {
     // Long work prints a line per epoch, stage, part or batch when stdout is not a terminal;
     // the benchmarks' stdout is their table, and the server's its address.
     if !matches!(command, Command::Bench(_) | Command::Serve(_)) {
-        deepinsight::progress::enable();
+        crate::progress::enable();
     }
     match command {
         Command::Run(args) => run::execute(args),
@@ -97,6 +105,18 @@ fn parse_input(s: &str) -> Result<(String, String), String> {
             "'{s}': expected MODALITY=FILE_OR_GLOB, e.g. genomics=data/genomics.parquet"
         )),
     }
+}
+
+/// The flags of the commands that put new tables through a trained run (`predict`, `score`).
+#[derive(clap::Args)]
+struct ModelInputs {
+    /// Run folder written by `deepinsight run` or `train`, e.g. models/demo.
+    #[arg(long)]
+    model: PathBuf,
+    /// MODALITY=FILE, once per modality of the model (repeatable); `score` also takes a glob,
+    /// e.g. --input genomics='data/genomics-*.parquet'.
+    #[arg(long = "input", value_parser = parse_input, required = true)]
+    inputs: Vec<(String, String)>,
 }
 
 /// `--input` pairs with their file as a path.

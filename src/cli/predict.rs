@@ -2,19 +2,15 @@
 
 use std::path::PathBuf;
 
+use crate::score::predict::{self, PredictOptions};
 use anyhow::Result;
-use deepinsight::score::predict::{self, PredictOptions};
 
-use super::{input_paths, parse_input};
+use super::{ModelInputs, input_paths};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run folder written by `deepinsight run`/`train`, e.g. models/demo.
-    #[arg(long)]
-    model: PathBuf,
-    /// MODALITY=FILE, once per modality of the model (repeatable).
-    #[arg(long = "input", value_parser = parse_input, required = true)]
-    inputs: Vec<(String, String)>,
+    #[command(flatten)]
+    run: ModelInputs,
     /// True classes (the training run's sample-id and label columns) to report metrics.
     #[arg(long)]
     labels: Option<PathBuf>,
@@ -28,22 +24,22 @@ pub struct Args {
 
 pub fn execute(args: Args) -> Result<()> {
     let s = predict::run(&PredictOptions {
-        model: args.model,
-        inputs: input_paths(args.inputs),
+        model: args.run.model,
+        inputs: input_paths(args.run.inputs),
         labels: args.labels,
         output: args.output,
         batch_size: args.batch_size,
     })?;
-    deepinsight::outln!("{} samples predicted -> {}", s.samples, s.output.display());
+    crate::outln!("{} samples predicted -> {}", s.samples, s.output.display());
     for d in &s.dropped {
-        deepinsight::outln!(
+        crate::outln!(
             "  dropped {}: missing from {}",
             d.sample_id,
             d.missing_from.join(", ")
         );
     }
     if let Some(m) = &s.metrics {
-        deepinsight::outln!("labelled samples: {m}");
+        crate::outln!("labelled samples: {m}");
     }
     Ok(())
 }

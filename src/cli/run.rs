@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::PipelineConfig;
+use crate::pipeline::{self, RunOptions};
 use anyhow::Result;
-use deepinsight::PipelineConfig;
-use deepinsight::pipeline::{self, RunOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,6 +18,6 @@ pub fn execute(args: Args) -> Result<()> {
         also_read: vec![args.pipeline],
         ..Default::default()
     };
-    deepinsight::outln!("{}", pipeline::run_with(&config, &options)?);
+    crate::outln!("{}", pipeline::run_with(&config, &options)?);
     Ok(())
 }

@@ -2,20 +2,15 @@
 
 use std::path::PathBuf;
 
+use crate::score::{self, Policy, ScoreOptions, Shard};
 use anyhow::Result;
-use deepinsight::score::{self, Policy, ScoreOptions, Shard};
 
-use super::parse_input;
+use super::ModelInputs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run folder written by `deepinsight run`, e.g. models/demo.
-    #[arg(long)]
-    model: PathBuf,
-    /// MODALITY=FILE_OR_GLOB, once per modality of the model (repeatable), e.g.
-    /// --input genomics='data/genomics-*.parquet'.
-    #[arg(long = "input", value_parser = parse_input, required = true)]
-    inputs: Vec<(String, String)>,
+    #[command(flatten)]
+    run: ModelInputs,
     /// Output Parquet file; written under a temporary name and renamed when complete.
     #[arg(long)]
     output: PathBuf,
@@ -53,10 +48,10 @@ pub fn execute(args: Args) -> Result<()> {
         bucket_rows: args.bucket_rows,
         batch_size: args.batch_size,
         max_parts: args.max_parts,
-        ..ScoreOptions::new(args.model, args.inputs, args.output)
+        ..ScoreOptions::new(args.run.model, args.run.inputs, args.output)
     };
     let summary = score::run(&options)?;
-    deepinsight::outln!("{summary}");
+    crate::outln!("{summary}");
     for (modality, n) in &summary.counts.far_outside {
         tracing::warn!(
             "{modality}: {n} values lie far outside the training range (more than the range \

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::serve::backend::BackendKind;
+use crate::serve::{ModelSpec, ServeConfig, Server};
 use anyhow::Result;
-use deepinsight::serve::backend::BackendKind;
-use deepinsight::serve::{ModelSpec, ServeConfig, Server};
 
 use super::set;
 
@@ -106,11 +106,11 @@ fn serve_until_signal(config: ServeConfig) -> Result<()> {
     runtime.block_on(async {
         let server = Server::start(config).await?;
         // Scripts (and the tests) read the bound address from this line.
-        deepinsight::outln!("listening on http://{}", server.addr);
+        crate::outln!("listening on http://{}", server.addr);
         use std::io::Write;
         std::io::stdout().flush()?;
         server.run_until_signal().await?;
-        deepinsight::outln!("stopped");
+        crate::outln!("stopped");
         Ok(())
     })
 }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::synth::{self, SynthSpec};
 use anyhow::Result;
-use deepinsight::synth::{self, SynthSpec};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,13 +35,13 @@ pub fn execute(args: Args) -> Result<()> {
         ),
     };
     for path in synth::write_cohort(&cohort, &args.out)? {
-        deepinsight::outln!("wrote {}", path.display());
+        crate::outln!("wrote {}", path.display());
     }
     let signal: Vec<&str> = cohort
         .signal_pathways
         .iter()
         .map(|&p| cohort.pathways[p].name.as_str())
         .collect();
-    deepinsight::outln!("class signal in: {}", signal.join(", "));
+    crate::outln!("class signal in: {}", signal.join(", "));
     Ok(())
 }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::PipelineConfig;
+use crate::pipeline::{self, RunOptions};
 use anyhow::{Context, Result};
-use deepinsight::PipelineConfig;
-use deepinsight::pipeline::{self, RunOptions};
 
 use super::set;
 
@@ -66,6 +66,6 @@ pub fn execute(args: Args) -> Result<()> {
         stop_after: args.stop_after,
         also_read: vec![args.pipeline],
     };
-    deepinsight::outln!("{}", pipeline::run_with(&config, &options)?);
+    crate::outln!("{}", pipeline::run_with(&config, &options)?);
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! the statistics over folds, and the `[evaluate]` settings. `evaluate/` runs them on a
 //! pipeline.
 
-pub mod baselines;
-pub mod folds;
-pub mod settings;
-pub mod stats;
+pub(crate) mod baselines;
+pub(crate) mod folds;
+pub(crate) mod settings;
+pub(crate) mod stats;

@@ -11,7 +11,7 @@
 
 mod oof;
 mod plot;
-pub mod report;
+pub(crate) mod report;
 
 use std::path::{Path, PathBuf};
 

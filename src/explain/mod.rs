@@ -5,10 +5,10 @@
 //! draws the maps over the images and names the best features on the grid; `refit` keeps the
 //! best features and trains again (DeepFeature's loop).
 
-pub mod attribution;
+pub(crate) mod attribution;
 pub mod cam;
-pub mod pictures;
-pub mod refit;
+pub(crate) mod pictures;
+pub(crate) mod refit;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -13,12 +13,12 @@
 //!   model.onnx is checked for its structure and the report says what was skipped and why.
 
 pub mod check;
-pub mod coreml;
+pub(crate) mod coreml;
 pub mod int8;
-pub mod onnx;
-pub mod onnx_fp16;
-pub mod onnx_int8;
-pub mod server;
+pub(crate) mod onnx;
+pub(crate) mod onnx_fp16;
+pub(crate) mod onnx_int8;
+pub(crate) mod server;
 mod table;
 pub mod tensorrt;
 

@@ -4,19 +4,19 @@
 //! `Layout::fit` learns the placement from training samples; `Layout::transform` turns any
 //! sample's normalised feature vector into a C x H x W image with that placement.
 
-pub mod assign;
-pub mod embed;
-pub mod geometry;
-pub mod grid;
-pub mod grouped;
-pub mod linalg;
-pub mod pca;
-pub mod precomputed;
-pub mod settings;
+pub(crate) mod assign;
+pub(crate) mod embed;
+pub(crate) mod geometry;
+pub(crate) mod grid;
+pub(crate) mod grouped;
+pub(crate) mod linalg;
+pub(crate) mod pca;
+pub(crate) mod precomputed;
+pub(crate) mod settings;
 pub(crate) mod simd;
 mod thin;
-pub mod treemap;
-pub mod tsne;
+pub(crate) mod treemap;
+pub(crate) mod tsne;
 
 use std::path::Path;
 

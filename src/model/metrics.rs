@@ -19,7 +19,7 @@ pub struct Metrics {
     /// One-vs-rest AUROC per class, None where it is undefined.
     #[serde(default)]
     pub class_auroc: Vec<Option<f64>>,
-    /// confusion[true][predicted]
+    /// `confusion[true][predicted]`
     pub confusion: Vec<Vec<usize>>,
 }
 

@@ -1,16 +1,18 @@
 //! The CNN: ResNet18 in Burn, its training loop and metrics.
 
-pub mod checkpoint;
-pub mod metrics;
-pub mod pretrained;
-pub mod resnet;
-pub mod schedule;
-pub mod settings;
-pub mod split;
-pub mod train;
+pub(crate) mod checkpoint;
+pub(crate) mod metrics;
+pub(crate) mod pretrained;
+pub(crate) mod resnet;
+pub(crate) mod schedule;
+pub(crate) mod settings;
+pub(crate) mod split;
+pub(crate) mod train;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, argmax};
+pub use pretrained::{adapt_input_conv, save_torchvision_safetensors};
 pub use resnet::{ResNet, ResNetConfig};
+pub use train::{load_record, predict_proba};
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;

@@ -239,7 +239,7 @@ pub fn adapt_input_conv(rgb: &[f32], channels: usize) -> Vec<f32> {
 
 /// Writes `model` as a safetensors file with torchvision's key names and layouts (what
 /// `torch.nn.Module.load_state_dict` of a torchvision resnet18 takes, less the
-/// `num_batches_tracked` counters). The inverse of [`load_torchvision`] for `.safetensors`.
+/// `num_batches_tracked` counters). The inverse of `load_torchvision` for `.safetensors`.
 pub fn save_torchvision_safetensors(model: &ResNet, path: &Path) -> Result<()> {
     let mut store = SafetensorsStore::from_file(path)
         .with_to_adapter(burn::store::BurnToPyTorchAdapter)

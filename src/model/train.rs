@@ -41,10 +41,6 @@ impl ImageSet<'_> {
         self.labels.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
     fn image_len(&self) -> usize {
         self.shape.iter().product()
     }
@@ -525,8 +521,6 @@ fn load_record_into(model: ResNet, record: &[u8]) -> Result<ResNet> {
 pub struct Evaluation {
     pub loss: f64,
     pub metrics: Metrics,
-    /// Class probabilities per image.
-    pub probabilities: Vec<Vec<f32>>,
 }
 
 /// Loss, metrics and probabilities of `model` on a labelled image set.
@@ -542,7 +536,6 @@ pub fn evaluate(model: &ResNet, set: ImageSet, batch_size: usize, device: &Devic
     Evaluation {
         loss,
         metrics: Metrics::from_probabilities(set.labels, &probabilities, n_classes),
-        probabilities,
     }
 }
 

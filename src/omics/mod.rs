@@ -1,9 +1,9 @@
 //! Omics tables: loading, sample alignment across modalities, imputation and normalisation.
 
-pub mod align;
-pub mod normalise;
-pub mod settings;
-pub mod table;
+pub(crate) mod align;
+pub(crate) mod normalise;
+pub(crate) mod settings;
+pub(crate) mod table;
 
 pub use align::{Cohort, DroppedSample, Modality, align};
 pub use normalise::Normaliser;

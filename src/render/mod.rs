@@ -1,10 +1,10 @@
 //! Images from samples (the DeepInsight transform), and pictures of the layout.
 
-pub mod curves;
-pub mod feature_map;
-pub mod pathway_map;
-pub mod pictures;
-pub mod text;
+pub(crate) mod curves;
+pub(crate) mod feature_map;
+pub(crate) mod pathway_map;
+pub(crate) mod pictures;
+pub(crate) mod text;
 
 use anyhow::{Result, bail};
 use ndarray::{ArrayView1, ArrayView2};

@@ -12,10 +12,12 @@
 //! | `mapping.parquet`, `mapping.csv`, `pathway_summary.csv` | feature to pixel, and pathway blocks |
 //! | `training.png`, `feature_map.png`, `pathway_map.png`, `density_map.png`, `class_images.png` | pictures |
 
-pub mod manifest;
+pub(crate) mod manifest;
 mod open;
 mod write;
 
+// The checksums the manifest records, for those who verify a run folder themselves.
+pub use crate::artefact::{sha256_file, sha256_hex};
 pub use manifest::Manifest;
 pub use open::{RunCohort, RunDir};
 pub use write::RunWriter;

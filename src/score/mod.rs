@@ -14,11 +14,13 @@
 //! the same job (same model, inputs, shard and policies) and skips a shard whose output is
 //! already complete.
 
-pub mod input;
-pub mod output;
-pub mod predict;
-pub mod spill;
+pub(crate) mod input;
+pub(crate) mod output;
+pub(crate) mod predict;
+pub(crate) mod spill;
 mod summary;
+
+pub use predict::{PredictOptions, PredictSummary, run as predict};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -135,7 +137,7 @@ impl ScoreOptions {
 pub struct PartCounts {
     pub samples: usize,
     pub scored: usize,
-    /// Skipped samples by reason ("missing from <modality>", "missing value in <modality>").
+    /// Skipped samples by reason (`missing from <modality>`, `missing value in <modality>`).
     pub skipped: BTreeMap<String, usize>,
     pub imputed_values: usize,
     pub imputed_samples: usize,

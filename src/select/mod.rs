@@ -1,10 +1,12 @@
 //! Feature selection: the selected features of each modality with their fitted normalisation.
 
-pub mod anova;
-pub mod gmt;
-pub mod pathways;
-pub mod settings;
-pub mod variance;
+pub(crate) mod anova;
+pub(crate) mod gmt;
+pub(crate) mod pathways;
+pub(crate) mod settings;
+pub(crate) mod variance;
+
+pub use pathways::UNASSIGNED;
 
 use anyhow::{Result, bail};
 use ndarray::parallel::prelude::*;

@@ -69,10 +69,6 @@ pub trait Observer: Send + Sync + 'static {
     fn client_gone(&self) {}
 }
 
-/// An observer that records nothing.
-pub struct Silent;
-impl Observer for Silent {}
-
 struct Pending<R: Runner> {
     item: R::Item,
     size: usize,
@@ -113,10 +109,6 @@ pub struct Submit {
 }
 
 impl<R: Runner> BatcherHandle<R> {
-    pub fn config(&self) -> &BatchConfig {
-        &self.config
-    }
-
     /// Samples waiting now.
     pub fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)

@@ -1,16 +1,16 @@
 //! `deepinsight serve`: trained runs over HTTP (axum + tokio), each model behind its own
 //! dynamic batcher with inference on dedicated worker threads.
 
-pub mod backend;
-pub mod batcher;
-pub mod error;
-pub mod explainer;
-pub mod http;
-pub mod kserve;
-pub mod listen;
-pub mod metrics;
-pub mod preprocess;
-pub mod served;
+pub(crate) mod backend;
+pub(crate) mod batcher;
+pub(crate) mod error;
+pub(crate) mod explainer;
+pub(crate) mod http;
+pub(crate) mod kserve;
+pub(crate) mod listen;
+pub(crate) mod metrics;
+pub(crate) mod preprocess;
+pub(crate) mod served;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,11 +22,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use backend::BackendKind;
+pub use backend::BackendKind;
 pub use batcher::BatchConfig;
+// Request parsing, public for its benchmark (benches/stages.rs).
+pub use error::parse_json;
 use http::AppState;
 pub use listen::ConnectionLimits;
 use metrics::Metrics;
+pub use preprocess::PredictRequest;
 use served::ServedModel;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";

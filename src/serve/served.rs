@@ -193,10 +193,6 @@ impl ServedModel {
         })
     }
 
-    pub fn image_len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
     // The face the HTTP handlers use: parsed requests in, answers out. Handlers know nothing
     // of the preprocessing, the batcher or the worker pool behind it.
 

@@ -7,7 +7,7 @@
 //! shift of the activity of four pathways ("signal pathways") whose members span all four
 //! modalities; everything else is noise.
 
-pub mod write;
+pub(crate) mod write;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -374,32 +374,33 @@ fn genomics(z: &[Vec<f64>], means: &[f64]) -> Values {
 
 /// log2 protein intensities with 3% of values missing.
 fn intensities(z: &[Vec<f64>], means: &[f64], rng: &mut ChaCha8Rng) -> Values {
-    Values::Floats(
-        z.iter()
-            .map(|row| {
-                row.iter()
-                    .zip(means)
-                    .map(|(v, m)| {
-                        let missing = rng.random::<f64>() < 0.03;
-                        (!missing).then(|| round_to((m + 0.8 * v) as f32, 100.0))
-                    })
-                    .collect()
-            })
-            .collect(),
-    )
+    floats_with_missing(z, means, 0.03, rng, |v, m| {
+        round_to((m + 0.8 * v) as f32, 100.0)
+    })
 }
 
 /// Metabolite concentrations (log-normal, 4 significant digits) with 1.5% missing.
 fn concentrations(z: &[Vec<f64>], means: &[f64], rng: &mut ChaCha8Rng) -> Values {
+    floats_with_missing(z, means, 0.015, rng, |v, m| {
+        significant((m + 0.7 * v).exp(), 4) as f32
+    })
+}
+
+/// `value(latent, mean)` for each cell, a share `missing` of them left out. One draw per cell,
+/// before the value, in row order: the bundled data depend on that order.
+fn floats_with_missing(
+    z: &[Vec<f64>],
+    means: &[f64],
+    missing: f64,
+    rng: &mut ChaCha8Rng,
+    value: impl Fn(f64, f64) -> f32,
+) -> Values {
     Values::Floats(
         z.iter()
             .map(|row| {
                 row.iter()
                     .zip(means)
-                    .map(|(v, m)| {
-                        let missing = rng.random::<f64>() < 0.015;
-                        (!missing).then(|| significant((m + 0.7 * v).exp(), 4) as f32)
-                    })
+                    .map(|(&v, &m)| (rng.random::<f64>() >= missing).then(|| value(v, m)))
                     .collect()
             })
             .collect(),

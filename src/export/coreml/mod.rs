@@ -10,8 +10,8 @@
 //! - Prediction needs macOS or iOS; here the package is checked for its structure, and the
 //!   tests have coremltools load and type-check it and evaluate it against Burn.
 
-pub mod blob;
-pub mod mil;
+pub(crate) mod blob;
+pub(crate) mod mil;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -7,10 +7,10 @@
 //! one task from data fixed before the step, and sums over points are taken in index order,
 //! so the thread schedule never changes a bit of the result.
 
-pub mod affinity;
+pub(crate) mod affinity;
 mod attraction;
-pub mod neighbours;
-pub mod tree;
+pub(crate) mod neighbours;
+pub(crate) mod tree;
 
 use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
