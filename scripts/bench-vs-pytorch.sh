@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${DEEPINSIGHT_TORCH_VENV:-$HOME/.cache/deepinsight/torch-venv}"
 if ! "$venv/bin/python" -c "import torch, torchvision" 2>/dev/null; then
-  echo "installing torch 2.9.0 + torchvision 0.24.0 into $venv" >&2
+  echo "installing torch 2.15.0 + torchvision 0.29.2 into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch==2.9.0 torchvision==0.24.0
+  "$venv/bin/pip" install -q torch==2.15.0 torchvision==0.29.2
 fi
 exec cargo run --release -- bench model --pytorch "$venv/bin/python" "$@"

@@ -7,6 +7,7 @@
 pub(crate) mod export;
 pub(crate) mod load;
 pub(crate) mod model;
+pub(crate) mod ops;
 pub(crate) mod score;
 pub(crate) mod serve;
 
@@ -20,6 +21,37 @@ use rand_distr::StandardNormal;
 use crate::config::{Collisions, EmbedMethod, LayoutSettings};
 use crate::layout::{Layout, grid};
 use crate::render::RenderPlan;
+
+/// Runs `scripts/<script>` under `python` with `args` and reads the JSON object on each line
+/// it prints (the PyTorch side of `bench model` and `bench ops`).
+pub(crate) fn python_json_lines<T: serde::de::DeserializeOwned>(
+    python: &std::path::Path,
+    script: &str,
+    args: &[String],
+) -> Result<Vec<T>> {
+    use anyhow::Context;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let out = std::process::Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{} {} failed: {}",
+            python.display(),
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{script} printed {l}")))
+        .collect()
+}
 
 pub struct Row {
     pub case: String,

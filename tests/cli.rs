@@ -398,6 +398,7 @@ fn bench_model_times_burn_and_sets_pytorch_rates_beside_it() {
         "1",
         "--pytorch",
         &fake,
+        "--burn-conv",
     ];
     let out = common::deepinsight(dir.path(), &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -427,6 +428,115 @@ fn bench_model_times_burn_and_sets_pytorch_rates_beside_it() {
         // slow run (2.7 images/s) rounds by up to 2%.
         let (low, high) = (torch / (burn + 0.05), torch / (burn - 0.05).max(1e-9));
         assert!(ratio >= low - 0.01 && ratio <= high + 0.01, "{row:?}");
+        // --burn-conv: the same case on Burn's own convolutions, and the speed-up over it.
+        let old: f64 = row[6].parse().unwrap();
+        let speedup: f64 = row[7].parse().unwrap();
+        assert!(old > 0.0, "{row:?}");
+        let (low, high) = (
+            (burn - 0.05) / (old + 0.05),
+            (burn + 0.05) / (old - 0.05).max(1e-9),
+        );
+        assert!(speedup >= low - 0.01 && speedup <= high + 0.01, "{row:?}");
     }
     assert!(stdout.contains("1 threads"), "{stdout}");
+}
+
+#[test]
+fn bench_ops_times_each_convolution_and_totals_them_by_count() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for a Python with torch: bench_torch_ops.py's lines, each (layer, op) at a
+    // time that names it, so a mix-up shows.
+    let layers = [
+        ("stem 7x7/2", 1),
+        ("layer1 3x3", 4),
+        ("layer2 3x3/2", 1),
+        ("layer2 3x3", 3),
+        ("layer2 down 1x1/2", 1),
+        ("layer3 3x3/2", 1),
+        ("layer3 3x3", 3),
+        ("layer3 down 1x1/2", 1),
+        ("layer4 3x3/2", 1),
+        ("layer4 3x3", 3),
+        ("layer4 down 1x1/2", 1),
+    ];
+    let ops = [
+        ("forward", "forward"),
+        ("input", "input grad"),
+        ("weight", "weight grad"),
+    ];
+    let torch_ms = |l: usize, o: usize| (10 * l + o + 1) as f64;
+    let fake = dir.path().join("fake-python");
+    let mut script = String::from("#!/bin/sh\n");
+    for (l, (name, _)) in layers.iter().enumerate() {
+        for (o, (op, _)) in ops.iter().enumerate() {
+            script.push_str(&format!(
+                "echo '{{\"layer\": \"{name}\", \"op\": \"{op}\", \"ms\": {}}}'\n",
+                torch_ms(l, o)
+            ));
+        }
+    }
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = fake.display().to_string();
+    let out = common::deepinsight(
+        dir.path(),
+        &[
+            "bench",
+            "ops",
+            "--quick",
+            "--threads",
+            "1",
+            "--pytorch",
+            &fake,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    // Columns from the right: ours, flex, pytorch, flex/ours, ours/pytorch.
+    let numbers = |line: &str| -> Vec<f64> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words[words.len() - 5..]
+            .iter()
+            .map(|w| w.parse().unwrap())
+            .collect()
+    };
+    let mut totals = [[0.0; 3]; 3];
+    for (l, (name, count)) in layers.iter().enumerate() {
+        for (o, (_, label)) in ops.iter().enumerate() {
+            let line = stdout
+                .lines()
+                .find(|line| line.starts_with(&format!("{name} ")) && line.contains(label))
+                .unwrap_or_else(|| panic!("no row for {name} {label}:\n{stdout}"));
+            let [ours, flex, torch, flex_over_ours, ours_over_torch] = numbers(line)[..] else {
+                unreachable!()
+            };
+            assert!(ours > 0.0 && flex > 0.0, "{line}");
+            assert_eq!(torch, torch_ms(l, o), "{line}");
+            // Times are printed to 0.001 ms and ratios from the unrounded times.
+            let within = |ratio: f64, num: f64, den: f64| {
+                let (low, high) = ((num - 5e-4) / (den + 5e-4), (num + 5e-4) / (den - 5e-4));
+                ratio >= low - 0.006 && ratio <= high + 0.006
+            };
+            assert!(within(flex_over_ours, flex, ours), "{line}");
+            assert!(within(ours_over_torch, ours, torch), "{line}");
+            for (t, v) in totals[o].iter_mut().zip([ours, flex, torch]) {
+                *t += v * f64::from(*count);
+            }
+        }
+    }
+    for (o, (_, label)) in ops.iter().enumerate() {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with("network total") && line.contains(label))
+            .unwrap_or_else(|| panic!("no total for {label}:\n{stdout}"));
+        let got = numbers(line);
+        // Each row is printed to 0.001 ms; the totals add the unrounded times.
+        for (g, want) in got.iter().zip(totals[o]) {
+            assert!(
+                (g - want).abs() <= 5e-4 * 24.0 + 1e-3,
+                "{label}: {got:?} vs {totals:?}"
+            );
+        }
+    }
 }

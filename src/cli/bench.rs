@@ -57,6 +57,28 @@ enum Stage {
         /// `--features tch`).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Also time Burn's own convolutions (the path before model/conv's kernels) in the
+        /// same run, as a column.
+        #[arg(long)]
+        burn_conv: bool,
+    },
+    /// ResNet18's convolutions one layer shape at a time (forward, input and weight gradient)
+    /// on model/conv's kernels and on Flex's own ops, in ms per call; against PyTorch with
+    /// --pytorch (--quick: 32x32, batch 2).
+    Ops {
+        #[command(flatten)]
+        common: Common,
+        /// Input image side.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// A Python with torch, to time the same ops in PyTorch (scripts/bench-vs-pytorch.sh
+        /// makes one).
+        #[arg(long)]
+        pytorch: Option<PathBuf>,
     },
     /// ONNX Runtime latency of a run's exported ONNX forms, fp32, fp16 and INT8, interleaved,
     /// at batch 1 and 32 (needs `deepinsight export --targets server` first).
@@ -109,16 +131,34 @@ pub fn execute(args: Args) -> Result<()> {
             threads,
             pytorch,
             device,
+            burn_conv,
         } => {
             let mut model = bench::model::ModelBench::new(common.quick, threads);
             if let Some(size) = only {
                 model.sizes.retain(|s| s.to_string() == size);
             }
             model.pytorch = pytorch;
+            model.burn_conv = burn_conv;
             model.device = crate::model::device(&device)?;
             model.device_name = device;
             let rows = bench::model::run(&model)?;
             bench::model::print(&rows, threads, &model.device_name);
+        }
+        Stage::Ops {
+            common,
+            size,
+            batch,
+            threads,
+            pytorch,
+        } => {
+            let ops = bench::ops::OpsBench {
+                size: if common.quick { 32 } else { size },
+                batch: if common.quick { 2 } else { batch },
+                threads,
+                min_seconds: if common.quick { 0.05 } else { 0.5 },
+                pytorch,
+            };
+            bench::ops::print(&bench::ops::run(&ops)?, &ops);
         }
         Stage::Export { model, rounds } => {
             bench::export::print(&bench::export::run(&model, rounds)?, rounds);

@@ -1,6 +1,7 @@
 //! The CNN: ResNet18 in Burn, its training loop and metrics.
 
 pub(crate) mod checkpoint;
+pub(crate) mod conv;
 pub(crate) mod metrics;
 pub(crate) mod pretrained;
 pub(crate) mod resnet;

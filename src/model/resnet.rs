@@ -11,6 +11,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::conv::conv2d;
+
 #[derive(Config, Debug)]
 pub struct ResNetConfig {
     /// Image channels (1 for a shared layout, one per modality otherwise).
@@ -78,11 +80,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => d.bn.forward(conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(self.bn1.forward(conv2d(&self.conv1, x)));
+        let out = self.bn2.forward(conv2d(&self.conv2, out));
         relu(out + identity)
     }
 }
@@ -151,7 +153,7 @@ impl ResNet {
     /// The stem and the first `stages` (1 to 4) residual stages: images N x C x H x W -> that
     /// stage's activations N x K x h x w (what Grad-CAM weighs).
     pub fn activations(&self, images: Tensor<4>, stages: usize) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(self.bn1.forward(conv2d(&self.conv1, images)));
         let x = self.maxpool.forward(x);
         self.run_stages(x, 0, stages)
     }

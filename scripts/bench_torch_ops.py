@@ -1,0 +1,60 @@
+"""PyTorch's convolution ops on CPU at ResNet18's layer shapes: ms per call of the forward
+(`conv2d`), the input gradient and the weight gradient (`aten.convolution_backward`), for the
+shapes `deepinsight bench ops` passes. One JSON line per (layer, op) on stdout. Benchmark
+tooling only (see `deepinsight bench ops --pytorch`)."""
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def time_ms(min_seconds, call):
+    call()
+    started = time.perf_counter()
+    calls = 0
+    while calls < 3 or time.perf_counter() - started < min_seconds:
+        call()
+        calls += 1
+    return (time.perf_counter() - started) * 1e3 / calls
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layers", required=True, help="JSON list from bench ops")
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--min-seconds", type=float, default=0.5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    for layer in json.loads(args.layers):
+        c_in, c_out, side = layer["in_channels"], layer["out_channels"], layer["side"]
+        k, stride = layer["kernel"], layer["stride"]
+        pad = k // 2
+        x = torch.rand(args.batch, c_in, side, side) * 2 - 1
+        w = torch.rand(c_out, c_in, k, k) * 2 - 1
+        with torch.no_grad():
+            y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+        dy = torch.rand_like(y) * 2 - 1
+
+        def backward(mask):
+            return lambda: torch.ops.aten.convolution_backward(
+                dy, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, mask)
+
+        calls = {
+            "forward": lambda: torch.nn.functional.conv2d(x, w, stride=stride, padding=pad),
+            "input": backward([True, False, False]),
+            "weight": backward([False, True, False]),
+        }
+        with torch.no_grad():
+            for op, call in calls.items():
+                print(json.dumps({"layer": layer["name"], "op": op,
+                                  "ms": time_ms(args.min_seconds, call),
+                                  "torch": torch.__version__, "threads": args.threads}),
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

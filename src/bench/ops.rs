@@ -1,0 +1,308 @@
+//! `deepinsight bench ops`: ResNet18's convolutions one layer shape at a time, forward, input
+//! gradient and weight gradient, in milliseconds per call: on model/conv's kernels, on Burn
+//! Flex's own ops (the path before them), and with `--pytorch` in PyTorch
+//! (scripts/bench_torch_ops.py: `conv2d` and `aten.convolution_backward`) in the same run.
+//! With each shape's count in the network, the rows add up to where a training step's
+//! convolution time goes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::tensor::TensorData;
+use rand::{Rng, SeedableRng};
+
+use crate::model::conv::kernels::{self, Geometry};
+
+pub struct OpsBench {
+    /// Input image side (64 or 224).
+    pub size: usize,
+    pub batch: usize,
+    pub threads: usize,
+    /// Least time spent timing each op (after one untimed call).
+    pub min_seconds: f64,
+    pub pytorch: Option<PathBuf>,
+}
+
+/// One convolution shape of ResNet18 (width 64, 3 input channels).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Layer {
+    pub name: &'static str,
+    /// How many convolutions of this shape the network has.
+    pub count: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// Input side.
+    pub side: usize,
+    pub kernel: usize,
+    pub stride: usize,
+}
+
+impl Layer {
+    fn pad(&self) -> usize {
+        self.kernel / 2
+    }
+
+    fn geometry(&self, batch: usize) -> Geometry {
+        let p = self.pad();
+        Geometry::new(
+            [batch, self.in_channels, self.side, self.side],
+            [
+                self.out_channels,
+                self.in_channels,
+                self.kernel,
+                self.kernel,
+            ],
+            [self.stride; 2],
+            [(p, p); 2],
+            [1, 1],
+        )
+    }
+}
+
+/// The distinct convolution shapes of ResNet18 at input side `size`.
+pub fn layers(size: usize) -> Vec<Layer> {
+    let layer = |name, count, in_channels, out_channels, side, kernel, stride| Layer {
+        name,
+        count,
+        in_channels,
+        out_channels,
+        side,
+        kernel,
+        stride,
+    };
+    let s = size / 4;
+    vec![
+        layer("stem 7x7/2", 1, 3, 64, size, 7, 2),
+        layer("layer1 3x3", 4, 64, 64, s, 3, 1),
+        layer("layer2 3x3/2", 1, 64, 128, s, 3, 2),
+        layer("layer2 3x3", 3, 128, 128, s / 2, 3, 1),
+        layer("layer2 down 1x1/2", 1, 64, 128, s, 1, 2),
+        layer("layer3 3x3/2", 1, 128, 256, s / 2, 3, 2),
+        layer("layer3 3x3", 3, 256, 256, s / 4, 3, 1),
+        layer("layer3 down 1x1/2", 1, 128, 256, s / 2, 1, 2),
+        layer("layer4 3x3/2", 1, 256, 512, s / 4, 3, 2),
+        layer("layer4 3x3", 3, 512, 512, s / 8, 3, 1),
+        layer("layer4 down 1x1/2", 1, 256, 512, s / 4, 1, 2),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Forward,
+    Input,
+    Weight,
+}
+
+impl Op {
+    const ALL: [Op; 3] = [Op::Forward, Op::Input, Op::Weight];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Forward => "forward",
+            Op::Input => "input grad",
+            Op::Weight => "weight grad",
+        }
+    }
+}
+
+pub struct OpRow {
+    pub layer: Layer,
+    pub op: Op,
+    /// Milliseconds per call.
+    pub ours: f64,
+    pub flex: f64,
+    pub pytorch: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct TorchRow {
+    layer: String,
+    op: Op,
+    ms: f64,
+}
+
+/// Milliseconds per call of `f`: one untimed call, then calls until `min_seconds` have passed
+/// (at least three).
+fn time_ms(min_seconds: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let started = Instant::now();
+    let mut calls = 0;
+    while calls < 3 || started.elapsed() < Duration::from_secs_f64(min_seconds) {
+        f();
+        calls += 1;
+    }
+    started.elapsed().as_secs_f64() * 1e3 / f64::from(calls)
+}
+
+fn random(n: usize, rng: &mut impl Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+fn flex_tensor(values: &[f32], shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values.to_vec(), shape))
+}
+
+fn burn_rows(bench: &OpsBench) -> Vec<OpRow> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut rows = Vec::new();
+    for layer in layers(bench.size) {
+        let g = layer.geometry(bench.batch);
+        let x_shape = [bench.batch, layer.in_channels, layer.side, layer.side];
+        let w_shape = [
+            layer.out_channels,
+            layer.in_channels,
+            layer.kernel,
+            layer.kernel,
+        ];
+        let x = random(x_shape.iter().product(), &mut rng);
+        let w = random(w_shape.iter().product(), &mut rng);
+        let dy = random(g.output_len(), &mut rng);
+        let p = layer.pad();
+        let options = ConvOptions::new([layer.stride; 2], [p, p], [1, 1], 1);
+        let (xf, wf) = (flex_tensor(&x, x_shape), flex_tensor(&w, w_shape));
+        let dyf = flex_tensor(&dy, g.output_shape());
+        for op in Op::ALL {
+            let ours = match op {
+                Op::Forward => time_ms(bench.min_seconds, || {
+                    let mut y = vec![0.0; g.output_len()];
+                    kernels::forward(&g, &x, &w, &mut y);
+                }),
+                Op::Input => time_ms(bench.min_seconds, || {
+                    let mut dx = vec![0.0; x.len()];
+                    kernels::backward_input(&g, &w, &dy, &mut dx);
+                }),
+                Op::Weight => time_ms(bench.min_seconds, || {
+                    let mut dw = vec![0.0; w.len()];
+                    kernels::backward_weight(&g, &x, &dy, &mut dw);
+                }),
+            };
+            let flex = match op {
+                Op::Forward => time_ms(bench.min_seconds, || {
+                    drop(Flex::conv2d(xf.clone(), wf.clone(), None, options.clone()));
+                }),
+                Op::Input => time_ms(bench.min_seconds, || {
+                    drop(Flex::conv2d_x_backward(
+                        xf.clone(),
+                        wf.clone(),
+                        dyf.clone(),
+                        options.clone(),
+                    ));
+                }),
+                Op::Weight => time_ms(bench.min_seconds, || {
+                    drop(Flex::conv2d_weight_backward(
+                        xf.clone(),
+                        wf.clone(),
+                        dyf.clone(),
+                        options.clone(),
+                    ));
+                }),
+            };
+            tracing::info!(layer = layer.name, op = op.name(), ours, flex, "op timed");
+            rows.push(OpRow {
+                layer: layer.clone(),
+                op,
+                ours,
+                flex,
+                pytorch: None,
+            });
+        }
+    }
+    rows
+}
+
+/// The same ops in PyTorch, through scripts/bench_torch_ops.py.
+fn torch_rows(bench: &OpsBench, python: &Path) -> Result<Vec<TorchRow>> {
+    let args = [
+        "--layers".into(),
+        serde_json::to_string(&layers(bench.size))?,
+        "--batch".into(),
+        bench.batch.to_string(),
+        "--threads".into(),
+        bench.threads.to_string(),
+        "--min-seconds".into(),
+        bench.min_seconds.to_string(),
+    ];
+    super::python_json_lines(python, "bench_torch_ops.py", &args)
+}
+
+pub fn run(bench: &OpsBench) -> Result<Vec<OpRow>> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(bench.threads)
+        .build_global()
+        .context("cannot size the thread pool")?;
+    let torch = match &bench.pytorch {
+        Some(python) => torch_rows(bench, python)?,
+        None => Vec::new(),
+    };
+    let mut rows = burn_rows(bench);
+    for row in &mut rows {
+        row.pytorch = torch
+            .iter()
+            .find(|t| t.layer == row.layer.name && t.op == row.op)
+            .map(|t| t.ms);
+    }
+    Ok(rows)
+}
+
+/// The table, then the totals over the network (each shape times its count).
+pub fn print(rows: &[OpRow], bench: &OpsBench) {
+    crate::outln!(
+        "ResNet18 convolutions at {0}x{0}, batch {1}, {2} threads; ms per call",
+        bench.size,
+        bench.batch,
+        bench.threads
+    );
+    crate::outln!(
+        "{:<18} {:>5} {:>12} {:>9} {:>9} {:>9} {:>10} {:>13}",
+        "layer",
+        "count",
+        "op",
+        "ours",
+        "flex",
+        "pytorch",
+        "flex/ours",
+        "ours/pytorch"
+    );
+    let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+    for r in rows {
+        crate::outln!(
+            "{:<18} {:>5} {:>12} {:>9.3} {:>9.3} {:>9} {:>10.2} {:>13}",
+            r.layer.name,
+            r.layer.count,
+            r.op.name(),
+            r.ours,
+            r.flex,
+            cell(r.pytorch),
+            r.flex / r.ours,
+            r.pytorch
+                .map_or_else(|| "-".to_string(), |t| format!("{:.2}", r.ours / t))
+        );
+    }
+    for op in Op::ALL {
+        let of = |f: &dyn Fn(&OpRow) -> Option<f64>| -> Option<f64> {
+            rows.iter()
+                .filter(|r| r.op == op)
+                .map(|r| f(r).map(|v| v * r.layer.count as f64))
+                .sum()
+        };
+        let ours = of(&|r| Some(r.ours)).unwrap_or(0.0);
+        let flex = of(&|r| Some(r.flex)).unwrap_or(0.0);
+        let torch = of(&|r| r.pytorch);
+        crate::outln!(
+            "{:<18} {:>5} {:>12} {:>9.3} {:>9.3} {:>9} {:>10.2} {:>13}",
+            "network total",
+            "",
+            op.name(),
+            ours,
+            flex,
+            cell(torch),
+            flex / ours,
+            torch.map_or_else(|| "-".to_string(), |t| format!("{:.2}", ours / t))
+        );
+    }
+}
