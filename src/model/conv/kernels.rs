@@ -173,6 +173,21 @@ pub fn backward_weight(g: &Geometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         );
         out
     };
+    // One block (the deep layers at small batches) writes straight into `dw`: a partial of
+    // the weight's size would cost an allocation, its page faults and an extra pass.
+    if block >= g.batch {
+        matmul(
+            [g.out_channels, k, g.batch * p],
+            (dw, k),
+            (
+                &gather_images(dy, g.out_channels, p, g.batch),
+                1,
+                g.batch * p,
+            ),
+            (&unfold(g, x, g.batch), g.batch * p, 1),
+        );
+        return;
+    }
     let partials: Vec<Vec<f32>> = x
         .par_chunks(block * g.image_len())
         .zip(dy.par_chunks(block * g.out_image_len()))
@@ -477,6 +492,8 @@ mod tests {
             (3, 2, 11, 10, 5, [7, 7], [2, 2], [(3, 3), (3, 3)], [1, 1]),
             (2, 2, 10, 9, 2, [3, 2], [2, 3], [(2, 0), (1, 2)], [2, 1]),
             (40, 3, 3, 3, 6, [3, 3], [2, 2], [(1, 1), (1, 1)], [1, 1]),
+            // One image with 2x2 outputs: one block, a weight gradient from 4 columns.
+            (1, 20, 3, 3, 7, [3, 3], [2, 2], [(1, 1), (1, 1)], [1, 1]),
         ];
         let dot = |a: &[f32], b: &[f32]| -> f64 {
             a.iter()
@@ -515,7 +532,7 @@ mod tests {
     #[test]
     fn the_same_bits_at_one_and_two_threads() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        for (b, c, h, co) in [(4, 64, 8, 128), (5, 3, 24, 4)] {
+        for (b, c, h, co) in [(4, 64, 8, 128), (5, 3, 24, 4), (1, 200, 2, 300)] {
             let g = Geometry::new(
                 [b, c, h, h],
                 [co, c, 3, 3],

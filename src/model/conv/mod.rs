@@ -211,6 +211,8 @@ mod tests {
             (2, 4, 3, [8, 8], [1, 1], [2, 2], (0, 0, 0, 0), [1, 1]),
             (2, 2, 2, [10, 9], [3, 2], [2, 3], (2, 1, 0, 2), [2, 1]),
             (33, 3, 6, [3, 3], [3, 3], [2, 2], (1, 1, 1, 1), [1, 1]),
+            // One image with 2x2 outputs: a short weight-gradient product.
+            (1, 16, 8, [2, 2], [3, 3], [1, 1], (1, 1, 1, 1), [1, 1]),
         ];
         for (batch, c_in, c_out, [h, w], kernel, stride, (t, l, b, r), dilation) in cases {
             let conv = Conv2dConfig::new([c_in, c_out], kernel)
