@@ -9,15 +9,12 @@ import time
 
 import torch
 
+from bench_torch import rate  # same folder: Python puts the script's on the path
+
 
 def time_ms(min_seconds, call):
-    call()
-    started = time.perf_counter()
-    calls = 0
-    while calls < 3 or time.perf_counter() - started < min_seconds:
-        call()
-        calls += 1
-    return (time.perf_counter() - started) * 1e3 / calls
+    """Milliseconds per call: bench_torch.py's timing, one call a step."""
+    return 1e3 / rate(1, min_seconds, call)
 
 
 def main():

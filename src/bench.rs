@@ -22,6 +22,19 @@ use crate::config::{Collisions, EmbedMethod, LayoutSettings};
 use crate::layout::{Layout, grid};
 use crate::render::RenderPlan;
 
+/// Runs `step` once untimed, then until `min_seconds` have passed (at least twice); returns
+/// items per second, `batch` items a step.
+pub(crate) fn rate(batch: usize, min_seconds: f64, mut step: impl FnMut()) -> f64 {
+    step();
+    let started = Instant::now();
+    let mut steps = 0;
+    while steps < 2 || started.elapsed() < std::time::Duration::from_secs_f64(min_seconds) {
+        step();
+        steps += 1;
+    }
+    (steps * batch) as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Runs `scripts/<script>` under `python` with `args` and reads the JSON object on each line
 /// it prints (the PyTorch side of `bench model` and `bench ops`).
 pub(crate) fn python_json_lines<T: serde::de::DeserializeOwned>(

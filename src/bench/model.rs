@@ -8,7 +8,6 @@
 //! installs it into a venv on demand; the product never depends on it.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use burn::module::Module;
@@ -16,6 +15,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
+use super::rate;
 use crate::model::{self, ResNetConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,19 +71,6 @@ impl ModelBench {
             device_name: "cpu".into(),
         }
     }
-}
-
-/// Runs `step` once untimed, then until `min_seconds` have passed (at least twice); returns
-/// images/s.
-fn rate(batch: usize, min_seconds: f64, mut step: impl FnMut()) -> f64 {
-    step();
-    let started = Instant::now();
-    let mut steps = 0;
-    while steps < 2 || started.elapsed() < Duration::from_secs_f64(min_seconds) {
-        step();
-        steps += 1;
-    }
-    (steps * batch) as f64 / started.elapsed().as_secs_f64()
 }
 
 fn burn_rates(bench: &ModelBench) -> Vec<ModelRow> {

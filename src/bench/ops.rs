@@ -6,16 +6,16 @@
 //! convolution time goes.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
-use burn::tensor::TensorData;
 use rand::{Rng, SeedableRng};
 
-use crate::model::conv::kernels::{self, Geometry};
+use crate::model::conv::{
+    self,
+    kernels::{self, Geometry},
+};
 
 pub struct OpsBench {
     /// Input image side (64 or 224).
@@ -126,25 +126,13 @@ struct TorchRow {
     ms: f64,
 }
 
-/// Milliseconds per call of `f`: one untimed call, then calls until `min_seconds` have passed
-/// (at least three).
-fn time_ms(min_seconds: f64, mut f: impl FnMut()) -> f64 {
-    f();
-    let started = Instant::now();
-    let mut calls = 0;
-    while calls < 3 || started.elapsed() < Duration::from_secs_f64(min_seconds) {
-        f();
-        calls += 1;
-    }
-    started.elapsed().as_secs_f64() * 1e3 / f64::from(calls)
+/// Milliseconds per call of `f` (`rate`'s timing, one call a step).
+fn time_ms(min_seconds: f64, f: impl FnMut()) -> f64 {
+    1e3 / super::rate(1, min_seconds, f)
 }
 
 fn random(n: usize, rng: &mut impl Rng) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
-}
-
-fn flex_tensor(values: &[f32], shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values.to_vec(), shape))
 }
 
 fn burn_rows(bench: &OpsBench) -> Vec<OpRow> {
@@ -164,8 +152,11 @@ fn burn_rows(bench: &OpsBench) -> Vec<OpRow> {
         let dy = random(g.output_len(), &mut rng);
         let p = layer.pad();
         let options = ConvOptions::new([layer.stride; 2], [p, p], [1, 1], 1);
-        let (xf, wf) = (flex_tensor(&x, x_shape), flex_tensor(&w, w_shape));
-        let dyf = flex_tensor(&dy, g.output_shape());
+        let (xf, wf) = (
+            conv::tensor(x.clone(), x_shape),
+            conv::tensor(w.clone(), w_shape),
+        );
+        let dyf = conv::tensor(dy.clone(), g.output_shape());
         for op in Op::ALL {
             let ours = match op {
                 Op::Forward => time_ms(bench.min_seconds, || {

@@ -157,41 +157,21 @@ pub fn backward_input(g: &Geometry, w: &[f32], dy: &[f32], dx: &mut [f32]) {
 
 /// The gradient of the weight (C_out x C x kh x kw), given the gradient `dy` of the output.
 pub fn backward_weight(g: &Geometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-    let (k, p, block) = (g.taps(), g.pixels(), g.block());
-    let partial = |x_block: &[f32], dy_block: &[f32]| -> Vec<f32> {
-        let images = x_block.len() / g.image_len();
-        let columns = images * p;
-        let cols = unfold(g, x_block, images);
-        let grad_out = gather_images(dy_block, g.out_channels, p, images);
-        let mut out = vec![0.0; g.out_channels * k];
-        // out (C_out x k) = dy (C_out x columns) . cols^T (columns x k)
-        matmul(
-            [g.out_channels, k, columns],
-            (&mut out, k),
-            (&grad_out, 1, columns),
-            (&cols, columns, 1),
-        );
-        out
-    };
+    let block = g.block();
     // One block (the deep layers at small batches) writes straight into `dw`: a partial of
     // the weight's size would cost an allocation, its page faults and an extra pass.
     if block >= g.batch {
-        matmul(
-            [g.out_channels, k, g.batch * p],
-            (dw, k),
-            (
-                &gather_images(dy, g.out_channels, p, g.batch),
-                1,
-                g.batch * p,
-            ),
-            (&unfold(g, x, g.batch), g.batch * p, 1),
-        );
+        weight_of_block(g, x, dy, dw);
         return;
     }
     let partials: Vec<Vec<f32>> = x
         .par_chunks(block * g.image_len())
         .zip(dy.par_chunks(block * g.out_image_len()))
-        .map(|(x_block, dy_block)| partial(x_block, dy_block))
+        .map(|(x_block, dy_block)| {
+            let mut part = vec![0.0; dw.len()];
+            weight_of_block(g, x_block, dy_block, &mut part);
+            part
+        })
         .collect();
     // Summed in block order, so the bits do not depend on which thread finished first.
     dw.fill(0.0);
@@ -200,6 +180,22 @@ pub fn backward_weight(g: &Geometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
             *d += v;
         }
     }
+}
+
+/// One block's share of the weight gradient, written over `out` (C_out x k).
+fn weight_of_block(g: &Geometry, x_block: &[f32], dy_block: &[f32], out: &mut [f32]) {
+    let (k, p) = (g.taps(), g.pixels());
+    let images = x_block.len() / g.image_len();
+    let columns = images * p;
+    let cols = unfold(g, x_block, images);
+    let grad_out = gather_images(dy_block, g.out_channels, p, images);
+    // out (C_out x k) = dy (C_out x columns) . cols^T (columns x k)
+    matmul(
+        [g.out_channels, k, columns],
+        (out, k),
+        (&grad_out, 1, columns),
+        (&cols, columns, 1),
+    );
 }
 
 /// `dst` = `lhs` . `rhs`, row-major `dst` with the given row stride; `lhs` and `rhs` as (data,

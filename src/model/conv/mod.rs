@@ -26,7 +26,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor, TensorData};
 
-pub use kernels::Geometry;
+use kernels::Geometry;
 
 type Trained = Autodiff<Flex>;
 
@@ -170,11 +170,14 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     assert_eq!(t.dtype(), DType::F32, "the convolution kernels take f32");
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap().to_vec()),
+        None => {
+            std::borrow::Cow::Owned(t.to_contiguous().into_data().try_into_vec::<f32>().unwrap())
+        }
     }
 }
 
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+/// A Flex tensor over `values` (row-major, `shape`).
+pub(crate) fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
