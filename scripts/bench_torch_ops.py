@@ -1,6 +1,8 @@
-"""PyTorch's convolution ops on CPU at ResNet18's layer shapes: ms per call of the forward
-(`conv2d`), the input gradient and the weight gradient (`aten.convolution_backward`), for the
-shapes `deepinsight bench ops` passes. One JSON line per (layer, op) on stdout. Benchmark
+"""PyTorch's convolution and BatchNorm ops on CPU at ResNet18's shapes, in ms per call: the
+convolutions' forward (`conv2d`), input gradient and weight gradient
+(`aten.convolution_backward`), and the training-mode BatchNorms' forward and backward
+(`aten.native_batch_norm` and `aten.native_batch_norm_backward`), for the shapes
+`deepinsight bench ops` passes. One JSON line per (layer or norm, op) on stdout. Benchmark
 tooling only (see `deepinsight bench ops --pytorch`)."""
 
 import argparse
@@ -20,6 +22,7 @@ def time_ms(min_seconds, call):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--layers", required=True, help="JSON list from bench ops")
+    parser.add_argument("--norms", default="[]", help="JSON list from bench ops")
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-seconds", type=float, default=0.5)
@@ -48,6 +51,28 @@ def main():
         with torch.no_grad():
             for op, call in calls.items():
                 print(json.dumps({"layer": layer["name"], "op": op,
+                                  "ms": time_ms(args.min_seconds, call),
+                                  "torch": torch.__version__, "threads": args.threads}),
+                      flush=True)
+
+    for norm in json.loads(args.norms):
+        c, side = norm["channels"], norm["side"]
+        x = torch.rand(args.batch, c, side, side) * 2 - 1
+        dy = torch.rand_like(x) * 2 - 1
+        gamma, beta = torch.ones(c), torch.zeros(c)
+        running_mean, running_var = torch.zeros(c), torch.ones(c)
+        _, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
+            x, gamma, beta, running_mean, running_var, True, 0.1, 1e-5)
+        calls = {
+            "forward": lambda: torch.ops.aten.native_batch_norm(
+                x, gamma, beta, running_mean, running_var, True, 0.1, 1e-5),
+            "backward": lambda: torch.ops.aten.native_batch_norm_backward(
+                dy, x, gamma, running_mean, running_var, save_mean, save_invstd, True, 1e-5,
+                [True, True, True]),
+        }
+        with torch.no_grad():
+            for op, call in calls.items():
+                print(json.dumps({"norm": norm["name"], "op": op,
                                   "ms": time_ms(args.min_seconds, call),
                                   "torch": torch.__version__, "threads": args.threads}),
                       flush=True)

@@ -7,9 +7,11 @@
 pub(crate) mod export;
 pub(crate) mod load;
 pub(crate) mod model;
+pub(crate) mod norm;
 pub(crate) mod ops;
 pub(crate) mod score;
 pub(crate) mod serve;
+pub(crate) mod train;
 
 use std::time::Instant;
 
@@ -33,6 +35,62 @@ pub(crate) fn rate(batch: usize, min_seconds: f64, mut step: impl FnMut()) -> f6
         steps += 1;
     }
     (steps * batch) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Milliseconds per call of `f` (`rate`'s timing, one call a step).
+pub(crate) fn time_ms(min_seconds: f64, f: impl FnMut()) -> f64 {
+    1e3 / rate(1, min_seconds, f)
+}
+
+pub(crate) fn random(n: usize, rng: &mut impl rand::Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// One op's network total, as `print_op_table` prints it: each shape's (count, ours, flex,
+/// pytorch) times its count, summed (PyTorch's only when every shape has it).
+pub(crate) fn op_total(
+    op: &'static str,
+    rows: impl Iterator<Item = (usize, f64, f64, Option<f64>)> + Clone,
+) -> (String, usize, &'static str, f64, f64, Option<f64>) {
+    let ours = rows.clone().map(|(n, o, _, _)| n as f64 * o).sum();
+    let flex = rows.clone().map(|(n, _, f, _)| n as f64 * f).sum();
+    let torch = rows.map(|(n, _, _, t)| t.map(|t| n as f64 * t)).sum();
+    ("network total".to_string(), 0, op, ours, flex, torch)
+}
+
+/// Rows of (shape, count in the network (0: a total), op, ours, flex, pytorch), ms per call.
+pub(crate) fn print_op_table(
+    rows: impl Iterator<Item = (String, usize, &'static str, f64, f64, Option<f64>)>,
+) {
+    crate::outln!(
+        "{:<22} {:>5} {:>12} {:>9} {:>9} {:>9} {:>10} {:>13}",
+        "shape",
+        "count",
+        "op",
+        "ours",
+        "flex",
+        "pytorch",
+        "flex/ours",
+        "ours/pytorch"
+    );
+    for (name, count, op, ours, flex, pytorch) in rows {
+        let count = if count == 0 {
+            String::new()
+        } else {
+            count.to_string()
+        };
+        crate::outln!(
+            "{:<22} {:>5} {:>12} {:>9.3} {:>9.3} {:>9} {:>10.2} {:>13}",
+            name,
+            count,
+            op,
+            ours,
+            flex,
+            pytorch.map_or_else(|| "-".to_string(), |v| format!("{v:.3}")),
+            flex / ours,
+            pytorch.map_or_else(|| "-".to_string(), |t| format!("{:.2}", ours / t))
+        );
+    }
 }
 
 /// Runs `scripts/<script>` under `python` with `args` and reads the JSON object on each line

@@ -398,7 +398,7 @@ fn bench_model_times_burn_and_sets_pytorch_rates_beside_it() {
         "1",
         "--pytorch",
         &fake,
-        "--burn-conv",
+        "--burn-ops",
     ];
     let out = common::deepinsight(dir.path(), &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -428,7 +428,8 @@ fn bench_model_times_burn_and_sets_pytorch_rates_beside_it() {
         // slow run (2.7 images/s) rounds by up to 2%.
         let (low, high) = (torch / (burn + 0.05), torch / (burn - 0.05).max(1e-9));
         assert!(ratio >= low - 0.01 && ratio <= high + 0.01, "{row:?}");
-        // --burn-conv: the same case on Burn's own convolutions, and the speed-up over it.
+        // --burn-ops: the same case on Burn's own convolutions and BatchNorms, and the
+        // speed-up over it.
         let old: f64 = row[6].parse().unwrap();
         let speedup: f64 = row[7].parse().unwrap();
         assert!(old > 0.0, "{row:?}");
@@ -466,6 +467,15 @@ fn bench_ops_times_each_convolution_and_totals_them_by_count() {
         ("weight", "weight grad"),
     ];
     let torch_ms = |l: usize, o: usize| (10 * l + o + 1) as f64;
+    let norms = [
+        ("stem", 1),
+        ("layer1", 4),
+        ("layer2", 5),
+        ("layer3", 5),
+        ("layer4", 5),
+    ];
+    let norm_ops = [("forward", "forward"), ("backward", "backward")];
+    let norm_ms = |l: usize, o: usize| (500 + 10 * l + o) as f64;
     let fake = dir.path().join("fake-python");
     let mut script = String::from("#!/bin/sh\n");
     for (l, (name, _)) in layers.iter().enumerate() {
@@ -473,6 +483,14 @@ fn bench_ops_times_each_convolution_and_totals_them_by_count() {
             script.push_str(&format!(
                 "echo '{{\"layer\": \"{name}\", \"op\": \"{op}\", \"ms\": {}}}'\n",
                 torch_ms(l, o)
+            ));
+        }
+    }
+    for (l, (name, _)) in norms.iter().enumerate() {
+        for (o, (op, _)) in norm_ops.iter().enumerate() {
+            script.push_str(&format!(
+                "echo '{{\"norm\": \"{name}\", \"op\": \"{op}\", \"ms\": {}}}'\n",
+                norm_ms(l, o)
             ));
         }
     }
@@ -493,6 +511,21 @@ fn bench_ops_times_each_convolution_and_totals_them_by_count() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    let (convolutions, batch_norms) = stdout
+        .split_once("BatchNorms")
+        .unwrap_or_else(|| panic!("no BatchNorm table:\n{stdout}"));
+    check_op_table(convolutions, &layers, &ops, &torch_ms);
+    check_op_table(batch_norms, &norms, &norm_ops, &norm_ms);
+}
+
+/// Every (shape, op) row of one `bench ops` table: PyTorch's time as the stand-in printed it,
+/// the ratios from the times, and the network totals as the count-weighted sums.
+fn check_op_table(
+    table: &str,
+    shapes: &[(&str, usize)],
+    ops: &[(&str, &str)],
+    torch_ms: &dyn Fn(usize, usize) -> f64,
+) {
     // Columns from the right: ours, flex, pytorch, flex/ours, ours/pytorch.
     let numbers = |line: &str| -> Vec<f64> {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -501,13 +534,13 @@ fn bench_ops_times_each_convolution_and_totals_them_by_count() {
             .map(|w| w.parse().unwrap())
             .collect()
     };
-    let mut totals = [[0.0; 3]; 3];
-    for (l, (name, count)) in layers.iter().enumerate() {
+    let mut totals = vec![[0.0; 3]; ops.len()];
+    for (l, (name, count)) in shapes.iter().enumerate() {
         for (o, (_, label)) in ops.iter().enumerate() {
-            let line = stdout
+            let line = table
                 .lines()
                 .find(|line| line.starts_with(&format!("{name} ")) && line.contains(label))
-                .unwrap_or_else(|| panic!("no row for {name} {label}:\n{stdout}"));
+                .unwrap_or_else(|| panic!("no row for {name} {label}:\n{table}"));
             let [ours, flex, torch, flex_over_ours, ours_over_torch] = numbers(line)[..] else {
                 unreachable!()
             };
@@ -521,15 +554,15 @@ fn bench_ops_times_each_convolution_and_totals_them_by_count() {
             assert!(within(flex_over_ours, flex, ours), "{line}");
             assert!(within(ours_over_torch, ours, torch), "{line}");
             for (t, v) in totals[o].iter_mut().zip([ours, flex, torch]) {
-                *t += v * f64::from(*count);
+                *t += v * *count as f64;
             }
         }
     }
     for (o, (_, label)) in ops.iter().enumerate() {
-        let line = stdout
+        let line = table
             .lines()
             .find(|line| line.starts_with("network total") && line.contains(label))
-            .unwrap_or_else(|| panic!("no total for {label}:\n{stdout}"));
+            .unwrap_or_else(|| panic!("no total for {label}:\n{table}"));
         let got = numbers(line);
         // Each row is printed to 0.001 ms; the totals add the unrounded times.
         for (g, want) in got.iter().zip(totals[o]) {
@@ -539,4 +572,95 @@ fn bench_ops_times_each_convolution_and_totals_them_by_count() {
             );
         }
     }
+}
+
+#[test]
+fn bench_train_runs_a_real_cohort_and_sets_the_python_pipeline_beside_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cohort = common::root().join("../shared/datasets/gse7390");
+    assert!(
+        cohort.join("labels.parquet").exists(),
+        "the real cohorts are in ../shared/datasets (beside the repository, as in CI): {}",
+        cohort.display()
+    );
+    // A stand-in for the Python pipeline: it keeps the features it was given and prints
+    // bench_train_torch.py's line with times that a mix-up would show.
+    let fake = dir.path().join("fake-python");
+    let kept = dir.path().join("features.parquet");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --features ] && cp \"$2\" {kept:?}; \
+             shift; done\necho '{{\"pipeline\": \"python stand-in\", \"layout_s\": 7.5, \
+             \"train_s\": 123.25, \"best_epoch\": 2, \"valid_macro_f1\": 0.5, \
+             \"test_macro_f1\": 0.25}}'\n",
+            kept = kept.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (cohort, fake) = (cohort.display().to_string(), fake.display().to_string());
+    let args = [
+        "bench",
+        "train",
+        "--quick",
+        "--cohort",
+        &cohort,
+        "--pytorch",
+        &fake,
+    ];
+    let out = common::deepinsight(dir.path(), &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    let row = |name: &str| -> Vec<f64> {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row:\n{stdout}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words[words.len() - 6..]
+            .iter()
+            .map(|w| w.parse().unwrap())
+            .collect()
+    };
+    let ours = row("deepinsight");
+    let [layout, train, ratio, best, valid, test] = ours[..] else {
+        unreachable!()
+    };
+    assert!(layout > 0.0 && train > 0.0 && ratio == 1.0, "{stdout}");
+    assert!(
+        (1.0..=2.0).contains(&best),
+        "--quick trains 2 epochs: {stdout}"
+    );
+    assert!((0.0..=1.0).contains(&valid) && (0.0..=1.0).contains(&test));
+    let theirs = row("python stand-in");
+    assert_eq!(theirs[..2], [7.5, 123.25], "{stdout}");
+    // The ratio is the stand-in's time over ours, ours printed to 0.01 s.
+    let (low, high) = (123.25 / (train + 0.005), 123.25 / (train - 0.005));
+    assert!(
+        theirs[2] >= low - 0.01 && theirs[2] <= high + 0.01,
+        "{stdout}"
+    );
+    // The Python side got every sample once, in the three splits, with the selected
+    // features named modality:feature.
+    let frame = ParquetReader::new(std::fs::File::open(&kept).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(frame.height(), 198);
+    let split = frame.column("split").unwrap().str().unwrap();
+    let count = |name: &str| split.iter().filter(|s| *s == Some(name)).count();
+    assert_eq!(count("train") + count("validation") + count("test"), 198);
+    assert!(count("validation") > 30 && count("test") > 30, "{frame}");
+    let features = frame.get_column_names().len() - 3;
+    assert!(features > 0);
+    assert!(
+        frame
+            .get_column_names()
+            .iter()
+            .skip(3)
+            .all(|c| c.starts_with("genomics:")),
+        "{:?}",
+        frame.get_column_names()
+    );
 }

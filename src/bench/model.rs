@@ -31,8 +31,8 @@ pub struct ModelRow {
     pub batch: usize,
     pub mode: Mode,
     pub burn: f64,
-    /// The same case with Burn's own conv2d instead of model/conv's kernels.
-    pub burn_conv: Option<f64>,
+    /// The same case on Burn's own conv2d and BatchNorm instead of model/conv's and model/norm's kernels.
+    pub burn_ops: Option<f64>,
     pub pytorch: Option<f64>,
 }
 
@@ -51,8 +51,8 @@ pub struct ModelBench {
     /// Least time spent timing each case (after one untimed warm-up step).
     pub min_seconds: f64,
     pub pytorch: Option<std::path::PathBuf>,
-    /// Also time each case on Burn's own conv2d.
-    pub burn_conv: bool,
+    /// Also time each case on Burn's own conv2d and BatchNorm.
+    pub burn_ops: bool,
     pub device: Device,
     /// The device as named on the command line, for the table's heading.
     pub device_name: String,
@@ -66,7 +66,7 @@ impl ModelBench {
             threads,
             min_seconds: if quick { 0.2 } else { 3.0 },
             pytorch: None,
-            burn_conv: false,
+            burn_ops: false,
             device: Device::flex(),
             device_name: "cpu".into(),
         }
@@ -79,10 +79,10 @@ fn burn_rates(bench: &ModelBench) -> Vec<ModelRow> {
         for &batch in &bench.batches {
             let [train, infer] = case_rates(bench, size, batch);
             // The old path right after the new one, so both see the same machine.
-            let old = bench.burn_conv.then(|| {
-                model::conv::use_burn_conv(true);
+            let old = bench.burn_ops.then(|| {
+                model::flex::use_burn_ops(true);
                 let rates = case_rates(bench, size, batch);
-                model::conv::use_burn_conv(false);
+                model::flex::use_burn_ops(false);
                 rates
             });
             tracing::info!(size, batch, train, infer, "burn rates");
@@ -92,7 +92,7 @@ fn burn_rates(bench: &ModelBench) -> Vec<ModelRow> {
                     batch,
                     mode,
                     burn,
-                    burn_conv: old.map(|o| o[i]),
+                    burn_ops: old.map(|o| o[i]),
                     pytorch: None,
                 });
             }
@@ -174,8 +174,8 @@ pub fn print(rows: &[ModelRow], threads: usize, device: &str) {
         format!("burn-{device}"),
         "pytorch",
         "pytorch/burn",
-        "burn-conv",
-        "burn/burn-conv"
+        "burn-ops",
+        "burn/burn-ops"
     );
     let cell = |v: Option<f64>, digits: usize| match v {
         Some(v) => format!("{v:.digits$}"),
@@ -194,12 +194,12 @@ pub fn print(rows: &[ModelRow], threads: usize, device: &str) {
             r.burn,
             cell(r.pytorch, 1),
             cell(r.pytorch.map(|t| t / r.burn), 2),
-            cell(r.burn_conv, 1),
-            cell(r.burn_conv.map(|o| r.burn / o), 2)
+            cell(r.burn_ops, 1),
+            cell(r.burn_ops.map(|o| r.burn / o), 2)
         );
     }
     crate::outln!(
-        "goal: pytorch/burn <= 1.0 for training, <= 1.2 for inference; burn-conv: Burn's own \
-         conv2d (--burn-conv), the path before model/conv's kernels"
+        "goal: pytorch/burn <= 1.0 for training, <= 1.2 for inference; burn-ops: Burn's own \
+         conv2d and BatchNorm (--burn-ops), the path before model/conv and model/norm"
     );
 }

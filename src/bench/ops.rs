@@ -10,12 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::backend::Flex;
 use burn::backend::ops::{ConvOptions, ModuleOps};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
-use crate::model::conv::{
-    self,
-    kernels::{self, Geometry},
-};
+use crate::model::conv::kernels::{self, Geometry};
+use crate::model::flex;
 
 pub struct OpsBench {
     /// Input image side (64 or 224).
@@ -126,15 +124,6 @@ struct TorchRow {
     ms: f64,
 }
 
-/// Milliseconds per call of `f` (`rate`'s timing, one call a step).
-fn time_ms(min_seconds: f64, f: impl FnMut()) -> f64 {
-    1e3 / super::rate(1, min_seconds, f)
-}
-
-fn random(n: usize, rng: &mut impl Rng) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
-}
-
 fn burn_rows(bench: &OpsBench) -> Vec<OpRow> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut rows = Vec::new();
@@ -147,36 +136,36 @@ fn burn_rows(bench: &OpsBench) -> Vec<OpRow> {
             layer.kernel,
             layer.kernel,
         ];
-        let x = random(x_shape.iter().product(), &mut rng);
-        let w = random(w_shape.iter().product(), &mut rng);
-        let dy = random(g.output_len(), &mut rng);
+        let x = super::random(x_shape.iter().product(), &mut rng);
+        let w = super::random(w_shape.iter().product(), &mut rng);
+        let dy = super::random(g.output_len(), &mut rng);
         let p = layer.pad();
         let options = ConvOptions::new([layer.stride; 2], [p, p], [1, 1], 1);
         let (xf, wf) = (
-            conv::tensor(x.clone(), x_shape),
-            conv::tensor(w.clone(), w_shape),
+            flex::tensor(x.clone(), x_shape),
+            flex::tensor(w.clone(), w_shape),
         );
-        let dyf = conv::tensor(dy.clone(), g.output_shape());
+        let dyf = flex::tensor(dy.clone(), g.output_shape());
         for op in Op::ALL {
             let ours = match op {
-                Op::Forward => time_ms(bench.min_seconds, || {
+                Op::Forward => super::time_ms(bench.min_seconds, || {
                     let mut y = vec![0.0; g.output_len()];
                     kernels::forward(&g, &x, &w, &mut y);
                 }),
-                Op::Input => time_ms(bench.min_seconds, || {
+                Op::Input => super::time_ms(bench.min_seconds, || {
                     let mut dx = vec![0.0; x.len()];
                     kernels::backward_input(&g, &w, &dy, &mut dx);
                 }),
-                Op::Weight => time_ms(bench.min_seconds, || {
+                Op::Weight => super::time_ms(bench.min_seconds, || {
                     let mut dw = vec![0.0; w.len()];
                     kernels::backward_weight(&g, &x, &dy, &mut dw);
                 }),
             };
             let flex = match op {
-                Op::Forward => time_ms(bench.min_seconds, || {
+                Op::Forward => super::time_ms(bench.min_seconds, || {
                     drop(Flex::conv2d(xf.clone(), wf.clone(), None, options.clone()));
                 }),
-                Op::Input => time_ms(bench.min_seconds, || {
+                Op::Input => super::time_ms(bench.min_seconds, || {
                     drop(Flex::conv2d_x_backward(
                         xf.clone(),
                         wf.clone(),
@@ -184,7 +173,7 @@ fn burn_rows(bench: &OpsBench) -> Vec<OpRow> {
                         options.clone(),
                     ));
                 }),
-                Op::Weight => time_ms(bench.min_seconds, || {
+                Op::Weight => super::time_ms(bench.min_seconds, || {
                     drop(Flex::conv2d_weight_backward(
                         xf.clone(),
                         wf.clone(),
@@ -206,11 +195,14 @@ fn burn_rows(bench: &OpsBench) -> Vec<OpRow> {
     rows
 }
 
-/// The same ops in PyTorch, through scripts/bench_torch_ops.py.
-fn torch_rows(bench: &OpsBench, python: &Path) -> Result<Vec<TorchRow>> {
+/// The same ops in PyTorch, through scripts/bench_torch_ops.py: one JSON object per
+/// convolution (`layer`) or BatchNorm (`norm`) op.
+fn torch_lines(bench: &OpsBench, python: &Path) -> Result<Vec<serde_json::Value>> {
     let args = [
         "--layers".into(),
         serde_json::to_string(&layers(bench.size))?,
+        "--norms".into(),
+        serde_json::to_string(&super::norm::norms(bench.size))?,
         "--batch".into(),
         bench.batch.to_string(),
         "--threads".into(),
@@ -221,15 +213,21 @@ fn torch_rows(bench: &OpsBench, python: &Path) -> Result<Vec<TorchRow>> {
     super::python_json_lines(python, "bench_torch_ops.py", &args)
 }
 
-pub fn run(bench: &OpsBench) -> Result<Vec<OpRow>> {
+/// The convolution rows and the BatchNorm rows.
+pub fn run(bench: &OpsBench) -> Result<(Vec<OpRow>, Vec<super::norm::NormRow>)> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(bench.threads)
         .build_global()
         .context("cannot size the thread pool")?;
-    let torch = match &bench.pytorch {
-        Some(python) => torch_rows(bench, python)?,
+    let lines = match &bench.pytorch {
+        Some(python) => torch_lines(bench, python)?,
         None => Vec::new(),
     };
+    let torch: Vec<TorchRow> = lines
+        .iter()
+        .filter(|v| v.get("layer").is_some())
+        .map(|v| serde_json::from_value(v.clone()))
+        .collect::<Result<_, _>>()?;
     let mut rows = burn_rows(bench);
     for row in &mut rows {
         row.pytorch = torch
@@ -237,63 +235,33 @@ pub fn run(bench: &OpsBench) -> Result<Vec<OpRow>> {
             .find(|t| t.layer == row.layer.name && t.op == row.op)
             .map(|t| t.ms);
     }
-    Ok(rows)
+    Ok((
+        rows,
+        super::norm::run(bench.size, bench.batch, bench.min_seconds, &lines)?,
+    ))
 }
 
-/// The table, then the totals over the network (each shape times its count).
-pub fn print(rows: &[OpRow], bench: &OpsBench) {
+/// The convolution table, then the BatchNorm table, each with its totals over the network
+/// (each shape times its count).
+pub fn print((rows, norms): &(Vec<OpRow>, Vec<super::norm::NormRow>), bench: &OpsBench) {
     crate::outln!(
         "ResNet18 convolutions at {0}x{0}, batch {1}, {2} threads; ms per call",
         bench.size,
         bench.batch,
         bench.threads
     );
-    crate::outln!(
-        "{:<18} {:>5} {:>12} {:>9} {:>9} {:>9} {:>10} {:>13}",
-        "layer",
-        "count",
-        "op",
-        "ours",
-        "flex",
-        "pytorch",
-        "flex/ours",
-        "ours/pytorch"
-    );
-    let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
-    for r in rows {
-        crate::outln!(
-            "{:<18} {:>5} {:>12} {:>9.3} {:>9.3} {:>9} {:>10.2} {:>13}",
-            r.layer.name,
-            r.layer.count,
-            r.op.name(),
-            r.ours,
-            r.flex,
-            cell(r.pytorch),
-            r.flex / r.ours,
-            r.pytorch
-                .map_or_else(|| "-".to_string(), |t| format!("{:.2}", r.ours / t))
-        );
-    }
-    for op in Op::ALL {
-        let of = |f: &dyn Fn(&OpRow) -> Option<f64>| -> Option<f64> {
-            rows.iter()
-                .filter(|r| r.op == op)
-                .map(|r| f(r).map(|v| v * r.layer.count as f64))
-                .sum()
-        };
-        let ours = of(&|r| Some(r.ours)).unwrap_or(0.0);
-        let flex = of(&|r| Some(r.flex)).unwrap_or(0.0);
-        let torch = of(&|r| r.pytorch);
-        crate::outln!(
-            "{:<18} {:>5} {:>12} {:>9.3} {:>9.3} {:>9} {:>10.2} {:>13}",
-            "network total",
-            "",
+    let table = rows.iter().map(|r| {
+        let name = r.layer.name.to_string();
+        (name, r.layer.count, r.op.name(), r.ours, r.flex, r.pytorch)
+    });
+    let totals = Op::ALL.map(|op| {
+        let of_op = rows.iter().filter(move |r| r.op == op);
+        super::op_total(
             op.name(),
-            ours,
-            flex,
-            cell(torch),
-            flex / ours,
-            torch.map_or_else(|| "-".to_string(), |t| format!("{:.2}", ours / t))
-        );
-    }
+            of_op.map(|r| (r.layer.count, r.ours, r.flex, r.pytorch)),
+        )
+    });
+    super::print_op_table(table.chain(totals));
+    crate::outln!();
+    super::norm::print(norms, bench.size, bench.batch, bench.threads);
 }

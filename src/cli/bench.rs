@@ -57,10 +57,10 @@ enum Stage {
         /// `--features tch`).
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Also time Burn's own convolutions (the path before model/conv's kernels) in the
-        /// same run, as a column.
+        /// Also time Burn's own convolutions and BatchNorms (the path before model/conv's and
+        /// model/norm's kernels) in the same run, as a column.
         #[arg(long)]
-        burn_conv: bool,
+        burn_ops: bool,
     },
     /// ResNet18's convolutions one layer shape at a time (forward, input and weight gradient)
     /// on model/conv's kernels and on Flex's own ops, in ms per call; against PyTorch with
@@ -77,6 +77,27 @@ enum Stage {
         threads: usize,
         /// A Python with torch, to time the same ops in PyTorch (scripts/bench-vs-pytorch.sh
         /// makes one).
+        #[arg(long)]
+        pytorch: Option<PathBuf>,
+    },
+    /// One real cohort end to end (layout, then ResNet18 trained with validation every
+    /// epoch: 64x64, width 64, 20 epochs, batch 16), against pyDeepInsight + torchvision on
+    /// the same split with --pytorch (--quick: 32x32, width 8, 2 epochs).
+    Train {
+        #[command(flatten)]
+        common: Common,
+        /// A cohort folder in the tool's input layout (labels.parquet and one table per
+        /// modality).
+        #[arg(long, default_value = "../shared/datasets/tcga-kipan")]
+        cohort: PathBuf,
+        /// Epochs (default: 20, or 2 with --quick).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// CPU threads for Burn and PyTorch alike.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// A Python with torch, torchvision and pyDeepInsight, to run the Python pipeline on
+        /// the same split (scripts/bench-train-vs-pytorch.sh makes one).
         #[arg(long)]
         pytorch: Option<PathBuf>,
     },
@@ -131,14 +152,14 @@ pub fn execute(args: Args) -> Result<()> {
             threads,
             pytorch,
             device,
-            burn_conv,
+            burn_ops,
         } => {
             let mut model = bench::model::ModelBench::new(common.quick, threads);
             if let Some(size) = only {
                 model.sizes.retain(|s| s.to_string() == size);
             }
             model.pytorch = pytorch;
-            model.burn_conv = burn_conv;
+            model.burn_ops = burn_ops;
             model.device = crate::model::device(&device)?;
             model.device_name = device;
             let rows = bench::model::run(&model)?;
@@ -159,6 +180,19 @@ pub fn execute(args: Args) -> Result<()> {
                 pytorch,
             };
             bench::ops::print(&bench::ops::run(&ops)?, &ops);
+        }
+        Stage::Train {
+            common,
+            cohort,
+            epochs,
+            threads,
+            pytorch,
+        } => {
+            let mut train = bench::train::TrainBench::new(cohort, common.quick);
+            train.epochs = epochs.unwrap_or(train.epochs);
+            train.threads = threads;
+            train.pytorch = pytorch;
+            bench::train::print(&bench::train::run(&train)?, &train);
         }
         Stage::Export { model, rounds } => {
             bench::export::print(&bench::export::run(&model, rounds)?, rounds);

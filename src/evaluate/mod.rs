@@ -9,7 +9,7 @@
 //! evaluation resumes from its last finished fold (and inside a fold from the training
 //! checkpoint); the result folder is staged and renamed into place once every fold is done.
 
-mod oof;
+pub(crate) mod oof;
 mod plot;
 pub(crate) mod report;
 
@@ -353,7 +353,8 @@ fn run_fold(
     };
     if let Some(dir) = &options.fold_features {
         let path = dir.join(format!("repeat{}-fold{}.parquet", repeat + 1, fold + 1));
-        let bytes = oof::fold_features(cohort, &values, &names, &train_rows, &test_rows)?;
+        let parts = [("train", train_rows.as_slice()), ("test", &test_rows)];
+        let bytes = oof::fold_features(cohort, &values, &names, &parts)?;
         artefact::write_atomic(&path, &bytes)?;
     }
     let n_classes = cohort.classes.len();

@@ -45,19 +45,17 @@ pub fn parquet(cohort: &Cohort, results: &[FoldResult]) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// One fold's fitted features: `sample_id`, `split` (train or test), `label`, then one column
-/// per feature named `modality:feature`, for the training and test rows.
+/// A split's fitted features: `sample_id`, `split` (the part's name: train, test, ...),
+/// `label`, then one column per feature named `modality:feature`, for the rows of each part.
 pub fn fold_features(
     cohort: &Cohort,
     values: &Array2<f32>,
     names: &[(String, String)],
-    train_rows: &[usize],
-    test_rows: &[usize],
+    parts: &[(&str, &[usize])],
 ) -> Result<Vec<u8>> {
-    let rows: Vec<(usize, &str)> = train_rows
+    let rows: Vec<(usize, &str)> = parts
         .iter()
-        .map(|&r| (r, "train"))
-        .chain(test_rows.iter().map(|&r| (r, "test")))
+        .flat_map(|&(name, rows)| rows.iter().map(move |&r| (r, name)))
         .collect();
     let mut columns = vec![
         Column::new(

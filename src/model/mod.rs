@@ -1,8 +1,11 @@
 //! The CNN: ResNet18 in Burn, its training loop and metrics.
 
+pub(crate) mod adam;
 pub(crate) mod checkpoint;
 pub(crate) mod conv;
+pub(crate) mod flex;
 pub(crate) mod metrics;
+pub(crate) mod norm;
 pub(crate) mod pretrained;
 pub(crate) mod resnet;
 pub(crate) mod schedule;

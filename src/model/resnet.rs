@@ -8,10 +8,10 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::conv::conv2d;
+use super::norm::batch_norm;
 
 #[derive(Config, Debug)]
 pub struct ResNetConfig {
@@ -80,12 +80,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(conv2d(&d.conv, x.clone())),
+            Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone()), None, false),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(conv2d(&self.conv1, x)));
-        let out = self.bn2.forward(conv2d(&self.conv2, out));
-        relu(out + identity)
+        let out = batch_norm(&self.bn1, conv2d(&self.conv1, x), None, true);
+        batch_norm(&self.bn2, conv2d(&self.conv2, out), Some(identity), true)
     }
 }
 
@@ -153,7 +152,7 @@ impl ResNet {
     /// The stem and the first `stages` (1 to 4) residual stages: images N x C x H x W -> that
     /// stage's activations N x K x h x w (what Grad-CAM weighs).
     pub fn activations(&self, images: Tensor<4>, stages: usize) -> Tensor<4> {
-        let x = relu(self.bn1.forward(conv2d(&self.conv1, images)));
+        let x = batch_norm(&self.bn1, conv2d(&self.conv1, images), None, true);
         let x = self.maxpool.forward(x);
         self.run_stages(x, 0, stages)
     }

@@ -9,9 +9,8 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use burn::module::{Module, ParamGroup};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::decay::WeightDecayConfig;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -164,14 +163,13 @@ struct Best {
     record: Vec<u8>,
 }
 
-/// The optimiser named in the options, type-erased.
+/// The optimiser named in the options, type-erased: Burn's Adam or AdamW, fused into one pass
+/// per parameter on the CPU (`adam.rs`).
 fn optimizer(options: &TrainOptions) -> ModuleOptimizer {
-    let decay = options.train.weight_decay;
+    let decay = options.train.weight_decay as f32;
     match options.train.optimizer {
-        OptimizerKind::Adam => AdamConfig::new()
-            .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay as f32)))
-            .init(),
-        OptimizerKind::AdamW => AdamWConfig::new().with_weight_decay(decay as f32).init(),
+        OptimizerKind::Adam => ModuleOptimizer::from(super::adam::adam(decay)),
+        OptimizerKind::AdamW => ModuleOptimizer::from(super::adam::adam_w(decay)),
     }
 }
 
@@ -357,9 +355,18 @@ pub fn train(
                 correct as f64 / seen as f64
             ));
         }
+        let stepped = started.elapsed();
         model = precise_batch_norm(model, train, options.train.batch_size, &ad_device);
+        let re_estimated = started.elapsed();
         let inference = model.valid();
         let evaluation = evaluate(&inference, valid, options.train.batch_size, device);
+        tracing::debug!(
+            epoch,
+            steps_s = stepped.as_secs_f64(),
+            precise_bn_s = (re_estimated - stepped).as_secs_f64(),
+            validation_s = (started.elapsed() - re_estimated).as_secs_f64(),
+            "epoch phases"
+        );
         let stats = EpochStats {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -473,11 +480,14 @@ pub fn train(
 /// inference-mode network predict one class for every sample (33% training accuracy against 88%
 /// with batch statistics); after re-estimation the two agree.
 fn precise_batch_norm(
-    mut model: ResNet,
+    model: ResNet,
     train: ImageSet,
     batch_size: usize,
     device: &Device,
 ) -> ResNet {
+    // Only the running statistics are wanted: with no parameter tracked, the forward passes
+    // record no graph and keep no activations for a backward pass that never comes.
+    let mut model = model.set_require_grad(false);
     let saved: Vec<f64> = model
         .batch_norms_mut()
         .iter()
@@ -494,13 +504,12 @@ fn precise_batch_norm(
         for bn in model.batch_norms_mut() {
             bn.momentum = 1.0 / seen as f64;
         }
-        // Only the running statistics are wanted: the output and its graph are dropped.
         drop(model.forward(train.batch(batch, device)));
     }
     for (bn, m) in model.batch_norms_mut().into_iter().zip(saved) {
         bn.momentum = m;
     }
-    model
+    model.set_require_grad(true)
 }
 
 /// Builds a model from a Burnpack record on `device`, in inference mode.
@@ -601,19 +610,8 @@ mod tests {
         (conv, fc)
     }
 
-    /// Every parameter and buffer of the model, in order. (Records cannot be compared as
-    /// bytes: they carry parameter ids, which are new for every model.)
     fn all_weights(model: &ResNet) -> Vec<f32> {
-        struct Collect(Vec<f32>);
-        impl burn::module::ModuleVisitor for Collect {
-            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
-                let data = p.val().into_data().convert::<f32>();
-                self.0.extend(data.try_into_vec::<f32>().unwrap());
-            }
-        }
-        let mut collect = Collect(Vec::new());
-        model.visit(&mut collect);
-        collect.0
+        crate::model::flex::all_weights(model)
     }
 
     /// Plain Adam at a constant rate, no extras.

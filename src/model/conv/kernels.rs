@@ -540,11 +540,7 @@ mod tests {
             let w = random(co * c * 9, &mut rng);
             let dy = random(g.output_len(), &mut rng);
             let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                crate::model::flex::on_threads(threads, || {
                     let mut y = vec![0.0; g.output_len()];
                     forward(&g, &x, &w, &mut y);
                     let mut dx = vec![0.0; x.len()];

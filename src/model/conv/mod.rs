@@ -12,8 +12,6 @@
 
 pub(crate) mod kernels;
 
-use std::cell::Cell;
-
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -24,28 +22,16 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex, TensorMetadata};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
+use super::flex::{burn_ops, dims, tensor, values};
 use kernels::Geometry;
 
 type Trained = Autodiff<Flex>;
 
-thread_local! {
-    /// Set by `use_burn_conv`. Per thread: the route is chosen where the model's forward pass
-    /// runs (the backward pass follows the nodes it recorded), so concurrent callers such as
-    /// parallel tests do not switch each other's path.
-    static BURN_CONV: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Routes this thread's convolutions through Burn's own conv2d (true) or this crate's kernels
-/// (false, the default): `bench model --burn-conv` times the old path in the same run.
-pub fn use_burn_conv(on: bool) {
-    BURN_CONV.with(|c| c.set(on));
-}
-
 /// `conv.forward(x)`, on this crate's kernels where they apply.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if BURN_CONV.with(Cell::get) {
+    if burn_ops() {
         return conv.forward(x);
     }
     on_kernels(conv, x.clone()).unwrap_or_else(|| conv.forward(x))
@@ -150,35 +136,14 @@ impl Backward<Flex, 2> for ConvBackward {
         if let Some(node) = x_node {
             let mut dx = vec![0.0; x.shape().num_elements()];
             kernels::backward_input(&g, &values(&w), &dy, &mut dx);
-            grads.register::<Flex>(node.id, tensor(dx, dims(&x)));
+            grads.register::<Flex>(node.id, tensor(dx, dims::<4>(&x)));
         }
         if let Some(node) = w_node {
             let mut dw = vec![0.0; w.shape().num_elements()];
             kernels::backward_weight(&g, &values(&x), &dy, &mut dw);
-            grads.register::<Flex>(node.id, tensor(dw, dims(&w)));
+            grads.register::<Flex>(node.id, tensor(dw, dims::<4>(&w)));
         }
     }
-}
-
-fn dims(t: &FlexTensor) -> [usize; 4] {
-    let shape = t.shape();
-    [shape[0], shape[1], shape[2], shape[3]]
-}
-
-/// The tensor's values in row-major order (a copy only when it is a strided view).
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    assert_eq!(t.dtype(), DType::F32, "the convolution kernels take f32");
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => {
-            std::borrow::Cow::Owned(t.to_contiguous().into_data().try_into_vec::<f32>().unwrap())
-        }
-    }
-}
-
-/// A Flex tensor over `values` (row-major, `shape`).
-pub(crate) fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 #[cfg(test)]
@@ -282,7 +247,7 @@ mod tests {
         let labels: Vec<i64> = (0..batch as i64).map(|i| i % 3).collect();
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
         let trajectory = |burn_conv: bool| -> Vec<f32> {
-            use_burn_conv(burn_conv);
+            crate::model::flex::use_burn_ops(burn_conv);
             let mut net = init_seeded(&ResNetConfig::new(3, 3).with_width(8), &device, 1);
             let mut optimizer = AdamConfig::new().init();
             let loss_fn = CrossEntropyLossConfig::new().init(&device);
@@ -293,7 +258,7 @@ mod tests {
                 let grads = GradientsParams::from_grads(loss.backward(), &net);
                 net = optimizer.step(1e-3, net, grads);
             }
-            use_burn_conv(false);
+            crate::model::flex::use_burn_ops(false);
             losses
         };
         let (ours, flex) = (trajectory(false), trajectory(true));
