@@ -19,6 +19,15 @@ def time_ms(min_seconds, call):
     return 1e3 / rate(1, min_seconds, call)
 
 
+def report(kind, name, calls, args):
+    """One JSON line per op of `calls`: {kind: name, op, ms, torch, threads}."""
+    with torch.no_grad():
+        for op, call in calls.items():
+            print(json.dumps({kind: name, "op": op, "ms": time_ms(args.min_seconds, call),
+                              "torch": torch.__version__, "threads": args.threads}),
+                  flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--layers", required=True, help="JSON list from bench ops")
@@ -48,12 +57,7 @@ def main():
             "input": backward([True, False, False]),
             "weight": backward([False, True, False]),
         }
-        with torch.no_grad():
-            for op, call in calls.items():
-                print(json.dumps({"layer": layer["name"], "op": op,
-                                  "ms": time_ms(args.min_seconds, call),
-                                  "torch": torch.__version__, "threads": args.threads}),
-                      flush=True)
+        report("layer", layer["name"], calls, args)
 
     for norm in json.loads(args.norms):
         c, side = norm["channels"], norm["side"]
@@ -70,12 +74,7 @@ def main():
                 dy, x, gamma, running_mean, running_var, save_mean, save_invstd, True, 1e-5,
                 [True, True, True]),
         }
-        with torch.no_grad():
-            for op, call in calls.items():
-                print(json.dumps({"norm": norm["name"], "op": op,
-                                  "ms": time_ms(args.min_seconds, call),
-                                  "torch": torch.__version__, "threads": args.threads}),
-                      flush=True)
+        report("norm", norm["name"], calls, args)
 
 
 if __name__ == "__main__":

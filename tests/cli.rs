@@ -634,6 +634,16 @@ fn bench_train_runs_a_real_cohort_and_sets_the_python_pipeline_beside_it() {
         "--quick trains 2 epochs: {stdout}"
     );
     assert!((0.0..=1.0).contains(&valid) && (0.0..=1.0).contains(&test));
+    // The trivial baseline on the same split: the majority class's macro-F1s.
+    let trivial = stdout
+        .lines()
+        .find(|l| l.starts_with("always '"))
+        .unwrap_or_else(|| panic!("no trivial baseline row:\n{stdout}"));
+    let words: Vec<&str> = trivial.split_whitespace().collect();
+    for w in &words[words.len() - 2..] {
+        let f1: f64 = w.parse().unwrap();
+        assert!(f1 > 0.0 && f1 < 0.6, "a majority class's macro-F1 on two classes: {trivial}");
+    }
     let theirs = row("python stand-in");
     assert_eq!(theirs[..2], [7.5, 123.25], "{stdout}");
     // The ratio is the stand-in's time over ours, ours printed to 0.01 s.

@@ -50,7 +50,7 @@ enum Stage {
         #[arg(long, default_value_t = 2)]
         threads: usize,
         /// A Python with torch and torchvision, to time the same cases in PyTorch
-        /// (scripts/bench-vs-pytorch.sh makes one).
+        /// (scripts/torch-venv.sh makes one).
         #[arg(long)]
         pytorch: Option<PathBuf>,
         /// The Burn device, as model.device in a pipeline file ("cpu", "libtorch" with
@@ -75,7 +75,7 @@ enum Stage {
         batch: usize,
         #[arg(long, default_value_t = 2)]
         threads: usize,
-        /// A Python with torch, to time the same ops in PyTorch (scripts/bench-vs-pytorch.sh
+        /// A Python with torch, to time the same ops in PyTorch (scripts/torch-venv.sh
         /// makes one).
         #[arg(long)]
         pytorch: Option<PathBuf>,
@@ -97,7 +97,7 @@ enum Stage {
         #[arg(long, default_value_t = 2)]
         threads: usize,
         /// A Python with torch, torchvision and pyDeepInsight, to run the Python pipeline on
-        /// the same split (scripts/bench-train-vs-pytorch.sh makes one).
+        /// the same split (scripts/torch-venv.sh makes one).
         #[arg(long)]
         pytorch: Option<PathBuf>,
     },

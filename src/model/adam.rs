@@ -94,14 +94,16 @@ impl<O: Fallback> Optimizer for Fused<O> {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let momentum = state.clone().map(O::momentum);
+        // Taken apart, not cloned: a second reference would make the moments shared, and
+        // `owned` would copy them instead of updating them in place.
+        let momentum = state.map(O::momentum);
         let fusable = [&tensor, &grad]
             .into_iter()
             .chain(momentum.iter().flat_map(|m| [&m.moment_1, &m.moment_2]))
             .all(|t| t.dtype() == DType::F32 && t.device() == Device::flex())
             && momentum.as_ref().is_none_or(|m| m.max_moment_2.is_none());
         if !fusable {
-            return self.burn.step(lr, tensor, grad, state);
+            return self.burn.step(lr, tensor, grad, momentum.map(O::state));
         }
         let (tensor, momentum) = self.fused_step(lr, tensor, grad, momentum);
         (tensor, Some(O::state(momentum)))
