@@ -31,7 +31,9 @@ def main(folder):
     for k, path in enumerate(sorted(glob.glob(f"{folder}/repeat*-fold*.parquet"))):
         frame = pl.read_parquet(path)
         features = [c for c in frame.columns if c not in ("sample_id", "split", "label")]
-        train = frame.filter(pl.col("split") == "train")
+        # The baselines train on the whole training fold: the inner training and validation
+        # rows alike.
+        train = frame.filter(pl.col("split") != "test")
         test = frame.filter(pl.col("split") == "test")
         x, y = train.select(features).to_numpy(), train["label"].to_numpy()
         xt, yt = test.select(features).to_numpy(), test["label"].to_numpy()

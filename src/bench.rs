@@ -4,6 +4,7 @@
 //! Peak memory is the process's high-water mark (VmHWM), reset before each case through
 //! /proc/self/clear_refs, so each row shows the resident peak reached during that case.
 
+pub(crate) mod accuracy;
 pub(crate) mod export;
 pub(crate) mod load;
 pub(crate) mod model;

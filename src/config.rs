@@ -17,7 +17,8 @@ pub use crate::layout::settings::{
     TsneInit,
 };
 pub use crate::model::settings::{
-    ClassWeights, ModelSettings, Monitor, OptimizerKind, ScheduleKind, TrainSettings,
+    ClassWeights, ModelSettings, Monitor, OptimizerKind, ScheduleKind, Stem, StemSetting,
+    TrainSettings,
 };
 pub use crate::omics::settings::{DataSettings, Infinite, NormMethod, NormaliseSettings};
 pub use crate::select::settings::{FeatureScore, PathwaySettings, SelectSettings};
@@ -59,9 +60,26 @@ impl PipelineConfig {
     /// Reads a pipeline file. Relative paths in it are taken from the current directory, which
     /// is the repository root for the README's commands.
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_with(path, &[])
+    }
+
+    /// Reads a pipeline file with `key=value` settings on top (`--set train.epochs=40`): the
+    /// key is dotted as in the file, the value is TOML (`0.1`, `true`, `"adamw"`; a bare word
+    /// is taken as a string). The result goes through the same checks as the file, so an
+    /// unknown key is refused by name.
+    pub fn from_file_with(path: &Path, settings: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read pipeline file {}", path.display()))?;
-        Self::from_toml(&text).with_context(|| format!("invalid pipeline file {}", path.display()))
+        let text = with_settings(&text, settings)
+            .with_context(|| format!("invalid pipeline file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| match settings {
+            [] => format!("invalid pipeline file {}", path.display()),
+            _ => format!(
+                "{} with the command-line settings {}",
+                path.display(),
+                settings.join(" ")
+            ),
+        })
     }
 
     /// Parses and checks a pipeline; a key no stage knows is an error naming it.
@@ -130,6 +148,45 @@ impl PipelineConfig {
         paths.extend(self.model.pretrained.as_deref());
         paths
     }
+}
+
+/// The pipeline text with each `key=value` setting written into it (the last one wins).
+fn with_settings(text: &str, settings: &[String]) -> Result<String> {
+    if settings.is_empty() {
+        return Ok(text.to_string());
+    }
+    let mut document: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    for setting in settings {
+        let Some((key, value)) = setting.split_once('=') else {
+            bail!("--set {setting}: expected KEY=VALUE, e.g. train.epochs=40");
+        };
+        let path: Vec<&str> = key.trim().split('.').map(str::trim).collect();
+        if path.iter().any(|p| p.is_empty()) {
+            bail!("--set {setting}: '{key}' is not a dotted key such as train.epochs");
+        }
+        let value = value.trim();
+        // A TOML value as written in the file; a bare word such as adamw means the string.
+        let value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let (last, sections) = path.split_last().expect("split gives one part at least");
+        let mut table = &mut document;
+        for (depth, section) in sections.iter().enumerate() {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--set {setting}: '{}' is a value, not a section",
+                    path[..=depth].join(".")
+                )
+            })?;
+        }
+        table.insert(last.to_string(), value);
+    }
+    Ok(toml::to_string(&document)?)
 }
 
 /// The error for a key no stage reads: where it is in the file, and the known key of that
@@ -219,6 +276,44 @@ genomics = "g.parquet"
         assert_eq!((c.layout.height, c.layout.width), (224, 224));
         assert_eq!(c.normalise.method, NormMethod::Norm2);
         assert_eq!(c.model.width, 64);
+    }
+
+    #[test]
+    fn command_line_settings_replace_and_add_keys_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, format!("{MINIMAL}\n[train]\nepochs = 3\n")).unwrap();
+        let set = |s: &[&str]| {
+            let s: Vec<String> = s.iter().map(|s| s.to_string()).collect();
+            PipelineConfig::from_file_with(&path, &s)
+        };
+        let config = set(&[
+            "train.epochs=40",
+            "train.optimizer=adamw",
+            "train.weight_decay = 0.05",
+            "model.width=8",
+            "name=\"other\"",
+        ])
+        .unwrap();
+        assert_eq!(config.train.epochs, 40);
+        assert_eq!(config.train.optimizer, OptimizerKind::AdamW);
+        assert_eq!(config.train.weight_decay, 0.05);
+        assert_eq!(config.model.width, 8);
+        assert_eq!(config.name, "other");
+        assert_eq!(set(&[]).unwrap().train.epochs, 3);
+        let typo = set(&["train.epoch=4"]).unwrap_err();
+        assert!(
+            format!("{typo:#}").contains("unknown key `train.epoch`"),
+            "{typo:#}"
+        );
+        let bad = set(&["train.epochs=-1"]).unwrap_err();
+        assert!(format!("{bad:#}").contains("train.epochs=-1"), "{bad:#}");
+        let shape = set(&["train.epochs.x=1"]).unwrap_err();
+        assert!(
+            format!("{shape:#}").contains("'train.epochs' is a value"),
+            "{shape:#}"
+        );
+        assert!(set(&["train.epochs"]).is_err());
     }
 
     #[test]

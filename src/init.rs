@@ -224,7 +224,8 @@ fn render(options: &InitOptions, s: &Starter) -> String {
          width = {side}\n\
          collisions = \"assign\"  # one feature per pixel; \"bin\" averages features sharing one\n\n\
          [model]\n\
-         width = 64   # ResNet18's stem channels (64 is torchvision's)\n\n\
+         width = 64   # ResNet18's stem channels (64 is torchvision's)\n\
+         stem = \"auto\"   # full resolution into the first block below 64 px a side (docs/accuracy.md)\n\n\
          [train]\n\
          epochs = 20\n\
          batch_size = 16\n\

@@ -642,7 +642,10 @@ fn bench_train_runs_a_real_cohort_and_sets_the_python_pipeline_beside_it() {
     let words: Vec<&str> = trivial.split_whitespace().collect();
     for w in &words[words.len() - 2..] {
         let f1: f64 = w.parse().unwrap();
-        assert!(f1 > 0.0 && f1 < 0.6, "a majority class's macro-F1 on two classes: {trivial}");
+        assert!(
+            f1 > 0.0 && f1 < 0.6,
+            "a majority class's macro-F1 on two classes: {trivial}"
+        );
     }
     let theirs = row("python stand-in");
     assert_eq!(theirs[..2], [7.5, 123.25], "{stdout}");

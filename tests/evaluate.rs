@@ -199,6 +199,13 @@ fn baselines_alone_write_each_fold_s_fitted_features() {
         assert!(frame.column("a:a0").is_ok());
         let split = frame.column("split").unwrap().str().unwrap().clone();
         let ids = frame.column("sample_id").unwrap().str().unwrap().clone();
+        let count = |name: &str| split.iter().filter(|s| *s == Some(name)).count();
+        // 16 training samples (8 a class), a fifth of each class the inner validation split.
+        assert_eq!(
+            (count("train"), count("validation"), count("test")),
+            (12, 4, 8),
+            "{frame}"
+        );
         for (s, id) in split.iter().zip(ids.iter()) {
             if s == Some("test") {
                 tested.push(id.unwrap().to_string());
@@ -314,5 +321,134 @@ fn the_cnn_on_permuted_labels_scores_about_the_majority_rate() {
     assert!(
         cnn <= majority + 0.1,
         "CNN {cnn} vs majority {majority}: leakage?"
+    );
+}
+
+#[test]
+fn evaluate_takes_any_setting_from_the_command_line_and_refuses_a_typo() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let out = evaluate(
+        dir.path(),
+        &["--set", "train.epochs=2", "--set", "name=\"other\""],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("fold 1/3: epoch 2/2: "), "{stdout}");
+    assert!(
+        dir.path()
+            .join("models/other-evaluation/evaluation.json")
+            .exists()
+    );
+    let typo = evaluate(dir.path(), &["--set", "train.epoch=2"]);
+    assert!(!typo.status.success());
+    assert!(
+        common::stderr(&typo).contains("unknown key `train.epoch`"),
+        "{}",
+        common::stderr(&typo)
+    );
+}
+
+/// Numbers of a `bench accuracy` row: the words after the cohort and lever, with `±`, `(`,
+/// `)` and `to` dropped.
+fn bench_row(stdout: &str, lever: &str) -> Vec<String> {
+    let line = stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(lever))
+        .unwrap_or_else(|| panic!("no row for {lever}:\n{stdout}"));
+    line.split_whitespace()
+        .skip(2)
+        .map(|w| w.trim_matches(['(', ')']).to_string())
+        .filter(|w| !["±", "to", ""].contains(&w.as_str()))
+        .collect()
+}
+
+#[test]
+fn bench_accuracy_pairs_each_lever_with_the_pipeline_as_written_and_keeps_finished_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let args = [
+        "bench",
+        "accuracy",
+        "pipeline.toml",
+        "--lever",
+        "longer:train.epochs=3",
+        "--lever",
+        "same:train.epochs=1",
+        "--out",
+        "acc",
+    ];
+    let out = common::deepinsight(dir.path(), &args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}\n{stdout}", common::stderr(&out));
+    // samples, folds, CNN mean, sd, vs-written (mean, low, high), baseline name, mean, sd,
+    // CNN - best (mean, low, high), AUROC mean, sd, minutes.
+    let written = bench_row(&stdout, "as-written");
+    let longer = bench_row(&stdout, "longer");
+    assert_eq!(written[..2], ["24", "3"], "{stdout}");
+    assert_eq!(
+        written[4], "-",
+        "the reference row is not compared with itself: {stdout}"
+    );
+    let f1 = |path: &str| -> Vec<f64> {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(path)).unwrap()).unwrap();
+        json["per_fold"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["model"] == "cnn")
+            .map(|s| s["macro_f1"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (
+        f1("acc/small-as-written-evaluation/evaluation.json"),
+        f1("acc/small-longer-evaluation/evaluation.json"),
+    );
+    assert_eq!(a.len(), 3);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let printed: f64 = longer[4].parse().unwrap();
+    let paired = 100.0 * (mean(&b) - mean(&a));
+    assert!(
+        (printed - paired).abs() <= 0.051,
+        "{printed} vs {paired}: {stdout}"
+    );
+    let printed_mean: f64 = longer[2].parse().unwrap();
+    assert!((printed_mean - mean(&b)).abs() <= 5e-4, "{stdout}");
+    assert_ne!(written.last().unwrap(), "kept");
+    // A lever that comes to the pipeline as written (epochs = 1 already) is not computed
+    // again: the same evaluation, read back.
+    let same = bench_row(&stdout, "same");
+    assert_eq!(same.last().unwrap(), "kept", "{stdout}");
+    assert_eq!(same[4..7], ["+0.0", "+0.0", "+0.0"], "{stdout}");
+    assert_eq!(same[2..4], written[2..4]);
+
+    // Again: both evaluations are read back, with the same numbers.
+    let again = common::deepinsight(dir.path(), &args);
+    let again_out = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(again.status.success(), "{}", common::stderr(&again));
+    for lever in ["as-written", "longer", "same"] {
+        let (first, second) = (bench_row(&stdout, lever), bench_row(&again_out, lever));
+        assert_eq!(second.last().unwrap(), "kept", "{again_out}");
+        assert_eq!(first[..first.len() - 1], second[..second.len() - 1]);
+    }
+    // A lever that moves the folds has nothing to be paired with.
+    let seed = common::deepinsight(
+        dir.path(),
+        &[
+            "bench",
+            "accuracy",
+            "pipeline.toml",
+            "--lever",
+            "seed:seed=5",
+            "--out",
+            "acc",
+        ],
+    );
+    assert!(!seed.status.success());
+    assert!(
+        common::stderr(&seed).contains("its folds are not those of"),
+        "{}",
+        common::stderr(&seed)
     );
 }

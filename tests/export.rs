@@ -18,11 +18,16 @@ fn trained(dir: &Path) -> PathBuf {
 }
 
 fn trained_for(dir: &Path, epochs: usize) -> PathBuf {
+    trained_with(dir, epochs, "")
+}
+
+/// `trained_for` with more `[model]` settings.
+fn trained_with(dir: &Path, epochs: usize, model: &str) -> PathBuf {
     let pipeline = common::bundled_pipeline(
         "name = \"m\"\noutput_dir = \"models\"\nseed = 3",
         &format!(
             "[select]\ntop_k = 30\n[layout]\nmethod = \"pca\"\nheight = 16\nwidth = 16\n\
-             [model]\nwidth = 16\n[train]\nepochs = {epochs}\nbatch_size = 32\n"
+             [model]\nwidth = 16\n{model}\n[train]\nepochs = {epochs}\nbatch_size = 32\n"
         ),
     );
     std::fs::write(dir.join("p.toml"), pipeline).unwrap();
@@ -781,5 +786,50 @@ fn the_readme_s_export_command_passes_on_a_freshly_trained_demo() {
     );
     for f in &report.formats {
         assert!(f.agreement >= 0.99, "{}: {}", f.format, f.agreement);
+    }
+}
+
+#[test]
+fn a_full_resolution_stem_exports_to_onnx_and_core_ml_and_computes_what_burn_does() {
+    let onnx_python = common::test_python("onnx, onnxruntime, numpy");
+    let coreml_python = common::test_python("coremltools, numpy");
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_with(dir.path(), 1, "stem = \"full\"");
+    let run_dir = RunDir::open(&run).unwrap();
+    assert_eq!(run_dir.config.stem, deepinsight::model::Stem::Full);
+    assert!(run_dir.model.maxpool.is_none());
+    let valid = check::gate_set(&run_dir, 256).unwrap().checked;
+    let shape = run_dir.image_shape();
+    let images = &valid.images[..8 * valid.image_len];
+    let out = common::deepinsight(
+        dir.path(),
+        &[
+            "export",
+            "--model",
+            run.to_str().unwrap(),
+            "--targets",
+            "server,mobile",
+            "--min-agreement",
+            "0",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let burn = burn_logits(&run_dir, images, shape);
+    let values = check_onnx(&onnx_python, &run.join("model.onnx"), images, shape, false);
+    for (i, (&a, &b)) in values[..burn.len()].iter().zip(&burn).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+            "logit {i}: ONNX Runtime {a}, Burn {b}"
+        );
+    }
+    let expected = predict_proba(&run_dir.model, images, shape, 8, &run_dir.device);
+    let checked =
+        coreml_probabilities(&coreml_python, &run.join("model.mlpackage"), images, shape).unwrap();
+    let probabilities: Vec<Vec<f32>> =
+        serde_json::from_value(checked["probabilities"].clone()).unwrap();
+    for (p, q) in probabilities.iter().zip(&expected) {
+        for (a, b) in p.iter().zip(q) {
+            assert!((a - b).abs() <= 1e-4, "Core ML {p:?}, Burn {q:?}");
+        }
     }
 }

@@ -42,6 +42,8 @@ label_smoothing = 0.1
 class_weights = "balanced"
 monitor = "balanced_accuracy"
 feature_noise = 0.05
+ema_epochs = 1.0
+mixup_alpha = 0.2
 threads = 2
 "#;
 
@@ -382,4 +384,32 @@ fn feature_noise_renders_each_training_batch_afresh() {
     let (clean, noisy, again) = (run(0.0), run(0.3), run(0.3));
     assert_ne!(clean, noisy, "noise on the feature values changed nothing");
     assert_eq!(noisy, again, "the noise is drawn from the seed");
+}
+
+#[test]
+fn mixup_and_the_weight_average_each_change_what_is_trained_and_follow_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, train: &str| {
+        let text = pipeline(name, "width = 4", &format!("epochs = 2\n{train}")).replace(
+            "output_dir = \"out\"",
+            &format!("output_dir = \"{}\"", dir.path().display()),
+        );
+        let config = deepinsight::PipelineConfig::from_toml(&text).unwrap();
+        deepinsight::pipeline::run(&config).unwrap();
+        let m = manifest(&config.run_dir());
+        let history = m["model"]["history"].as_array().unwrap().clone();
+        let losses =
+            |key: &str| -> Vec<f64> { history.iter().map(|e| e[key].as_f64().unwrap()).collect() };
+        (losses("train_loss"), losses("valid_loss"))
+    };
+    let plain = run("plain", "");
+    let mixed = run("mixed", "mixup_alpha = 0.4");
+    let mixed_again = run("mixed2", "mixup_alpha = 0.4");
+    let averaged = run("averaged", "ema_epochs = 1.0");
+    // Mixup trains on blended images: another training loss from the first batch on.
+    assert_ne!(plain.0[0], mixed.0[0]);
+    assert_eq!(mixed, mixed_again, "the blends are drawn from the seed");
+    // The average trains the same steps (same training losses) but validates other weights.
+    assert_eq!(plain.0, averaged.0);
+    assert_ne!(plain.1, averaged.1);
 }

@@ -101,6 +101,22 @@ enum Stage {
         #[arg(long)]
         pytorch: Option<PathBuf>,
     },
+    /// `evaluate` on each cohort's pipeline as written and with each --lever on top: the
+    /// CNN's macro-F1 over the folds, paired against the pipeline as written and against the
+    /// best baseline (docs/accuracy.md).
+    Accuracy {
+        /// Pipeline files, one per cohort (default: the cohorts of ../shared/datasets).
+        #[arg(default_values = ["pipelines/gse7390.toml", "pipelines/nutrimouse.toml", "pipelines/tcga-kipan.toml"])]
+        pipelines: Vec<PathBuf>,
+        /// A lever: NAME:KEY=VALUE[,KEY=VALUE...] with the pipeline file's dotted keys, e.g.
+        /// `ema:train.ema_epochs=2` (repeatable; each is one more row per cohort).
+        #[arg(long, value_parser = bench::accuracy::Lever::parse)]
+        lever: Vec<bench::accuracy::Lever>,
+        /// Where the evaluations are kept (`<pipeline>-<lever>-evaluation/`); a finished one
+        /// with the same settings and data is read back instead of computed again.
+        #[arg(long, default_value = "models/accuracy")]
+        out: PathBuf,
+    },
     /// ONNX Runtime latency of a run's exported ONNX forms, fp32, fp16 and INT8, interleaved,
     /// at batch 1 and 32 (needs `deepinsight export --targets server` first).
     Export {
@@ -193,6 +209,20 @@ pub fn execute(args: Args) -> Result<()> {
             train.threads = threads;
             train.pytorch = pytorch;
             bench::train::print(&bench::train::run(&train)?, &train);
+        }
+        Stage::Accuracy {
+            pipelines,
+            lever,
+            out,
+        } => {
+            // Hours of evaluations: their progress lines come before the table.
+            crate::progress::enable();
+            let bench = bench::accuracy::AccuracyBench {
+                pipelines,
+                levers: lever,
+                out,
+            };
+            bench::accuracy::print(&bench::accuracy::run(&bench)?);
         }
         Stage::Export { model, rounds } => {
             bench::export::print(&bench::export::run(&model, rounds)?, rounds);

@@ -18,6 +18,11 @@ pub struct Args {
     /// Override evaluate.repeats (k-fold repeated with other folds).
     #[arg(long)]
     repeats: Option<usize>,
+    /// Any pipeline setting, as KEY=VALUE with the file's dotted key and a TOML value, e.g.
+    /// `--set train.weight_decay=0.01 --set name=\"gse7390-decay\"` (repeatable): one
+    /// ablation per command, without editing the file.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
     /// Compute at most N folds now, then stop; running the same command again goes on from
     /// the last finished fold (for time-limited jobs).
     #[arg(long)]
@@ -25,8 +30,9 @@ pub struct Args {
     /// Score the baselines only, without training the CNN: a quick first look.
     #[arg(long)]
     baselines_only: bool,
-    /// Write each fold's fitted features (training and test samples, `modality:feature`
-    /// columns) to DIR/repeatR-foldK.parquet, to fit other models on the same folds.
+    /// Write each fold's fitted features (`modality:feature` columns; `split` is train,
+    /// validation (the inner split that chooses the CNN's epoch) or test) to
+    /// DIR/repeatR-foldK.parquet, to fit other models on the same folds.
     #[arg(long, value_name = "DIR")]
     fold_features: Option<PathBuf>,
     /// Compute only fold K (1-based) of --repeat into the shared work folder: one task of a
@@ -43,7 +49,7 @@ pub struct Args {
 }
 
 pub fn execute(args: Args) -> Result<()> {
-    let mut config = PipelineConfig::from_file(&args.pipeline)?;
+    let mut config = PipelineConfig::from_file_with(&args.pipeline, &args.settings)?;
     set(&mut config.evaluate.folds, args.folds);
     set(&mut config.evaluate.repeats, args.repeats);
     config.validate().with_context(|| {

@@ -19,6 +19,10 @@ pub struct Args {
     /// continues.
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Any pipeline setting, as KEY=VALUE with the file's dotted key and a TOML value, e.g.
+    /// `--set train.weight_decay=0.01 --set model.width=32` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -52,7 +56,7 @@ impl Overrides {
 }
 
 pub fn execute(args: Args) -> Result<()> {
-    let mut config = PipelineConfig::from_file(&args.pipeline)?;
+    let mut config = PipelineConfig::from_file_with(&args.pipeline, &args.settings)?;
     args.overrides.apply(&mut config);
     // Overrides go through the same checks as the file.
     config.validate().with_context(|| {

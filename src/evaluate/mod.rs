@@ -24,8 +24,9 @@ use crate::artefact::{self, StagedDir, guard};
 use crate::config::PipelineConfig;
 use crate::crossval::settings::Baseline;
 use crate::crossval::{baselines, folds};
+use crate::model::settings::StemSetting;
 use crate::model::train::{TrainOptions, predict_proba};
-use crate::model::{self, Metrics, split};
+use crate::model::{self, Metrics, Stem, split};
 use crate::omics::{self, Cohort};
 use crate::pipeline::{self, Stages};
 use crate::select::FeatureSpace;
@@ -232,13 +233,24 @@ fn fold_file(repeat: usize, fold: usize) -> String {
 }
 
 /// sha256 of the settings (but the thread count and device, which do not change what is
-/// computed, and the output folder), of whether the CNN is trained, and of the input tables'
-/// bytes.
-fn fingerprint(config: &PipelineConfig, baselines_only: bool) -> Result<String> {
+/// computed, and the run's name and output folder), of whether the CNN is trained, and of the
+/// input tables' bytes.
+pub(crate) fn fingerprint(config: &PipelineConfig, baselines_only: bool) -> Result<String> {
     let mut settings = config.clone();
     settings.train.threads = 0;
     settings.model.device = String::new();
     settings.output_dir = PathBuf::new();
+    settings.name = String::new();
+    // `auto` as what it comes to, so that an evaluation under `auto` and one naming the same
+    // stem are the same computation.
+    settings.model.stem = match config.model.stem.resolve(
+        config.layout.height,
+        config.layout.width,
+        config.model.pretrained.is_some(),
+    ) {
+        Stem::ImageNet => StemSetting::ImageNet,
+        Stem::Full => StemSetting::Full,
+    };
     let mut hash = Sha256::new();
     hash.update(serde_json::to_vec(&settings)?);
     hash.update([u8::from(baselines_only)]);
@@ -353,7 +365,13 @@ fn run_fold(
     };
     if let Some(dir) = &options.fold_features {
         let path = dir.join(format!("repeat{}-fold{}.parquet", repeat + 1, fold + 1));
-        let parts = [("train", train_rows.as_slice()), ("test", &test_rows)];
+        // The inner split is marked, so that a model fitted elsewhere can choose its epoch
+        // on the same samples as the CNN; the baselines train on both.
+        let parts = [
+            ("train", inner_train.as_slice()),
+            ("validation", &inner_valid),
+            ("test", &test_rows),
+        ];
         let bytes = oof::fold_features(cohort, &values, &names, &parts)?;
         artefact::write_atomic(&path, &bytes)?;
     }

@@ -128,6 +128,7 @@ mod tests {
         let spread = |v: &[f64]| stats::spread(v);
         Evaluation {
             pipeline: "t".into(),
+            fingerprint: String::new(),
             samples: 30,
             classes: vec!["a".into(), "b".into()],
             settings: EvaluateSettings {

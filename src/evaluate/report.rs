@@ -53,6 +53,10 @@ pub struct Comparison {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Evaluation {
     pub pipeline: String,
+    /// What the folds were computed from (settings and input bytes), as each fold records it:
+    /// a later run with the same fingerprint would compute the same report.
+    #[serde(default)]
+    pub fingerprint: String,
     pub samples: usize,
     pub classes: Vec<String>,
     pub settings: EvaluateSettings,
@@ -89,6 +93,10 @@ impl Evaluation {
         let comparison = compare(&models, &per_fold, results);
         Ok(Self {
             pipeline: config.name.clone(),
+            fingerprint: results
+                .first()
+                .map(|r| r.fingerprint.clone())
+                .unwrap_or_default(),
             samples: cohort.sample_ids.len(),
             classes: cohort.classes.clone(),
             settings: config.evaluate.clone(),

@@ -8,6 +8,7 @@
 //! | `model.bpk` | the weights after the epoch (Burnpack keeps the parameter ids the optimiser state is keyed by) |
 //! | `optimizer.bpk` | Adam's moments and step counts |
 //! | `best.bpk` | the best epoch's weights |
+//! | `ema.bpk` | with `train.ema_epochs`: the moving average of the weights |
 
 use std::path::Path;
 
@@ -62,6 +63,8 @@ pub struct Checkpoint {
     pub model: Vec<u8>,
     pub optimizer: Vec<u8>,
     pub best: Vec<u8>,
+    /// The moving average of the weights, when training keeps one.
+    pub ema: Option<Vec<u8>>,
 }
 
 impl Checkpoint {
@@ -70,6 +73,9 @@ impl Checkpoint {
         staged.write("model.bpk", &self.model)?;
         staged.write("optimizer.bpk", &self.optimizer)?;
         staged.write("best.bpk", &self.best)?;
+        if let Some(ema) = &self.ema {
+            staged.write("ema.bpk", ema)?;
+        }
         staged.write("state.json", &serde_json::to_vec_pretty(&self.state)?)?;
         staged
             .commit()
@@ -79,7 +85,8 @@ impl Checkpoint {
 
     /// Reads a checkpoint, refusing one written for other data or options, or whose state
     /// does not add up for a training of `epochs` epochs.
-    pub fn read(dir: &Path, fingerprint: &str, epochs: usize) -> Result<Self> {
+    /// `ema`: whether the training keeps a moving average, whose file must then be there.
+    pub fn read(dir: &Path, fingerprint: &str, epochs: usize, ema: bool) -> Result<Self> {
         let read = |name: &str| -> Result<Vec<u8>> {
             let path = dir.join(name);
             std::fs::read(&path).with_context(|| {
@@ -114,6 +121,7 @@ impl Checkpoint {
             model: read("model.bpk")?,
             optimizer: read("optimizer.bpk")?,
             best: read("best.bpk")?,
+            ema: if ema { Some(read("ema.bpk")?) } else { None },
             state,
         })
     }

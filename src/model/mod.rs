@@ -3,8 +3,10 @@
 pub(crate) mod adam;
 pub(crate) mod checkpoint;
 pub(crate) mod conv;
+pub(crate) mod ema;
 pub(crate) mod flex;
 pub(crate) mod metrics;
+pub(crate) mod mixup;
 pub(crate) mod norm;
 pub(crate) mod pretrained;
 pub(crate) mod resnet;
@@ -15,7 +17,7 @@ pub(crate) mod train;
 
 pub use metrics::{Metrics, argmax};
 pub use pretrained::{adapt_input_conv, save_torchvision_safetensors};
-pub use resnet::{ResNet, ResNetConfig};
+pub use resnet::{ResNet, ResNetConfig, Stem};
 pub use train::{load_record, predict_proba};
 
 use anyhow::{Result, bail};

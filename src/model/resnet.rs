@@ -2,6 +2,13 @@
 //! BasicBlocks, global average pool, linear head. Input channels, classes and the stem width
 //! (64 in torchvision) are configurable. Field names follow torchvision's state-dict keys
 //! (`conv1`, `bn1`, `layer1.0.conv1`, ...) so pretrained weights can be mapped onto it.
+//!
+//! The stem is a setting too: ImageNet's (7x7 stride 2, then a stride-2 max-pool) divides the
+//! image side by 4 before the first block, which suits 224x224 photographs; on the 16x16 to
+//! 64x64 images of a few hundred features, where every pixel is a feature, it leaves the
+//! blocks 4x4 to 16x16 maps. The `full` stem (3x3 stride 1, no max-pool, as ResNets for
+//! CIFAR's 32x32 images have) keeps the image's resolution into the first stage; the blocks
+//! are the same.
 
 use burn::config::Config;
 use burn::module::Module;
@@ -24,6 +31,34 @@ pub struct ResNetConfig {
     /// BasicBlocks per stage; [2, 2, 2, 2] is ResNet18.
     #[config(default = "[2, 2, 2, 2]")]
     pub blocks: [usize; 4],
+    #[config(default = "Stem::ImageNet")]
+    pub stem: Stem,
+}
+
+impl ResNetConfig {
+    /// A model config as a run folder keeps it (model-config.json). Burn's `Config` derive
+    /// does not give serde its defaults, so a config written before a setting existed gets
+    /// that setting's default here: runs trained before the `stem` setting had ImageNet's.
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<Self> {
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields
+                .entry("stem")
+                .or_insert_with(|| serde_json::to_value(Stem::ImageNet).expect("an enum"));
+        }
+        serde_json::from_value(value)
+    }
+}
+
+/// The layers before the first stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stem {
+    /// 7x7 convolution with stride 2 and a 3x3 max-pool with stride 2 (torchvision's).
+    #[default]
+    ImageNet,
+    /// 3x3 convolution with stride 1 and no pooling: the image's resolution into layer1.
+    Full,
 }
 
 #[derive(Module, Debug)]
@@ -45,7 +80,8 @@ pub struct BasicBlock {
 pub struct ResNet {
     pub conv1: Conv2d,
     pub bn1: BatchNorm,
-    pub maxpool: MaxPool2d,
+    /// None with the full-resolution stem.
+    pub maxpool: Option<MaxPool2d>,
     pub layer1: Vec<BasicBlock>,
     pub layer2: Vec<BasicBlock>,
     pub layer3: Vec<BasicBlock>,
@@ -103,12 +139,17 @@ impl ResNetConfig {
                 .collect()
         };
         ResNet {
-            conv1: conv([self.in_channels, w], 7, 2, device),
+            conv1: match self.stem {
+                Stem::ImageNet => conv([self.in_channels, w], 7, 2, device),
+                Stem::Full => conv([self.in_channels, w], 3, 1, device),
+            },
             bn1: BatchNormConfig::new(w).init(device),
-            maxpool: MaxPool2dConfig::new([3, 3])
-                .with_strides([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(),
+            maxpool: (self.stem == Stem::ImageNet).then(|| {
+                MaxPool2dConfig::new([3, 3])
+                    .with_strides([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init()
+            }),
             layer1: stage(w, w, 1, self.blocks[0]),
             layer2: stage(w, 2 * w, 2, self.blocks[1]),
             layer3: stage(2 * w, 4 * w, 2, self.blocks[2]),
@@ -153,7 +194,10 @@ impl ResNet {
     /// stage's activations N x K x h x w (what Grad-CAM weighs).
     pub fn activations(&self, images: Tensor<4>, stages: usize) -> Tensor<4> {
         let x = batch_norm(&self.bn1, conv2d(&self.conv1, images), None, true);
-        let x = self.maxpool.forward(x);
+        let x = match &self.maxpool {
+            Some(pool) => pool.forward(x),
+            None => x,
+        };
         self.run_stages(x, 0, stages)
     }
 
@@ -199,6 +243,37 @@ mod tests {
             crate::model::init_seeded(&ResNetConfig::new(1, 2).with_width(4), &Device::flex(), 0);
         // stem + 2 per block * 8 blocks + 3 downsamples (stages 2-4)
         assert_eq!(model.batch_norms_mut().len(), 1 + 16 + 3);
+    }
+
+    #[test]
+    fn the_full_stem_keeps_the_image_resolution_into_the_first_stage() {
+        let device = Device::flex();
+        let x = || Tensor::<4>::zeros([2, 3, 16, 16], &device);
+        let imagenet =
+            crate::model::init_seeded(&ResNetConfig::new(3, 2).with_width(4), &device, 0);
+        let full = crate::model::init_seeded(
+            &ResNetConfig::new(3, 2).with_width(4).with_stem(Stem::Full),
+            &device,
+            0,
+        );
+        assert_eq!(imagenet.activations(x(), 1).dims(), [2, 4, 4, 4]);
+        assert_eq!(full.activations(x(), 1).dims(), [2, 4, 16, 16]);
+        assert_eq!(full.activations(x(), 4).dims(), [2, 32, 2, 2]);
+        assert_eq!(full.forward(x()).dims(), [2, 2]);
+        assert_eq!(full.conv1.weight.dims(), [4, 3, 3, 3]);
+        // Same blocks and head: only the stem's kernel differs in size (3x3 vs 7x7).
+        assert_eq!(imagenet.num_params() - full.num_params(), 4 * 3 * (49 - 9));
+    }
+
+    #[test]
+    fn a_model_config_written_before_the_stem_setting_reads_as_imagenet() {
+        let json = r#"{"in_channels": 2, "num_classes": 3, "width": 8, "blocks": [2, 2, 2, 2]}"#;
+        let config = ResNetConfig::from_json(json.as_bytes()).unwrap();
+        assert_eq!(config.stem, Stem::ImageNet);
+        assert_eq!(config.width, 8);
+        let full = ResNetConfig::new(2, 3).with_stem(Stem::Full);
+        let back = ResNetConfig::from_json(&serde_json::to_vec(&full).unwrap()).unwrap();
+        assert_eq!(back.stem, Stem::Full);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub use super::resnet::Stem;
 pub use super::schedule::ScheduleKind;
 
 /// `[model]`.
@@ -13,6 +14,12 @@ pub use super::schedule::ScheduleKind;
 pub struct ModelSettings {
     /// Channels of the first stage; torchvision's ResNet18 uses 64. Smaller is faster.
     pub width: usize,
+    /// `imagenet` (torchvision's 7x7 stride-2 convolution and max-pool: the side / 4 before
+    /// the first block), `full` (3x3 stride 1, no pooling; see model/resnet.rs) or `auto`:
+    /// `full` for images under 64 pixels a side, where ImageNet's stem would leave the first
+    /// stage less than 16x16 (measured in docs/accuracy.md). `full` costs 16x the compute of
+    /// `imagenet` at the same image size.
+    pub stem: StemSetting,
     /// `cpu` (Burn's flex backend) or `wgpu` (needs the `wgpu` cargo feature).
     pub device: String,
     /// torchvision-format ResNet18 weights to fine-tune from (`.pth`/`.pt` or `.safetensors`);
@@ -28,6 +35,7 @@ impl Default for ModelSettings {
     fn default() -> Self {
         Self {
             width: 64,
+            stem: StemSetting::default(),
             device: "cpu".into(),
             pretrained: None,
             freeze_backbone_epochs: 0,
@@ -49,6 +57,11 @@ impl ModelSettings {
         {
             bail!("model.pretrained: no file {}", path.display());
         }
+        if self.pretrained.is_some() && self.stem == StemSetting::Full {
+            bail!(
+                "model.stem: torchvision's ResNet18 weights (model.pretrained) need the imagenet stem"
+            );
+        }
         if self.pretrained.is_some() && self.width != 64 {
             bail!(
                 "model.width: torchvision's ResNet18 weights (model.pretrained) need width = 64, got {}",
@@ -59,6 +72,33 @@ impl ModelSettings {
             bail!("model.width: must be at least 4, got {}", self.width);
         }
         Ok(())
+    }
+}
+
+/// `model.stem`: a stem, or `auto` to choose it by the image size.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StemSetting {
+    #[default]
+    Auto,
+    ImageNet,
+    Full,
+}
+
+impl StemSetting {
+    /// Below this many pixels a side ImageNet's stem leaves the first stage under 16x16.
+    pub const FULL_BELOW: usize = 64;
+
+    /// The stem a model of these settings gets for images of `height` x `width`: `auto` is
+    /// `full` for images under `FULL_BELOW` a side and ImageNet's otherwise, and always
+    /// ImageNet's for torchvision weights.
+    pub fn resolve(self, height: usize, width: usize, pretrained: bool) -> Stem {
+        match self {
+            Self::ImageNet => Stem::ImageNet,
+            Self::Full => Stem::Full,
+            Self::Auto if pretrained || height.min(width) >= Self::FULL_BELOW => Stem::ImageNet,
+            Self::Auto => Stem::Full,
+        }
     }
 }
 
@@ -121,6 +161,12 @@ pub struct TrainSettings {
     /// values before they are mapped to pixels (fresh every epoch). Flips and rotations are
     /// not offered: they would move features to pixels that mean other features.
     pub feature_noise: f64,
+    /// Validate and keep an exponential moving average of the weights instead of the last
+    /// step's, with this time constant in epochs (0: off). See model/ema.rs.
+    pub ema_epochs: f64,
+    /// Mixup: blend each training batch with a shuffled copy of itself, weights drawn from
+    /// Beta(mixup_alpha, mixup_alpha) per batch (0: off). See model/mixup.rs.
+    pub mixup_alpha: f64,
     /// CPU threads for training and inference (0: all cores).
     pub threads: usize,
 }
@@ -144,6 +190,8 @@ impl Default for TrainSettings {
             monitor: Monitor::default(),
             early_stopping_patience: 0,
             feature_noise: 0.0,
+            ema_epochs: 0.0,
+            mixup_alpha: 0.0,
             threads: 0,
         }
     }
@@ -187,6 +235,8 @@ impl TrainSettings {
                 self.feature_noise,
                 self.feature_noise >= 0.0,
             ),
+            ("ema_epochs", self.ema_epochs, self.ema_epochs >= 0.0),
+            ("mixup_alpha", self.mixup_alpha, self.mixup_alpha >= 0.0),
         ] {
             if !ok || !value.is_finite() {
                 bail!("train.{key}: out of range, got {value}");
@@ -196,5 +246,30 @@ impl TrainSettings {
             bail!("train.step_epochs: must be at least 1");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_the_full_stem_for_small_images_and_imagenet_s_otherwise() {
+        let auto = StemSetting::Auto;
+        assert_eq!(auto.resolve(16, 16, false), Stem::Full);
+        assert_eq!(auto.resolve(32, 48, false), Stem::Full);
+        assert_eq!(auto.resolve(64, 64, false), Stem::ImageNet);
+        assert_eq!(auto.resolve(224, 224, false), Stem::ImageNet);
+        // torchvision's weights fit ImageNet's stem only.
+        assert_eq!(auto.resolve(16, 16, true), Stem::ImageNet);
+        assert_eq!(StemSetting::Full.resolve(224, 224, false), Stem::Full);
+        assert_eq!(StemSetting::ImageNet.resolve(16, 16, false), Stem::ImageNet);
+        let full_with_weights = ModelSettings {
+            stem: StemSetting::Full,
+            pretrained: Some(PathBuf::from("Cargo.toml")),
+            ..ModelSettings::default()
+        };
+        let err = full_with_weights.validate().unwrap_err().to_string();
+        assert!(err.contains("model.stem"), "{err}");
     }
 }

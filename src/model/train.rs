@@ -1,7 +1,8 @@
 //! The training loop: Adam or AdamW, a warm-up and decay schedule, label smoothing and class
-//! weights, an optionally frozen backbone and a lower backbone learning rate when fine-tuning,
-//! validation after every epoch, early stopping, the best epoch's weights kept, and a
-//! checkpoint after every epoch that a later run resumes from.
+//! weights, mixup (mixup.rs), an optionally frozen backbone and a lower backbone learning rate
+//! when fine-tuning, validation after every epoch (of a moving average of the weights when
+//! asked for, ema.rs), early stopping, the best epoch's weights kept, and a checkpoint after
+//! every epoch that a later run resumes from.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -20,7 +21,9 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::{Checkpoint, State};
+use super::ema::Ema;
 use super::metrics::{EpochStats, Metrics};
+use super::mixup::Mixup;
 use super::pretrained::{self, PretrainedReport};
 use super::resnet::{ResNet, ResNetConfig};
 use super::schedule::Schedule;
@@ -257,6 +260,17 @@ pub fn train(
         gamma: options.train.step_gamma,
     };
 
+    // A copy through the record, so that the average shares no BatchNorm running state with
+    // the model (Burn's clones share it).
+    let averaged = options.train.ema_epochs > 0.0;
+    let mut ema = match averaged {
+        true => Some(Ema::new(
+            load_record_into(config.init(&ad_device), &to_bytes(&model)?)?,
+            options.train.ema_epochs,
+            batches_per_epoch,
+        )),
+        false => None,
+    };
     let mut best: Option<Best> = None;
     let mut history = Vec::with_capacity(options.train.epochs);
     let mut since_best = 0;
@@ -267,8 +281,15 @@ pub fn train(
         .as_ref()
         .filter(|d| options.resume && d.join("state.json").exists())
     {
-        let checkpoint = Checkpoint::read(dir, &fingerprint, options.train.epochs)?;
+        let checkpoint = Checkpoint::read(dir, &fingerprint, options.train.epochs, averaged)?;
         model = load_record_into(config.init(&ad_device), &checkpoint.model)?;
+        if let Some(bytes) = &checkpoint.ema {
+            ema = Some(Ema::new(
+                load_record_into(config.init(&ad_device), bytes)?,
+                options.train.ema_epochs,
+                batches_per_epoch,
+            ));
+        }
         optimizer = optimizer
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(checkpoint.optimizer))
             .map_err(|e| anyhow!("cannot resume: {}: optimizer state: {e:?}", dir.display()))?;
@@ -321,6 +342,13 @@ pub fn train(
                 Some(render) => train.tensor(render(rows, &mut rng)?, rows.len(), &ad_device),
                 None => train.batch(rows, &ad_device),
             };
+            // Drawn only when asked for, so that runs without mixup keep their random stream.
+            let mixup = (options.train.mixup_alpha > 0.0)
+                .then(|| Mixup::draw(rows.len(), options.train.mixup_alpha, &mut rng));
+            let images = match &mixup {
+                Some(mix) => mix.images(images),
+                None => images,
+            };
             let features = model.features(images);
             // A frozen backbone: the gradient stops at the head's input, so the backbone is
             // neither updated nor back-propagated through (its BatchNorm statistics still
@@ -339,7 +367,11 @@ pub fn train(
                 .zip(&predicted)
                 .filter(|&(&r, &p)| train.labels[r] as i64 == p)
                 .count();
-            let loss = loss_fn.forward(logits, train.targets(rows, &ad_device));
+            let targets = train.targets(rows, &ad_device);
+            let loss = match &mixup {
+                Some(mix) => mix.loss(&loss_fn, logits, targets),
+                None => loss_fn.forward(logits, targets),
+            };
             loss_sum += f64::from(loss.clone().into_scalar::<f32>()) * rows.len() as f64;
             seen += rows.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -347,6 +379,9 @@ pub fn train(
                 .with_group(head.clone(), lr)
                 .step();
             model = optimizer.step(rates, model, grads);
+            if let Some(ema) = &mut ema {
+                ema.update(&model, step);
+            }
             bar.inc(1);
             bar.set_message(format!(
                 "epoch {epoch}/{}: loss {:.3}, acc {:.3}",
@@ -356,9 +391,21 @@ pub fn train(
             ));
         }
         let stepped = started.elapsed();
-        model = precise_batch_norm(model, train, options.train.batch_size, &ad_device);
+        // The weights validated (and kept, if best): the moving average when there is one.
+        let inference = match &ema {
+            Some(ema) => precise_batch_norm(
+                ema.average().clone(),
+                train,
+                options.train.batch_size,
+                &ad_device,
+            )
+            .valid(),
+            None => {
+                model = precise_batch_norm(model, train, options.train.batch_size, &ad_device);
+                model.valid()
+            }
+        };
         let re_estimated = started.elapsed();
-        let inference = model.valid();
         let evaluation = evaluate(&inference, valid, options.train.batch_size, device);
         tracing::debug!(
             epoch,
@@ -445,6 +492,7 @@ pub fn train(
                     .map_err(|e| anyhow!("cannot serialise the optimizer state: {e:?}"))?
                     .to_vec(),
                 best: kept.record.clone(),
+                ema: ema.as_ref().map(|e| to_bytes(e.average())).transpose()?,
             }
             .write(dir)?;
         }

@@ -104,9 +104,8 @@ impl RunDir {
         let read_checked = |name: &str| read_checked(dir, &manifest, name);
         let layout: Layout = serde_json::from_slice(&read_checked(&manifest.layout_file)?)
             .with_context(|| format!("{}: not a valid layout", manifest.layout_file))?;
-        let config: ResNetConfig =
-            serde_json::from_slice(&read_checked(&manifest.model.config_file)?)
-                .with_context(|| format!("{}: not a model config", manifest.model.config_file))?;
+        let config = ResNetConfig::from_json(&read_checked(&manifest.model.config_file)?)
+            .with_context(|| format!("{}: not a model config", manifest.model.config_file))?;
         let record = read_checked(&manifest.model.record)?;
         let device = model::device(&manifest.config.model.device)?;
         let model = load_record(&config, &record, &device).with_context(|| {

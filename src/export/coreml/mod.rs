@@ -19,6 +19,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::Tensor;
 use coreml_proto::proto::mil_spec::{
@@ -117,8 +118,10 @@ impl Network {
         let x = self.conv("conv1", &model.conv1, &x)?;
         let x = self.batch_norm("bn1", &model.bn1, &x);
         let x = self.relu("relu1", &x);
-        let x = self.max_pool(model, &x)?;
-        let mut x = x;
+        let mut x = match &model.maxpool {
+            Some(pool) => self.max_pool(pool, &x)?,
+            None => x,
+        };
         for (s, stage) in [&model.layer1, &model.layer2, &model.layer3, &model.layer4]
             .iter()
             .enumerate()
@@ -268,8 +271,7 @@ impl Network {
         self.b.op("relu", name, &[("x", x)], &shape)
     }
 
-    fn max_pool(&mut self, model: &ResNet, x: &str) -> Result<String> {
-        let pool = &model.maxpool;
+    fn max_pool(&mut self, pool: &MaxPool2d, x: &str) -> Result<String> {
         let PaddingConfig2d::Explicit(top, left, bottom, right) = pool.padding else {
             bail!("maxpool: only explicit padding is exported to Core ML");
         };
