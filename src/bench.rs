@@ -47,22 +47,13 @@ pub(crate) fn random(n: usize, rng: &mut impl rand::Rng) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
-/// One op's network total, as `print_op_table` prints it: each shape's (count, ours, flex,
-/// pytorch) times its count, summed (PyTorch's only when every shape has it).
-pub(crate) fn op_total(
-    op: &'static str,
-    rows: impl Iterator<Item = (usize, f64, f64, Option<f64>)> + Clone,
-) -> (String, usize, &'static str, f64, f64, Option<f64>) {
-    let ours = rows.clone().map(|(n, o, _, _)| n as f64 * o).sum();
-    let flex = rows.clone().map(|(n, _, f, _)| n as f64 * f).sum();
-    let torch = rows.map(|(n, _, _, t)| t.map(|t| n as f64 * t)).sum();
-    ("network total".to_string(), 0, op, ours, flex, torch)
-}
+/// One row of `print_op_table`: shape, count in the network (0: a total), op, then ours, Flex's
+/// and PyTorch's ms per call.
+pub(crate) type OpRow = (String, usize, &'static str, f64, f64, Option<f64>);
 
-/// Rows of (shape, count in the network (0: a total), op, ours, flex, pytorch), ms per call.
-pub(crate) fn print_op_table(
-    rows: impl Iterator<Item = (String, usize, &'static str, f64, f64, Option<f64>)>,
-) {
+/// The rows, then each op's network total (in the order the ops first appear): every shape's
+/// time times its count, summed (PyTorch's only when every shape has it).
+pub(crate) fn print_op_table(rows: &[OpRow]) {
     crate::outln!(
         "{:<22} {:>5} {:>12} {:>9} {:>9} {:>9} {:>10} {:>13}",
         "shape",
@@ -74,7 +65,26 @@ pub(crate) fn print_op_table(
         "flex/ours",
         "ours/pytorch"
     );
-    for (name, count, op, ours, flex, pytorch) in rows {
+    let mut ops: Vec<&'static str> = Vec::new();
+    for row in rows {
+        if !ops.contains(&row.2) {
+            ops.push(row.2);
+        }
+    }
+    let totals = ops.into_iter().map(|op| {
+        let of_op = rows.iter().filter(|r| r.2 == op);
+        let sum = |f: fn(&OpRow) -> f64| of_op.clone().map(|r| r.1 as f64 * f(r)).sum::<f64>();
+        let torch = of_op.clone().map(|r| r.5.map(|t| r.1 as f64 * t)).sum();
+        (
+            "network total".to_string(),
+            0,
+            op,
+            sum(|r| r.3),
+            sum(|r| r.4),
+            torch,
+        )
+    });
+    for (name, count, op, ours, flex, pytorch) in rows.iter().cloned().chain(totals) {
         let count = if count == 0 {
             String::new()
         } else {

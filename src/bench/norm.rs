@@ -174,19 +174,15 @@ pub fn print(rows: &[NormRow], size: usize, batch: usize, threads: usize) {
         "ResNet18 BatchNorms (training mode) at {size}x{size}, batch {batch}, {threads} threads; \
          ms per call"
     );
-    let table = rows.iter().map(|r| {
-        let shape = format!(
-            "{} {}x{}x{}",
-            r.norm.name, r.norm.channels, r.norm.side, r.norm.side
-        );
-        (shape, r.norm.count, r.op.name(), r.ours, r.flex, r.pytorch)
-    });
-    let totals = Op::ALL.map(|op| {
-        let of_op = rows.iter().filter(move |r| r.op == op);
-        super::op_total(
-            op.name(),
-            of_op.map(|r| (r.norm.count, r.ours, r.flex, r.pytorch)),
-        )
-    });
-    super::print_op_table(table.chain(totals));
+    let table: Vec<super::OpRow> = rows
+        .iter()
+        .map(|r| {
+            let shape = format!(
+                "{} {}x{}x{}",
+                r.norm.name, r.norm.channels, r.norm.side, r.norm.side
+            );
+            (shape, r.norm.count, r.op.name(), r.ours, r.flex, r.pytorch)
+        })
+        .collect();
+    super::print_op_table(&table);
 }

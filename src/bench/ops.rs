@@ -250,18 +250,14 @@ pub fn print((rows, norms): &(Vec<OpRow>, Vec<super::norm::NormRow>), bench: &Op
         bench.batch,
         bench.threads
     );
-    let table = rows.iter().map(|r| {
-        let name = r.layer.name.to_string();
-        (name, r.layer.count, r.op.name(), r.ours, r.flex, r.pytorch)
-    });
-    let totals = Op::ALL.map(|op| {
-        let of_op = rows.iter().filter(move |r| r.op == op);
-        super::op_total(
-            op.name(),
-            of_op.map(|r| (r.layer.count, r.ours, r.flex, r.pytorch)),
-        )
-    });
-    super::print_op_table(table.chain(totals));
+    let table: Vec<super::OpRow> = rows
+        .iter()
+        .map(|r| {
+            let name = r.layer.name.to_string();
+            (name, r.layer.count, r.op.name(), r.ours, r.flex, r.pytorch)
+        })
+        .collect();
+    super::print_op_table(&table);
     crate::outln!();
     super::norm::print(norms, bench.size, bench.batch, bench.threads);
 }

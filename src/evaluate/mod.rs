@@ -24,9 +24,8 @@ use crate::artefact::{self, StagedDir, guard};
 use crate::config::PipelineConfig;
 use crate::crossval::settings::Baseline;
 use crate::crossval::{baselines, folds};
-use crate::model::settings::StemSetting;
 use crate::model::train::{TrainOptions, predict_proba};
-use crate::model::{self, Metrics, Stem, split};
+use crate::model::{self, Metrics, split};
 use crate::omics::{self, Cohort};
 use crate::pipeline::{self, Stages};
 use crate::select::FeatureSpace;
@@ -243,14 +242,10 @@ pub(crate) fn fingerprint(config: &PipelineConfig, baselines_only: bool) -> Resu
     settings.name = String::new();
     // `auto` as what it comes to, so that an evaluation under `auto` and one naming the same
     // stem are the same computation.
-    settings.model.stem = match config.model.stem.resolve(
-        config.layout.height,
-        config.layout.width,
-        config.model.pretrained.is_some(),
-    ) {
-        Stem::ImageNet => StemSetting::ImageNet,
-        Stem::Full => StemSetting::Full,
-    };
+    settings.model.stem = config
+        .model
+        .stem_for(config.layout.height, config.layout.width)
+        .into();
     let mut hash = Sha256::new();
     hash.update(serde_json::to_vec(&settings)?);
     hash.update([u8::from(baselines_only)]);

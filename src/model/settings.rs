@@ -45,6 +45,11 @@ impl Default for ModelSettings {
 }
 
 impl ModelSettings {
+    /// The stem the network gets for images of `height` x `width` (`auto` resolved).
+    pub fn stem_for(&self, height: usize, width: usize) -> Stem {
+        self.stem.resolve(height, width, self.pretrained.is_some())
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(self.backbone_lr_factor >= 0.0 && self.backbone_lr_factor.is_finite()) {
             bail!(
@@ -83,6 +88,15 @@ pub enum StemSetting {
     Auto,
     ImageNet,
     Full,
+}
+
+impl From<Stem> for StemSetting {
+    fn from(stem: Stem) -> Self {
+        match stem {
+            Stem::ImageNet => Self::ImageNet,
+            Stem::Full => Self::Full,
+        }
+    }
 }
 
 impl StemSetting {

@@ -95,11 +95,7 @@ pub(crate) fn fit(
     let images = stages.run("render", || render::render_batch(&layout, values.view()))?;
     let resnet = ResNetConfig::new(layout.n_channels(), cohort.classes.len())
         .with_width(config.model.width)
-        .with_stem(config.model.stem.resolve(
-            layout.height,
-            layout.width,
-            config.model.pretrained.is_some(),
-        ));
+        .with_stem(config.model.stem_for(layout.height, layout.width));
     let shape = [layout.n_channels(), layout.height, layout.width];
     let (train_images, train_labels) =
         pick(&images, layout.image_len(), train_rows, &cohort.labels);
