@@ -130,6 +130,7 @@ pub mod pipeline;
 pub(crate) mod predictions;
 pub(crate) mod progress;
 pub mod render;
+pub(crate) mod report;
 pub mod run;
 pub mod score;
 pub mod select;

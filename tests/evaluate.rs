@@ -100,6 +100,30 @@ fn evaluate_writes_every_report_and_ends_in_one_sentence() {
     }
     // Nothing is left of the work: the folds' files and checkpoints went with it.
     assert!(!dir.path().join("models/.small-evaluation.work").exists());
+
+    // report.html: the evaluation's page, read in headless Chromium.
+    let check = common::check_page(
+        &result.join("report.html"),
+        &dir.path().join("page.png"),
+        (1024, 768),
+    );
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    assert_eq!(
+        check.sections,
+        ["pipeline", "cohort", "evaluation", "artefacts"]
+    );
+    assert_eq!(check.images, [true], "the chart");
+    let html = std::fs::read_to_string(result.join("report.html")).unwrap();
+    let cnn = &json["models"][0];
+    assert_eq!(cnn["model"], "cnn");
+    let f1 = format!(
+        "{:.3} ± {:.3}",
+        cnn["macro_f1"]["mean"].as_f64().unwrap(),
+        cnn["macro_f1"]["sd"].as_f64().unwrap()
+    );
+    assert!(html.contains(&f1), "the CNN's macro-F1 {f1}");
+    let sha = deepinsight::run::sha256_file(&result.join("evaluation.json")).unwrap();
+    assert!(html.contains(&sha));
 }
 
 #[test]

@@ -78,7 +78,10 @@ fn without_wrk_the_test_script_installs_it_and_the_python_environment() {
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(calls.contains("install -y -q wrk"), "{calls}");
     assert!(calls.contains("install -y -q hey"), "{calls}");
-    assert!(bin.path().join("wrk").exists() && bin.path().join("hey").exists());
+    assert!(calls.contains("install -y -q chromium"), "{calls}");
+    for tool in ["wrk", "hey", "chromium"] {
+        assert!(bin.path().join(tool).exists(), "{tool}");
+    }
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         venv.join("bin/python").display().to_string()

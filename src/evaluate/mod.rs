@@ -10,9 +10,11 @@
 //! checkpoint); the result folder is staged and renamed into place once every fold is done.
 
 pub(crate) mod oof;
+mod page;
 mod plot;
 pub(crate) mod report;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -199,13 +201,21 @@ pub fn run(config: &PipelineConfig, options: &EvaluateOptions) -> Result<Outcome
     }
     let evaluation = Evaluation::new(config, &cohort, &results)?;
     let staged = StagedDir::new(&out)?;
-    staged.write(CSV, &evaluation.csv()?)?;
-    staged.write(OOF, &oof::parquet(&cohort, &results)?)?;
+    let mut files = BTreeMap::new();
+    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+        staged.write(name, bytes)?;
+        files.insert(name.to_string(), artefact::sha256_hex(bytes));
+        Ok(())
+    };
+    put(CSV, &evaluation.csv()?)?;
+    put(OOF, &oof::parquet(&cohort, &results)?)?;
     let mut png = Vec::new();
-    plot::draw(&evaluation, test_to_train(&results))
+    plot::draw(&evaluation, test_to_train(&results))?
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    staged.write(PLOT, &png)?;
-    staged.write(FILE, &serde_json::to_vec_pretty(&evaluation)?)?;
+    put(PLOT, &png)?;
+    put(FILE, &serde_json::to_vec_pretty(&evaluation)?)?;
+    let html = page::page(config, &cohort, &evaluation, &png, &files);
+    staged.write(crate::report::FILE, html.as_bytes())?;
     let written = staged
         .commit()
         .context("cannot move the evaluation into place")?;

@@ -1,13 +1,14 @@
 //! evaluation.png: each model's macro-F1 on every test fold (one point per fold), its mean (a
-//! black bar) and the corrected 95% interval of the mean (a black line), on a labelled 0-1
-//! axis. Okabe-Ito colours, the CNN first.
+//! black bar) and the corrected 95% interval of the mean (a black line), on a 0-1 axis with
+//! ticks and titles, drawn with plotters. Okabe-Ito colours, the CNN first.
 
+use anyhow::Result;
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_circle_mut, draw_filled_rect_mut, draw_line_segment_mut};
-use imageproc::rect::Rect;
+use plotters::prelude::*;
 
 use super::report::Evaluation;
 use crate::crossval::stats;
+use crate::render::canvas::{self, plot_error, rgb};
 use crate::render::text;
 
 const COLOURS: [Rgb<u8>; 5] = [
@@ -18,103 +19,121 @@ const COLOURS: [Rgb<u8>; 5] = [
     Rgb([204, 121, 167]),
 ];
 pub(crate) const INK: Rgb<u8> = Rgb([40, 40, 40]);
-const GRID: Rgb<u8> = Rgb([215, 215, 215]);
-const LEFT: u32 = 64;
-const TOP: u32 = 40;
-const COLUMN: u32 = 120;
-const HEIGHT: u32 = 300;
-const BOTTOM: u32 = 50;
+const COLUMN: u32 = 130;
+const HEIGHT: u32 = 420;
 
-/// The pixel row of a macro-F1 value in [0, 1].
-pub(crate) fn row_of(value: f64) -> u32 {
-    TOP + ((1.0 - value.clamp(0.0, 1.0)) * HEIGHT as f64).round() as u32
+/// Where values land: the pixels of (model 0, macro-F1 0) and (model 1, macro-F1 1).
+// Only the tests read it: they find where a value was drawn.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame {
+    zero: (i32, i32),
+    one: (i32, i32),
 }
 
-/// The pixel column of model `i`'s centre.
-pub(crate) fn column_of(i: usize) -> u32 {
-    LEFT + COLUMN / 2 + i as u32 * COLUMN
+#[cfg(test)]
+impl Frame {
+    /// The pixel of macro-F1 `value` at horizontal position `model` (model index, plus an
+    /// offset in model widths).
+    pub(crate) fn pixel(&self, model: f64, value: f64) -> (u32, u32) {
+        let x = f64::from(self.zero.0) + model * f64::from(self.one.0 - self.zero.0);
+        let y = f64::from(self.zero.1) + value * f64::from(self.one.1 - self.zero.1);
+        (x.round() as u32, y.round() as u32)
+    }
 }
 
-pub fn draw(evaluation: &Evaluation, test_to_train: f64) -> RgbImage {
+pub fn draw(evaluation: &Evaluation, test_to_train: f64) -> Result<RgbImage> {
+    draw_framed(evaluation, test_to_train).map(|(img, _)| img)
+}
+
+pub(crate) fn draw_framed(
+    evaluation: &Evaluation,
+    test_to_train: f64,
+) -> Result<(RgbImage, Frame)> {
     let models = &evaluation.models;
-    let axis = "model (points: folds; bar: mean; line: 95% interval of the mean)";
-    let width =
-        (LEFT + COLUMN * models.len().max(1) as u32 + 20).max(LEFT + text::width(axis, 1) + 10);
-    let mut img = RgbImage::from_pixel(width, TOP + HEIGHT + BOTTOM, Rgb([255, 255, 255]));
+    let n = models.len().max(1);
+    let width = (120 + COLUMN * n as u32).max(560);
     let title = format!(
         "macro-F1 on each test fold ({} folds x {} repeat(s))",
         evaluation.settings.folds, evaluation.settings.repeats
     );
-    text::draw(&mut img, (LEFT, 12), &title, 1, INK);
-    // The y axis: ticks, labels and grid lines every 0.25.
-    for k in 0..=4 {
-        let value = k as f64 / 4.0;
-        let y = row_of(value);
-        draw_line_segment_mut(
-            &mut img,
-            (LEFT as f32, y as f32),
-            ((width - 20) as f32, y as f32),
-            GRID,
-        );
-        let label = format!("{value:.2}");
-        text::draw(
-            &mut img,
-            (LEFT - 8 - text::width(&label, 1), y - 4),
-            &label,
-            1,
-            INK,
-        );
-    }
-    draw_line_segment_mut(
-        &mut img,
-        (LEFT as f32, TOP as f32),
-        (LEFT as f32, (TOP + HEIGHT) as f32),
-        INK,
-    );
-    for (i, model) in models.iter().enumerate() {
-        let x = column_of(i);
-        let colour = COLOURS[i % COLOURS.len()];
-        let scores: Vec<f64> = evaluation
-            .per_fold
-            .iter()
-            .filter(|s| s.model == model.model)
-            .map(|s| s.macro_f1)
-            .collect();
-        // Folds spread sideways so that equal scores stay visible.
-        let spread = scores.len().max(1) as i32;
-        for (k, &score) in scores.iter().enumerate() {
-            let dx = (k as i32 - spread / 2) * 6;
-            draw_filled_circle_mut(&mut img, (x as i32 + dx, row_of(score) as i32), 4, colour);
+    let mut frame = None;
+    let img = canvas::chart(width, HEIGHT, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (text::FONT, 16))
+            .margin(14)
+            .x_label_area_size(48)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..1.0)
+            .map_err(plot_error)?;
+        let name_of = |x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                models
+                    .get(i as usize)
+                    .map_or(String::new(), |m| m.model.clone())
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n + 1)
+            .x_label_formatter(&name_of)
+            .y_labels(11)
+            .y_desc("macro-F1")
+            .x_desc("model (points: folds; bar: mean; line: 95% interval of the mean)")
+            .label_style((text::FONT, 12))
+            .axis_desc_style((text::FONT, 13))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(plot_error)?;
+        for (i, model) in models.iter().enumerate() {
+            let colour = rgb(COLOURS[i % COLOURS.len()]);
+            let scores: Vec<f64> = evaluation
+                .per_fold
+                .iter()
+                .filter(|s| s.model == model.model)
+                .map(|s| s.macro_f1)
+                .collect();
+            // Folds spread sideways so that equal scores stay visible.
+            let spread = scores.len() as f64;
+            let x = i as f64;
+            chart
+                .draw_series(scores.iter().enumerate().map(|(k, &score)| {
+                    let dx = (k as f64 - (spread - 1.0) / 2.0) * 0.25 / spread.max(1.0);
+                    Circle::new((x - 0.12 + dx, score), 4, colour.filled())
+                }))
+                .map_err(plot_error)?;
+            let mean = model.macro_f1.mean;
+            chart
+                .draw_series([Rectangle::new(
+                    [(x + 0.12, mean - 0.004), (x + 0.3, mean + 0.004)],
+                    rgb(INK).filled(),
+                )])
+                .map_err(plot_error)?;
+            if scores.len() > 1 {
+                let interval = stats::corrected_interval(&scores, test_to_train);
+                chart
+                    .draw_series([PathElement::new(
+                        [
+                            (x + 0.21, interval.low.max(0.0)),
+                            (x + 0.21, interval.high.min(1.0)),
+                        ],
+                        rgb(INK).stroke_width(2),
+                    )])
+                    .map_err(plot_error)?;
+            }
         }
-        if scores.len() > 1 {
-            let interval = stats::corrected_interval(&scores, test_to_train);
-            draw_line_segment_mut(
-                &mut img,
-                (x as f32 + 36.0, row_of(interval.low) as f32),
-                (x as f32 + 36.0, row_of(interval.high) as f32),
-                INK,
-            );
-        }
-        let mean = row_of(model.macro_f1.mean) as i32;
-        draw_filled_rect_mut(
-            &mut img,
-            Rect::at(x as i32 + 24, mean - 1).of_size(25, 3),
-            INK,
-        );
-        let name = model.model.as_str();
-        text::draw(
-            &mut img,
-            (
-                x.saturating_sub(text::width(name, 1) / 2),
-                TOP + HEIGHT + 10,
-            ),
-            name,
-            1,
-            INK,
-        );
-    }
-    text::draw(&mut img, (LEFT, TOP + HEIGHT + 30), axis, 1, INK);
-    img
+        frame = Some(Frame {
+            zero: chart.backend_coord(&(0.0, 0.0)),
+            one: chart.backend_coord(&(1.0, 1.0)),
+        });
+        Ok(())
+    })?;
+    let frame = frame.ok_or_else(|| anyhow::anyhow!("the evaluation chart has no axes"))?;
+    Ok((img, frame))
 }
 
 #[cfg(test)]
@@ -166,26 +185,38 @@ mod tests {
         }
     }
 
+    fn near(img: &RgbImage, colour: Rgb<u8>, (x, y): (u32, u32)) -> bool {
+        (x.saturating_sub(2)..=x + 2)
+            .any(|px| (y.saturating_sub(2)..=y + 2).any(|py| *img.get_pixel(px, py) == colour))
+    }
+
     #[test]
     fn points_and_means_sit_where_their_values_are() {
-        let img = draw(
+        let (img, frame) = draw_framed(
             &evaluation(&[("cnn", [0.2, 0.3, 0.4]), ("forest", [0.9, 0.9, 0.9])]),
             0.5,
-        );
-        // Each fold's point: the model's colour at (its column, its value's row).
-        assert_eq!(*img.get_pixel(column_of(0) - 6, row_of(0.2)), COLOURS[0]);
-        assert_eq!(*img.get_pixel(column_of(0) + 6, row_of(0.4)), COLOURS[0]);
-        assert_eq!(*img.get_pixel(column_of(1), row_of(0.9)), COLOURS[1]);
+        )
+        .unwrap();
+        // Each fold's point: the model's colour left of its column's centre, at its value.
+        assert!(near(&img, COLOURS[0], frame.pixel(-0.12 - 0.0833, 0.2)));
+        assert!(near(&img, COLOURS[0], frame.pixel(-0.12 + 0.0833, 0.4)));
+        assert!(near(&img, COLOURS[1], frame.pixel(1.0 - 0.12, 0.9)));
         // Nothing of the forest's colour where its points are not.
-        assert_ne!(*img.get_pixel(column_of(1), row_of(0.5)), COLOURS[1]);
+        assert!(!near(&img, COLOURS[1], frame.pixel(1.0 - 0.12, 0.5)));
         // The mean bars.
-        assert_eq!(*img.get_pixel(column_of(0) + 30, row_of(0.3)), INK);
-        assert_eq!(*img.get_pixel(column_of(1) + 30, row_of(0.9)), INK);
-        // The tick labels are drawn left of the axis.
-        let ink_left = (0..LEFT)
-            .flat_map(|x| (TOP..TOP + HEIGHT).map(move |y| (x, y)))
-            .filter(|&(x, y)| *img.get_pixel(x, y) == INK)
-            .count();
-        assert!(ink_left > 50, "{ink_left} ink pixels for the axis labels");
+        assert!(near(&img, INK, frame.pixel(0.2, 0.3)));
+        assert!(near(&img, INK, frame.pixel(1.2, 0.9)));
+        // The tick labels are drawn left of the axis, the model names under it.
+        let (x0, y0) = frame.pixel(-0.5, 0.0);
+        let (_, y1) = frame.pixel(-0.5, 1.0);
+        let dark = |xs: std::ops::Range<u32>, ys: std::ops::Range<u32>| {
+            xs.flat_map(|x| ys.clone().map(move |y| (x, y)))
+                .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&v| v < 140))
+                .count()
+        };
+        let values = dark(x0.saturating_sub(40)..x0 - 6, y1..y0);
+        let names = dark(x0..frame.pixel(1.5, 0.0).0, y0 + 6..y0 + 24);
+        assert!(values > 50, "{values} ink pixels for the value labels");
+        assert!(names > 30, "{names} ink pixels for the model names");
     }
 }

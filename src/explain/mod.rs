@@ -7,10 +7,11 @@
 
 pub(crate) mod attribution;
 pub mod cam;
+mod page;
 pub(crate) mod pictures;
 pub(crate) mod refit;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -18,10 +19,11 @@ use ndarray::Axis;
 use polars::prelude::{Column, DataFrame};
 use serde::{Deserialize, Serialize};
 
-use crate::artefact::{StagedDir, guard};
+use crate::artefact::{StagedDir, guard, sha256_hex};
 use crate::mapping::{csv_bytes, parquet_bytes};
 use crate::model::metrics::argmax;
 use crate::render::pictures::class_means;
+use crate::report;
 use crate::run::RunDir;
 use crate::score::predict::{load_inputs, true_classes};
 use crate::select::gmt;
@@ -286,10 +288,10 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
     let mut sample_table = sample_table(&run_dir, &samples, &maps, &scores)?;
 
     let staged = StagedDir::new(&options.out)?;
-    let mut files = Vec::new();
+    let mut files = BTreeMap::new();
     let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
         staged.write(name, bytes)?;
-        files.push(name.to_string());
+        files.insert(name.to_string(), sha256_hex(bytes));
         Ok(())
     };
     put("feature_scores.parquet", &parquet_bytes(&mut features)?)?;
@@ -308,15 +310,13 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
         classes.len(),
         run_dir.plan.image_len(),
     );
-    put(
-        "cam_classes.png",
-        &png(&pictures::class_overlays(
-            &run_dir.layout,
-            &means,
-            &class_maps,
-            &classes,
-        ))?,
-    )?;
+    let cam_classes = png(&pictures::class_overlays(
+        &run_dir.layout,
+        &means,
+        &class_maps,
+        &classes,
+    ))?;
+    put("cam_classes.png", &cam_classes)?;
     let sample_labels: Vec<String> = (0..samples.ids.len())
         .map(|i| {
             format!(
@@ -325,25 +325,21 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
             )
         })
         .collect();
-    put(
-        "cam_samples.png",
-        &png(&pictures::sample_overlays(
-            &run_dir.layout,
-            &samples.images,
-            &maps,
-            &sample_labels,
-            12,
-        ))?,
-    )?;
-    put(
-        "top_features.png",
-        &png(&top_features_picture(
-            &run_dir,
-            &class_maps,
-            &features,
-            options.top,
-        )?)?,
-    )?;
+    let cam_samples = png(&pictures::sample_overlays(
+        &run_dir.layout,
+        &samples.images,
+        &maps,
+        &sample_labels,
+        12,
+    ))?;
+    put("cam_samples.png", &cam_samples)?;
+    let top_features = png(&top_features_picture(
+        &run_dir,
+        &class_maps,
+        &features,
+        options.top,
+    )?)?;
+    put("top_features.png", &top_features)?;
 
     let known: Vec<usize> = (0..samples.ids.len())
         .filter(|&i| samples.labels[i].is_some())
@@ -371,12 +367,35 @@ pub fn run(options: &ExplainOptions) -> Result<Explanation> {
                 .count() as f64
                 / known.len() as f64
         }),
-        files: {
-            let mut f = files.clone();
-            f.push(REPORT.into());
-            f
-        },
+        files: files
+            .keys()
+            .cloned()
+            .chain([report::FILE.to_string(), REPORT.to_string()])
+            .collect(),
     };
+    let html = page::page(
+        &run_dir,
+        &report,
+        &[
+            (
+                "cam_classes.png",
+                &cam_classes,
+                "each class's mean image under its mean map",
+            ),
+            (
+                "cam_samples.png",
+                &cam_samples,
+                "explained samples under their maps",
+            ),
+            (
+                "top_features.png",
+                &top_features,
+                "the best features on the layout grid",
+            ),
+        ],
+        &files,
+    )?;
+    staged.write(report::FILE, html.as_bytes())?;
     staged.write(REPORT, &serde_json::to_vec_pretty(&report)?)?;
     let out = staged
         .commit()

@@ -8,7 +8,8 @@ use imageproc::rect::Rect;
 use super::attribution::ClassMaps;
 use super::cam::Maps;
 use crate::layout::Layout;
-use crate::render::pictures::{GAP, blit, ramp, zoom};
+use crate::render::canvas::{BAR_HEIGHT, colour_bar, short};
+use crate::render::pictures::{BAR_WIDTH, GAP, blit, ramp, zoom};
 use crate::render::text;
 
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
@@ -70,23 +71,51 @@ fn grid(layout: &Layout, rows: &[(String, &[f32], &[f32])], map_shape: [usize; 3
     let th = h as u32 * scale;
     let left = rows
         .iter()
-        .map(|(l, _, _)| text::width(l, 1))
+        .map(|(l, _, _)| text::width(l))
         .max()
         .unwrap_or(0)
         + 2 * GAP;
-    let heading = text::CELL + 2 * GAP;
+    let heading = text::LINE + 2 * GAP;
     let n = rows.len().max(1) as u32;
-    let mut img = RgbImage::from_pixel(left + tile_w, heading + n * (th + GAP), WHITE);
+    let grid_height = heading + n * (th + GAP);
+    let bars = (1 + c as u32) * (BAR_WIDTH + 4 * GAP);
+    let mut img = RgbImage::from_pixel(
+        (left + tile_w).max(GAP + bars),
+        grid_height + GAP + BAR_HEIGHT,
+        WHITE,
+    );
     for (k, channel) in layout.channels.iter().enumerate() {
         let x = left + k as u32 * (w as u32 * scale + GAP);
-        text::draw(&mut img, (x, GAP), &channel.name, 1, INK);
+        text::draw(&mut img, (x, GAP), &channel.name, INK);
     }
     let images: Vec<&[f32]> = rows.iter().map(|r| r.1).collect();
     let tops = channel_tops(&images, c, h * w);
     for (i, (label, image, map)) in rows.iter().enumerate() {
         let y = heading + i as u32 * (th + GAP);
-        text::draw(&mut img, (GAP, y + th / 2 - 4), label, 1, INK);
+        text::draw(&mut img, (GAP, y + th / 2 - text::LINE / 2), label, INK);
         overlay_row(&mut img, (left, y, scale), image, map, map_shape, &tops);
+    }
+    // The map's scale (where the image is 0), then each channel's grey scale (where the map
+    // is 0).
+    let y = grid_height + GAP;
+    colour_bar(
+        &mut img,
+        (GAP, y),
+        BAR_WIDTH,
+        "map (1 = its largest value)",
+        &[0.0, 0.25, 0.5, 1.0].map(|t| (t, short(t))),
+        |t| overlay(0.0, 1.0, t),
+    );
+    for (k, channel) in layout.channels.iter().enumerate() {
+        let top = tops[k];
+        colour_bar(
+            &mut img,
+            (GAP + (1 + k as u32) * (BAR_WIDTH + 4 * GAP), y),
+            BAR_WIDTH,
+            &format!("{} values", channel.name),
+            &[(0.0, "0".into()), (1.0, short(top))],
+            |t| overlay(t * top, top, 0.0),
+        );
     }
     img
 }
@@ -161,12 +190,24 @@ pub fn top_features(
     let scale = zoom(h.max(w), 480);
     let (pw, ph) = (w as u32 * scale, h as u32 * scale);
     let n = layout.channels.len().max(1) as u32;
-    let heading = text::CELL + 2 * GAP;
-    let mut img = RgbImage::from_pixel(n * (pw + GAP), heading + ph, WHITE);
+    let heading = text::LINE + 2 * GAP;
+    let mut img = RgbImage::from_pixel(
+        (n * (pw + GAP)).max(BAR_WIDTH + 2 * GAP),
+        heading + ph + GAP + BAR_HEIGHT,
+        WHITE,
+    );
+    colour_bar(
+        &mut img,
+        (GAP, heading + ph + GAP),
+        BAR_WIDTH,
+        "pixel score (1 = the largest)",
+        &[0.0, 0.5, 1.0].map(|t| (t, short(t))),
+        ramp,
+    );
     let plane = h * w;
     for (c, channel) in layout.channels.iter().enumerate() {
         let x0 = c as u32 * (pw + GAP);
-        text::draw(&mut img, (x0, GAP), &channel.name, 1, INK);
+        text::draw(&mut img, (x0, GAP), &channel.name, INK);
         let start = if shape[0] == 1 { 0 } else { c * plane };
         blit(
             &mut img,
@@ -201,11 +242,11 @@ pub fn top_features(
         );
         // Names of neighbouring features would overprint each other: each goes on a white
         // tag, moved down (or up) to the nearest free place and tied to its box by a line.
-        let (tw, th) = (text::width(f.name, 1) + 2, text::CELL + 2);
+        let (tw, th) = (text::width(f.name) + 2, text::LINE + 2);
         let tx = (x0 + side + 3).min(img.width().saturating_sub(tw));
         let free = |y: i64| {
             y >= i64::from(heading)
-                && y + i64::from(th) <= i64::from(img.height())
+                && y + i64::from(th) <= i64::from(heading + ph)
                 && !taken.iter().any(|r| {
                     r.intersect(Rect::at(tx as i32, y as i32).of_size(tw, th))
                         .is_some()
@@ -232,7 +273,7 @@ pub fn top_features(
             );
         }
         draw_filled_rect_mut(&mut img, tag, WHITE);
-        text::draw(&mut img, (tx + 1, ty as u32 + 1), f.name, 1, INK);
+        text::draw(&mut img, (tx + 1, ty as u32 + 1), f.name, INK);
         taken.push(tag);
     }
     img

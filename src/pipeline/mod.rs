@@ -19,7 +19,8 @@ use crate::model::{self, Metrics, split};
 use crate::omics::{self, Cohort, DroppedSample};
 use crate::predictions::{self, PredictionRow};
 use crate::render;
-use crate::run::manifest::{FeatureEntry, InputFile, ModelSummary, SampleCounts};
+use crate::report;
+use crate::run::manifest::{ClassCount, FeatureEntry, InputFile, ModelSummary, SampleCounts};
 use crate::run::{self, Manifest, RunDir};
 
 mod fit;
@@ -200,7 +201,7 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
         run.put(run::MODEL_CONFIG, &serde_json::to_vec_pretty(&resnet)?)?;
         run.put(
             run::TRAINING_CURVES,
-            &png_bytes(&render::curves::draw(&trained.history, trained.best_epoch))?,
+            &png_bytes(&render::curves::draw(&trained.history, trained.best_epoch)?)?,
         )?;
 
         let modality_of: Vec<usize> = space
@@ -211,7 +212,15 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             .collect();
         run.put(
             run::FEATURE_MAP,
-            &png_bytes(&render::feature_map::draw(layout, &modality_of))?,
+            &png_bytes(&render::feature_map::draw(
+                layout,
+                &modality_of,
+                &space
+                    .modalities
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .collect::<Vec<_>>(),
+            )?)?,
         )?;
         let mut table = mapping::mapping_table(layout, space)?;
         run.put(run::MAPPING_PARQUET, &mapping::parquet_bytes(&mut table)?)?;
@@ -285,7 +294,7 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
                 sha256: artefact::sha256_file(path)?,
             });
         }
-        run.commit(Manifest {
+        let manifest = Manifest {
             format: run::FORMAT,
             tool: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -297,6 +306,11 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
                 validation: valid_rows.len(),
                 test: splits.test.len(),
                 dropped: cohort.dropped.clone(),
+                per_class: ClassCount::tally(
+                    &cohort.classes,
+                    &cohort.labels,
+                    (&train_rows, &valid_rows, &splits.test),
+                ),
             },
             classes: cohort.classes.clone(),
             features: space
@@ -323,8 +337,11 @@ pub fn run_with(config: &PipelineConfig, run_options: &RunOptions) -> Result<Run
             baseline: Some(baseline.clone()),
             test_baselines: test_baselines.clone(),
             stage_seconds,
-            files: BTreeMap::new(),
-        })
+            files: run.files().clone(),
+        };
+        let page = report::run_page(&manifest, &|name| run.read(name))?;
+        run.put(report::FILE, page.as_bytes())?;
+        run.commit(manifest)
     })?;
     // The run is in place: the checkpoint has served its purpose.
     let checkpoint = checkpoint_dir(config);

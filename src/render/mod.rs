@@ -1,5 +1,6 @@
 //! Images from samples (the DeepInsight transform), and pictures of the layout.
 
+pub(crate) mod canvas;
 pub(crate) mod curves;
 pub(crate) mod feature_map;
 pub(crate) mod pathway_map;

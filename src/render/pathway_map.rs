@@ -1,14 +1,14 @@
 //! pathway_map.png: the image grid coloured by pathway block, with each block's rank written in
 //! it and a legend (rank, pathway, features) beside it. Pixels holding a feature in any channel
 //! have the full colour, empty pixels of a block a pale tint, so both the blocks and how full
-//! they are can be read at a glance.
+//! they are can be read at a glance. The text is drawn by plotters (render/text.rs).
 
 use image::{Rgb, RgbImage};
 use imageproc::drawing::draw_hollow_rect_mut;
 use imageproc::rect::Rect as Box2;
 
 use super::pictures::zoom;
-use super::text;
+use super::text::{self, LINE};
 use crate::layout::Layout;
 
 /// Tableau's 20 categorical colours: neighbouring ranks get clearly different hues.
@@ -35,7 +35,8 @@ const COLOURS: [[u8; 3]; 20] = [
     [158, 218, 229],
 ];
 const MARGIN: u32 = 10;
-const LINE: u32 = 12;
+/// Side of a legend colour swatch, and its gap to the text.
+const SWATCH: u32 = 10;
 
 pub fn colour(block: usize) -> Rgb<u8> {
     Rgb(COLOURS[block % COLOURS.len()])
@@ -73,7 +74,7 @@ pub fn draw(layout: &Layout, label: impl Fn(usize) -> String) -> Option<RgbImage
     let legend_columns = labels.len().div_ceil(per_column) as u32;
     let legend_width = labels
         .iter()
-        .map(|l| text::width(l, 1) + 2 * text::CELL)
+        .map(|l| text::width(l) + 2 * SWATCH)
         .max()
         .unwrap_or(0);
     let mut img = RgbImage::from_pixel(
@@ -107,8 +108,8 @@ pub fn draw(layout: &Layout, label: impl Fn(usize) -> String) -> Option<RgbImage
             Rgb([40, 40, 40]),
         );
         let number = (b + 1).to_string();
-        if text::width(&number, 1) + 4 <= bw && bh >= 12 {
-            text::draw(&mut img, (x + 2, y + 2), &number, 1, ink_on(full));
+        if text::width(&number) + 4 <= bw && bh >= LINE {
+            text::draw(&mut img, (x + 2, y + 1), &number, ink_on(full));
         }
     }
 
@@ -119,12 +120,12 @@ pub fn draw(layout: &Layout, label: impl Fn(usize) -> String) -> Option<RgbImage
             x_legend + column * (legend_width + MARGIN),
             MARGIN + (b % per_column) as u32 * LINE,
         );
-        for dy in 0..8 {
-            for dx in 0..8 {
-                img.put_pixel(x + dx, y + dy, colour(b));
+        for dy in 0..SWATCH {
+            for dx in 0..SWATCH {
+                img.put_pixel(x + dx, y + 3 + dy, colour(b));
             }
         }
-        text::draw(&mut img, (x + 2 * text::CELL, y), l, 1, Rgb([0, 0, 0]));
+        text::draw(&mut img, (x + 2 * SWATCH, y), l, Rgb([0, 0, 0]));
     }
     Some(img)
 }

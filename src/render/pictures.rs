@@ -4,6 +4,7 @@
 
 use image::{Rgb, RgbImage};
 
+use super::canvas::{BAR_HEIGHT, colour_bar, short};
 use super::text;
 use crate::layout::Layout;
 
@@ -16,6 +17,8 @@ const VIRIDIS: [[f32; 3]; 5] = [
     [253.0, 231.0, 37.0],
 ];
 pub(crate) const GAP: u32 = 6;
+/// Width of a colour bar under a picture.
+pub(crate) const BAR_WIDTH: u32 = 160;
 
 pub fn ramp(t: f32) -> Rgb<u8> {
     let t = if t.is_finite() {
@@ -56,13 +59,17 @@ pub(crate) fn blit(
 }
 
 /// Features per pixel, one panel per channel: white where no feature lies, then the ramp up
-/// to the busiest pixel of the layout.
+/// to the busiest pixel of the layout, with its colour bar.
 pub fn density_map(layout: &Layout) -> RgbImage {
     let (h, w) = (layout.height, layout.width);
     let scale = zoom(h.max(w), 400);
     let n = layout.channels.len().max(1) as u32;
     let (pw, ph) = (w as u32 * scale, h as u32 * scale);
-    let mut img = RgbImage::from_pixel(n * pw + (n - 1) * GAP, ph, Rgb([255, 255, 255]));
+    let mut img = RgbImage::from_pixel(
+        (n * pw + (n - 1) * GAP).max(BAR_WIDTH + 2 * GAP),
+        ph + 2 * GAP + BAR_HEIGHT,
+        Rgb([255, 255, 255]),
+    );
     let counts: Vec<Vec<f32>> = layout
         .channels
         .iter()
@@ -87,6 +94,19 @@ pub fn density_map(layout: &Layout) -> RgbImage {
             }
         });
     }
+    let ticks = if busiest == 1.0 {
+        vec![(0.5, "1".to_string())]
+    } else {
+        vec![(0.0, "1".to_string()), (1.0, short(busiest))]
+    };
+    colour_bar(
+        &mut img,
+        (GAP, ph + 2 * GAP),
+        BAR_WIDTH,
+        "features per pixel (white: none)",
+        &ticks,
+        |t| if busiest == 1.0 { ramp(0.5) } else { ramp(t) },
+    );
     img
 }
 
@@ -117,7 +137,8 @@ pub fn class_means(
 
 /// One row per class, named on the left: its mean image, then up to `examples` of its images
 /// (columns headed "mean", "example 1"...); within each tile the channels sit side by side.
-/// Each channel has one colour scale over all tiles, 0 to its largest value shown.
+/// Each channel has one colour scale over all tiles, 0 to its largest value shown, drawn as a
+/// colour bar under the grid.
 pub fn class_images(
     layout: &Layout,
     images: &[f32],
@@ -153,12 +174,15 @@ pub fn class_images(
         })
         .collect();
     let cols = 1 + examples as u32;
-    let left = classes.iter().map(|n| text::width(n, 1)).max().unwrap_or(0) + 2 * GAP;
-    let heading_height = text::CELL + 2 * GAP;
+    let left = classes.iter().map(|n| text::width(n)).max().unwrap_or(0) + 2 * GAP;
+    let heading_height = text::LINE + 2 * GAP;
     let ink = Rgb([0, 0, 0]);
+    let grid_height =
+        heading_height + n_classes as u32 * th + (n_classes as u32).saturating_sub(1) * GAP;
+    let bars = c as u32 * (BAR_WIDTH + 4 * GAP);
     let mut img = RgbImage::from_pixel(
-        left + cols * tw + (cols - 1) * 2 * GAP,
-        heading_height + n_classes as u32 * th + (n_classes as u32).saturating_sub(1) * GAP,
+        (left + cols * tw + (cols - 1) * 2 * GAP).max(left + bars),
+        grid_height + 2 * GAP + BAR_HEIGHT,
         Rgb([255, 255, 255]),
     );
     for t in 0..cols {
@@ -167,11 +191,16 @@ pub fn class_images(
         } else {
             format!("example {t}")
         };
-        text::draw(&mut img, (left + t * (tw + 2 * GAP), GAP), &heading, 1, ink);
+        text::draw(&mut img, (left + t * (tw + 2 * GAP), GAP), &heading, ink);
     }
     for (k, tiles) in rows.iter().enumerate() {
         let y_row = heading_height + k as u32 * (th + GAP);
-        text::draw(&mut img, (GAP, y_row + th / 2 - 4), &classes[k], 1, ink);
+        text::draw(
+            &mut img,
+            (GAP, y_row + th / 2 - text::LINE / 2),
+            &classes[k],
+            ink,
+        );
         for (t, tile) in tiles.iter().enumerate() {
             for ch in 0..c {
                 let x0 = left + t as u32 * (tw + 2 * GAP) + ch as u32 * w as u32 * scale;
@@ -182,6 +211,23 @@ pub fn class_images(
                 });
             }
         }
+    }
+    for (ch, channel) in layout.channels.iter().enumerate() {
+        colour_bar(
+            &mut img,
+            (
+                left + ch as u32 * (BAR_WIDTH + 4 * GAP),
+                grid_height + 2 * GAP,
+            ),
+            BAR_WIDTH,
+            &channel.name,
+            &[
+                (0.0, "0".into()),
+                (0.5, short(top[ch] / 2.0)),
+                (1.0, short(top[ch])),
+            ],
+            ramp,
+        );
     }
     img
 }

@@ -31,6 +31,38 @@ pub struct SampleCounts {
     #[serde(default)]
     pub test: usize,
     pub dropped: Vec<DroppedSample>,
+    /// Samples of each class in each split, in class order (empty in runs written before it).
+    #[serde(default)]
+    pub per_class: Vec<ClassCount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClassCount {
+    pub class: String,
+    pub train: usize,
+    pub validation: usize,
+    pub test: usize,
+}
+
+impl ClassCount {
+    /// Counts of each class in each split; `labels` holds class indices by cohort row.
+    pub fn tally(
+        classes: &[String],
+        labels: &[usize],
+        (train, validation, test): (&[usize], &[usize], &[usize]),
+    ) -> Vec<Self> {
+        let count = |rows: &[usize], k: usize| rows.iter().filter(|&&r| labels[r] == k).count();
+        classes
+            .iter()
+            .enumerate()
+            .map(|(k, class)| Self {
+                class: class.clone(),
+                train: count(train, k),
+                validation: count(validation, k),
+                test: count(test, k),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

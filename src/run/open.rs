@@ -126,6 +126,11 @@ impl RunDir {
         })
     }
 
+    /// A file of the run folder, checked against the manifest's sha256.
+    pub fn file(&self, name: &str) -> Result<Vec<u8>> {
+        read_checked(&self.dir, &self.manifest, name)
+    }
+
     pub fn classes(&self) -> &[String] {
         &self.manifest.classes
     }

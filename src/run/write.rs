@@ -34,6 +34,17 @@ impl RunWriter {
         Ok(())
     }
 
+    /// The bytes of a file put earlier.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.staged.path().join(name);
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// Checksums of the files put so far, by name.
+    pub fn files(&self) -> &BTreeMap<String, String> {
+        &self.files
+    }
+
     /// Writes the manifest, with the checksums of every file put and the format version, and
     /// moves the finished folder into place.
     pub fn commit(self, mut manifest: Manifest) -> Result<PathBuf> {

@@ -133,3 +133,37 @@ pub fn test_python(modules: &str) -> PathBuf {
     );
     candidate
 }
+
+/// What headless Chromium saw of a page (tests/helpers/check_page.py).
+#[derive(Debug, serde::Deserialize)]
+pub struct PageCheck {
+    /// Console errors, uncaught exceptions and failed loads.
+    pub problems: Vec<String>,
+    /// The ids of the page's sections, in order.
+    pub sections: Vec<String>,
+    /// Per image, whether it loaded and decoded.
+    pub images: Vec<bool>,
+}
+
+/// Opens `page` from file:// in headless Chromium with no network, and takes a `width` x
+/// `height` screenshot into `screenshot`. Chromium (Debian's `chromium`) and websocket-client
+/// are installed by scripts/test; without them this fails saying so.
+pub fn check_page(page: &Path, screenshot: &Path, (width, height): (u32, u32)) -> PageCheck {
+    let python = test_python("websocket");
+    let browser = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    assert!(
+        Command::new(&browser).arg("--version").output().is_ok(),
+        "'{browser}' is not on PATH: run the tests with scripts/test, which installs it \
+         (Debian/Ubuntu: apt-get install chromium), or name a Chromium in CHROMIUM"
+    );
+    let out = Command::new(python)
+        .arg(root().join("tests/helpers/check_page.py"))
+        .arg(page)
+        .arg(screenshot)
+        .args([width.to_string(), height.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "check_page.py: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
