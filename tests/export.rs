@@ -510,6 +510,70 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
 }
 
 #[test]
+fn bias_correction_takes_the_mean_shift_out_of_every_quantised_convolution() {
+    let python = common::test_python("onnx, onnxruntime, numpy");
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_for(dir.path(), 5);
+    let out = common::deepinsight_env(
+        dir.path(),
+        &[
+            "export",
+            "--model",
+            run.to_str().unwrap(),
+            "--targets",
+            "server",
+            "--min-agreement",
+            "0",
+            "--calibration-samples",
+            "64",
+        ],
+        &[
+            ("DEEPINSIGHT_PYTHON", python.to_str()),
+            ("ORT_DYLIB_PATH", None),
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // The calibration images the export used, for the script's own quantisation and
+    // correction, run again here with the shifts measured before and after.
+    let run_dir = RunDir::open(&run).unwrap();
+    let calibration = check::gate_set(&run_dir, 64).unwrap().calibration;
+    let raw: Vec<u8> = calibration
+        .images
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let images = dir.path().join("images.f32");
+    std::fs::write(&images, raw).unwrap();
+    let [c, h, w] = run_dir.image_shape();
+    let measured = std::process::Command::new(&python)
+        .arg(common::root().join("tests/helpers/check_bias_correction.py"))
+        .arg(common::root().join("src/export/quantize_qdq.py"))
+        .arg(run.join("model.onnx"))
+        .arg(&images)
+        .args([calibration.labels.len(), c, h, w].map(|d| d.to_string()))
+        .output()
+        .unwrap();
+    assert!(measured.status.success(), "{}", common::stderr(&measured));
+    // ONNX Runtime's quantiser prints its own lines first: the report is the last one.
+    let stdout = String::from_utf8_lossy(&measured.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    for form in ["cpu", "tensorrt"] {
+        let (before, after) = (
+            report[form]["before"].as_f64().unwrap(),
+            report[form]["after"].as_f64().unwrap(),
+        );
+        // Every convolution of ResNet18 (20 with the downsampling ones) has its bias moved.
+        assert_eq!(report[form]["corrected"], 20, "{form}: {report}");
+        assert!(before > 0.0, "{form}: rounding shifts the means ({report})");
+        assert!(
+            after < before / 3.0,
+            "{form}: the mean shift per channel, in channel spreads, falls from {before} to {after}"
+        );
+    }
+}
+
+#[test]
 fn without_onnx_runtime_the_server_export_says_what_it_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let run = trained(dir.path());

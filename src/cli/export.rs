@@ -25,8 +25,9 @@ pub struct Args {
     /// Training images the ONNX INT8 activation ranges are calibrated on, at most.
     #[arg(long, default_value_t = 256)]
     calibration_samples: usize,
-    /// How ONNX INT8 activation ranges are calibrated.
-    #[arg(long, value_enum, default_value = "percentile")]
+    /// How ONNX INT8 activation ranges are calibrated (auto: minmax for the CPU model,
+    /// percentile for the TensorRT one).
+    #[arg(long, value_enum, default_value = "auto")]
     calibration: Calibration,
     /// The serving batcher's max batch size: the TensorRT profile's max (default 32).
     #[arg(long)]

@@ -94,7 +94,7 @@ impl ExportOptions {
             min_agreement: DEFAULT_MIN_AGREEMENT,
             batch_size: 32,
             calibration_samples: 256,
-            calibration: onnx_int8::Calibration::Percentile,
+            calibration: onnx_int8::Calibration::Auto,
             batching: Default::default(),
             build_tensorrt: false,
             coreml_8bit: false,

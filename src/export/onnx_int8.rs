@@ -23,6 +23,9 @@ const SCRIPT: &str = include_str!("quantize_qdq.py");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Calibration {
+    /// Minmax for the CPU model, percentile for the TensorRT model: with bias correction, the
+    /// pair that agreed best with fp32 on the demo's three seeds (docs/export.md).
+    Auto,
     /// The observed minimum and maximum.
     Minmax,
     /// The 99.999th percentile of the absolute values: outliers clipped.
@@ -34,6 +37,7 @@ pub enum Calibration {
 impl Calibration {
     fn name(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::Minmax => "minmax",
             Self::Percentile => "percentile",
             Self::Entropy => "entropy",
