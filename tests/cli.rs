@@ -234,6 +234,21 @@ fn pathway_run_writes_the_mapping_the_summary_and_the_pathway_map() {
         picture.width() > picture.height(),
         "the legend sits beside the grid"
     );
+    // report.html has the pathway table (every kept pathway, by rank) and the pathway map,
+    // and opens cleanly in Chromium.
+    let page = run.join("report.html");
+    let check = common::check_page(&page, &dir.path().join("page.png"), (1280, 900));
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    assert!(check.sections.iter().any(|s| s == "pathways"), "{check:?}");
+    assert_eq!(
+        check.images, [true; 5],
+        "the run's four pictures and the pathway map"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for (rank, pathway) in kept.iter().enumerate() {
+        let row = format!("<td class=\"num\">{}</td><td>{pathway}</td>", rank + 1);
+        assert!(html.contains(&row), "{row}");
+    }
 }
 
 /// The run's manifest, after checking that each of `names` exists with the sha256 it records.

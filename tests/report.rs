@@ -79,6 +79,25 @@ fn the_run_page_stands_alone_with_every_section() {
     for baseline in ["logistic", "random_forest"] {
         assert!(html.contains(&format!("<td>{baseline}</td><td>test</td>")));
     }
+    // The confusion matrices, as the manifest records them.
+    for (split, metrics) in [("validation", "metrics"), ("test", "test_metrics")] {
+        let heading = format!("<h3>Confusion matrix, {split} samples (CNN)</h3>");
+        let at = html.find(&heading).unwrap_or_else(|| panic!("{heading}"));
+        let classes = manifest["classes"].as_array().unwrap();
+        for (class, counts) in classes
+            .iter()
+            .zip(manifest[metrics]["confusion"].as_array().unwrap())
+        {
+            let cells: String = counts
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| format!("<td class=\"num\">{n}</td>"))
+                .collect();
+            let row = format!("<tr><td>{}</td>{cells}</tr>", class.as_str().unwrap());
+            assert!(html[at..].contains(&row), "{split}: {row}");
+        }
+    }
     assert!(!html.contains("http://") && !html.contains("https://"));
 }
 

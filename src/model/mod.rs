@@ -17,7 +17,7 @@ pub(crate) mod train;
 
 pub use metrics::{Metrics, argmax};
 pub use pretrained::{adapt_input_conv, save_torchvision_safetensors};
-pub use resnet::{ResNet, ResNetConfig, Stem};
+pub use resnet::{ConvInit, ResNet, ResNetConfig, Stem};
 pub use train::{load_record, predict_proba};
 
 use anyhow::{Result, bail};

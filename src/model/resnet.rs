@@ -14,7 +14,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use super::conv::conv2d;
@@ -33,6 +33,8 @@ pub struct ResNetConfig {
     pub blocks: [usize; 4],
     #[config(default = "Stem::ImageNet")]
     pub stem: Stem,
+    #[config(default = "ConvInit::Layer")]
+    pub conv_init: ConvInit,
 }
 
 impl ResNetConfig {
@@ -45,6 +47,9 @@ impl ResNetConfig {
             fields
                 .entry("stem")
                 .or_insert_with(|| serde_json::to_value(Stem::ImageNet).expect("an enum"));
+            fields
+                .entry("conv_init")
+                .or_insert_with(|| serde_json::to_value(ConvInit::Layer).expect("an enum"));
         }
         serde_json::from_value(value)
     }
@@ -59,6 +64,31 @@ pub enum Stem {
     ImageNet,
     /// 3x3 convolution with stride 1 and no pooling: the image's resolution into layer1.
     Full,
+}
+
+/// How the convolutions' weights are drawn before training (BatchNorm starts at weight 1,
+/// bias 0 either way, and the head keeps the layer default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvInit {
+    /// The layer default of Burn and PyTorch alike: uniform within +-1 / sqrt(fan_in).
+    #[default]
+    Layer,
+    /// torchvision's ResNet: normal with standard deviation sqrt(2 / fan_out) (He et al.,
+    /// fan-out mode), about 2.4x the layer default's spread.
+    Torchvision,
+}
+
+impl ConvInit {
+    fn initializer(self) -> Initializer {
+        match self {
+            Self::Layer => Conv2dConfig::new([1, 1], [1, 1]).initializer,
+            Self::Torchvision => Initializer::KaimingNormal {
+                gain: std::f64::consts::SQRT_2,
+                fan_out_only: true,
+            },
+        }
+    }
 }
 
 #[derive(Module, Debug)]
@@ -90,25 +120,38 @@ pub struct ResNet {
     pub fc: Linear,
 }
 
-fn conv(channels: [usize; 2], kernel: usize, stride: usize, device: &Device) -> Conv2d {
+fn conv(
+    channels: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    init: &Initializer,
+    device: &Device,
+) -> Conv2d {
     let pad = kernel / 2;
     Conv2dConfig::new(channels, [kernel, kernel])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
         .with_bias(false)
+        .with_initializer(init.clone())
         .init(device)
 }
 
 impl BasicBlock {
-    fn new(in_ch: usize, out_ch: usize, stride: usize, device: &Device) -> Self {
+    fn new(
+        in_ch: usize,
+        out_ch: usize,
+        stride: usize,
+        init: &Initializer,
+        device: &Device,
+    ) -> Self {
         let downsample = (stride != 1 || in_ch != out_ch).then(|| Downsample {
-            conv: conv([in_ch, out_ch], 1, stride, device),
+            conv: conv([in_ch, out_ch], 1, stride, init, device),
             bn: BatchNormConfig::new(out_ch).init(device),
         });
         Self {
-            conv1: conv([in_ch, out_ch], 3, stride, device),
+            conv1: conv([in_ch, out_ch], 3, stride, init, device),
             bn1: BatchNormConfig::new(out_ch).init(device),
-            conv2: conv([out_ch, out_ch], 3, 1, device),
+            conv2: conv([out_ch, out_ch], 3, 1, init, device),
             bn2: BatchNormConfig::new(out_ch).init(device),
             downsample,
         }
@@ -127,21 +170,22 @@ impl BasicBlock {
 impl ResNetConfig {
     pub fn init(&self, device: &Device) -> ResNet {
         let w = self.width;
+        let init = self.conv_init.initializer();
         let stage = |in_ch: usize, out_ch: usize, stride: usize, n: usize| -> Vec<BasicBlock> {
             (0..n)
                 .map(|i| {
                     if i == 0 {
-                        BasicBlock::new(in_ch, out_ch, stride, device)
+                        BasicBlock::new(in_ch, out_ch, stride, &init, device)
                     } else {
-                        BasicBlock::new(out_ch, out_ch, 1, device)
+                        BasicBlock::new(out_ch, out_ch, 1, &init, device)
                     }
                 })
                 .collect()
         };
         ResNet {
             conv1: match self.stem {
-                Stem::ImageNet => conv([self.in_channels, w], 7, 2, device),
-                Stem::Full => conv([self.in_channels, w], 3, 1, device),
+                Stem::ImageNet => conv([self.in_channels, w], 7, 2, &init, device),
+                Stem::Full => conv([self.in_channels, w], 3, 1, &init, device),
             },
             bn1: BatchNormConfig::new(w).init(device),
             maxpool: (self.stem == Stem::ImageNet).then(|| {
@@ -228,6 +272,49 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn torchvision_init_draws_the_convolutions_with_he_fan_out_spread() {
+        let device = Device::flex();
+        let std = |config: &ResNetConfig| -> (f64, f64) {
+            let model = crate::model::init_seeded(config, &device, 4);
+            let spread = |w: Tensor<4>| {
+                let v: Vec<f32> = w.into_data().try_into_vec::<f32>().unwrap();
+                let n = v.len() as f64;
+                let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+                (v.iter()
+                    .map(|&x| (f64::from(x) - mean).powi(2))
+                    .sum::<f64>()
+                    / n)
+                    .sqrt()
+            };
+            // layer3's second 3x3 convolution: 4w -> 4w channels.
+            let conv = &model.layer3[1].conv2;
+            (
+                spread(conv.weight.val()),
+                spread(model.fc.weight.val().unsqueeze()),
+            )
+        };
+        let config = ResNetConfig::new(2, 3).with_width(16);
+        let (fan_in, fan_out) = (64.0 * 9.0, 64.0 * 9.0);
+        let (layer, head_layer) = std(&config);
+        let (torchvision, head_tv) = std(&config.clone().with_conv_init(ConvInit::Torchvision));
+        let expected_layer = 1.0 / (3.0f64 * fan_in).sqrt();
+        let expected_tv = (2.0f64 / fan_out).sqrt();
+        assert!(
+            (layer / expected_layer - 1.0).abs() < 0.05,
+            "{layer} vs {expected_layer}"
+        );
+        assert!(
+            (torchvision / expected_tv - 1.0).abs() < 0.05,
+            "{torchvision} vs {expected_tv}"
+        );
+        // The head keeps the layer default under both.
+        assert!(
+            (head_layer / head_tv - 1.0).abs() < 0.2,
+            "{head_layer} vs {head_tv}"
+        );
+    }
 
     #[test]
     fn resnet18_has_torchvision_parameter_count() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-pub use super::resnet::Stem;
+pub use super::resnet::{ConvInit, Stem};
 pub use super::schedule::ScheduleKind;
 
 /// `[model]`.
@@ -20,6 +20,10 @@ pub struct ModelSettings {
     /// stage less than 16x16 (measured in docs/accuracy.md). `full` costs 16x the compute of
     /// `imagenet` at the same image size.
     pub stem: StemSetting,
+    /// How the convolutions start: `layer` (Burn's and PyTorch's layer default, uniform within
+    /// +-1/sqrt(fan_in)) or `torchvision` (torchvision's ResNet: normal, sqrt(2/fan_out)).
+    /// Ignored with `pretrained` weights.
+    pub init: ConvInit,
     /// `cpu` (Burn's flex backend) or `wgpu` (needs the `wgpu` cargo feature).
     pub device: String,
     /// torchvision-format ResNet18 weights to fine-tune from (`.pth`/`.pt` or `.safetensors`);
@@ -36,6 +40,7 @@ impl Default for ModelSettings {
         Self {
             width: 64,
             stem: StemSetting::default(),
+            init: ConvInit::default(),
             device: "cpu".into(),
             pretrained: None,
             freeze_backbone_epochs: 0,

@@ -95,7 +95,8 @@ pub(crate) fn fit(
     let images = stages.run("render", || render::render_batch(&layout, values.view()))?;
     let resnet = ResNetConfig::new(layout.n_channels(), cohort.classes.len())
         .with_width(config.model.width)
-        .with_stem(config.model.stem_for(layout.height, layout.width));
+        .with_stem(config.model.stem_for(layout.height, layout.width))
+        .with_conv_init(config.model.init);
     let shape = [layout.n_channels(), layout.height, layout.width];
     let (train_images, train_labels) =
         pick(&images, layout.image_len(), train_rows, &cohort.labels);

@@ -192,8 +192,12 @@ fn metrics(manifest: &Manifest) -> Section {
          There is no test split (train.test_fraction = 0): for an estimate no choice has seen, \
          run <code>deepinsight evaluate</code>."
     };
+    let mut confusions = confusion("validation", &manifest.classes, &manifest.metrics);
+    if let Some(test) = &manifest.test_metrics {
+        confusions.push_str(&confusion("test", &manifest.classes, test));
+    }
     let body = format!(
-        "{}<p class=\"note\">{}</p><p>Kept epoch {} of {}{}.</p>",
+        "{}<p class=\"note\">{}</p><p>Kept epoch {} of {}{}.</p>{confusions}",
         table(
             &[
                 "model",
@@ -216,6 +220,30 @@ fn metrics(manifest: &Manifest) -> Section {
             )),
     );
     Section::new("metrics", "Metrics", body)
+}
+
+/// The CNN's confusion matrix on `split`: a row per true class, a column per predicted one.
+fn confusion(split: &str, classes: &[String], metrics: &Metrics) -> String {
+    if metrics.confusion.len() != classes.len() {
+        return String::new();
+    }
+    let head: Vec<String> = std::iter::once("true \\ predicted".to_string())
+        .chain(classes.iter().cloned())
+        .collect();
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    let rows: Vec<Vec<String>> = classes
+        .iter()
+        .zip(&metrics.confusion)
+        .map(|(class, counts)| {
+            std::iter::once(class.clone())
+                .chain(counts.iter().map(usize::to_string))
+                .collect()
+        })
+        .collect();
+    format!(
+        "<h3>Confusion matrix, {split} samples (CNN)</h3>{}",
+        table(&head, &rows)
+    )
 }
 
 fn pictures(manifest: &Manifest, file: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<Section> {
