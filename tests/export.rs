@@ -349,6 +349,29 @@ fn inspect(python: &Path, model: &Path) -> serde_json::Value {
     serde_json::from_slice(&ran.stdout).unwrap()
 }
 
+/// `deepinsight export --targets server` on `run` with ONNX Runtime from `python`, 64
+/// calibration images and `extra` flags.
+fn export_server(dir: &Path, run: &Path, python: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "export",
+        "--model",
+        run.to_str().unwrap(),
+        "--targets",
+        "server",
+        "--calibration-samples",
+        "64",
+    ];
+    args.extend_from_slice(extra);
+    common::deepinsight_env(
+        dir,
+        &args,
+        &[
+            ("DEEPINSIGHT_PYTHON", python.to_str()),
+            ("ORT_DYLIB_PATH", None),
+        ],
+    )
+}
+
 #[test]
 fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() {
     let python = common::test_python("onnx, onnxruntime, numpy");
@@ -356,26 +379,17 @@ fn server_export_checks_onnx_fp16_and_int8_in_onnx_runtime_and_plans_tensorrt() 
     // Quantised activations move a narrow, briefly trained network more than weights alone
     // (measured: 88% agreement after 5 epochs, 63% after 1; the demo model: 100%).
     let run = trained_for(dir.path(), 5);
-    let out = common::deepinsight_env(
+    let out = export_server(
         dir.path(),
+        &run,
+        &python,
         &[
-            "export",
-            "--model",
-            run.to_str().unwrap(),
-            "--targets",
-            "server",
             "--min-agreement",
             "0.8",
-            "--calibration-samples",
-            "64",
             "--max-batch-size",
             "16",
             "--preferred-batch-sizes",
             "4,8",
-        ],
-        &[
-            ("DEEPINSIGHT_PYTHON", python.to_str()),
-            ("ORT_DYLIB_PATH", None),
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -514,24 +528,7 @@ fn bias_correction_takes_the_mean_shift_out_of_every_quantised_convolution() {
     let python = common::test_python("onnx, onnxruntime, numpy");
     let dir = tempfile::tempdir().unwrap();
     let run = trained_for(dir.path(), 5);
-    let out = common::deepinsight_env(
-        dir.path(),
-        &[
-            "export",
-            "--model",
-            run.to_str().unwrap(),
-            "--targets",
-            "server",
-            "--min-agreement",
-            "0",
-            "--calibration-samples",
-            "64",
-        ],
-        &[
-            ("DEEPINSIGHT_PYTHON", python.to_str()),
-            ("ORT_DYLIB_PATH", None),
-        ],
-    );
+    let out = export_server(dir.path(), &run, &python, &["--min-agreement", "0"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     // The calibration images the export used, for the script's own quantisation and
     // correction, run again here with the shifts measured before and after.

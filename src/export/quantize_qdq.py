@@ -83,6 +83,9 @@ class Shifts:
         self.float_model = onnx.load(float_path)
         self.images = images
         self.producer = {o: n for n in self.float_model.graph.node for o in n.output}
+        # The float model never changes: each tensor is computed once, though the correction
+        # asks for one convolution at a time.
+        self.reference = {}
 
     def before_relu(self, name):
         node = self.producer.get(name)
@@ -91,11 +94,15 @@ class Shifts:
     def of(self, model, convs):
         """Per convolution: the mean shift of each channel, and the float channel's spread."""
         names = [c.output[0] for c in convs]
-        reference = run_outputs(self.float_model, [self.before_relu(n) for n in names],
-                                self.images)
+        missing = [n for n in names if n not in self.reference]
+        if missing:
+            computed = run_outputs(self.float_model, [self.before_relu(n) for n in missing],
+                                   self.images)
+            self.reference.update(zip(missing, computed))
         quantised = run_outputs(model, names, self.images)
-        return [((q - r).mean(axis=(0, 2, 3)), r.std(axis=(0, 2, 3)))
-                for q, r in zip(quantised, reference)]
+        return [((q - self.reference[n]).mean(axis=(0, 2, 3)),
+                 self.reference[n].std(axis=(0, 2, 3)))
+                for q, n in zip(quantised, names)]
 
 
 def biased_convolutions(model):
@@ -123,6 +130,7 @@ def correct_biases(fp32, qdq, images):
     model = onnx.load(qdq)
     shifts = Shifts(fp32, images)
     convs = biased_convolutions(model)
+    shifts.of(model, [conv for conv, _, _ in convs])  # every float reference in one run
     for conv, bias, scale in convs:
         ((shift, _),) = shifts.of(model, [conv])
         scale = numpy_helper.to_array(scale).astype(np.float64)
