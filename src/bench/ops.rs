@@ -111,6 +111,9 @@ impl Op {
 pub struct OpRow {
     pub layer: Layer,
     pub op: Op,
+    /// Timed on the unfolded (im2col) path where the Winograd one applies: a row for
+    /// comparison, left out of the totals.
+    pub unfolded: bool,
     /// Milliseconds per call.
     pub ours: f64,
     pub flex: f64,
@@ -186,7 +189,31 @@ fn burn_rows(bench: &OpsBench) -> Vec<OpRow> {
             rows.push(OpRow {
                 layer: layer.clone(),
                 op,
+                unfolded: false,
                 ours,
+                flex,
+                pytorch: None,
+            });
+            let unfolded = match op {
+                Op::Forward if kernels::uses_winograd(&g) => {
+                    super::time_ms(bench.min_seconds, || {
+                        let mut y = vec![0.0; g.output_len()];
+                        kernels::forward_unfolded(&g, &x, &w, &mut y);
+                    })
+                }
+                Op::Input if kernels::uses_winograd(&g) => {
+                    super::time_ms(bench.min_seconds, || {
+                        let mut dx = vec![0.0; x.len()];
+                        kernels::backward_input_unfolded(&g, &w, &dy, &mut dx);
+                    })
+                }
+                _ => continue,
+            };
+            rows.push(OpRow {
+                layer: layer.clone(),
+                op,
+                unfolded: true,
+                ours: unfolded,
                 flex,
                 pytorch: None,
             });
@@ -253,8 +280,13 @@ pub fn print((rows, norms): &(Vec<OpRow>, Vec<super::norm::NormRow>), bench: &Op
     let table: Vec<super::OpRow> = rows
         .iter()
         .map(|r| {
-            let name = r.layer.name.to_string();
-            (name, r.layer.count, r.op.name(), r.ours, r.flex, r.pytorch)
+            if r.unfolded {
+                let name = format!("{} unfolded", r.layer.name);
+                (name, 0, r.op.name(), r.ours, r.flex, r.pytorch)
+            } else {
+                let name = r.layer.name.to_string();
+                (name, r.layer.count, r.op.name(), r.ours, r.flex, r.pytorch)
+            }
         })
         .collect();
     super::print_op_table(&table);

@@ -59,6 +59,16 @@ pub fn seeded<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Holds Burn's generator for a test that draws from it without a seed, so those draws
+/// cannot land between another test's seeding and its draws (which must give the same values
+/// every time: the tests that compare two trainings rely on it).
+#[cfg(test)]
+pub(crate) fn hold_generator() -> std::sync::MutexGuard<'static, ()> {
+    SEEDED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A ResNet initialised from `seed`. Burn initialises parameters lazily, on first use: every
 /// parameter is touched here, under the lock, so the draws happen in a fixed order.
 pub fn init_seeded(config: &ResNetConfig, device: &Device, seed: u64) -> ResNet {

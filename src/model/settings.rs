@@ -186,6 +186,11 @@ pub struct TrainSettings {
     /// Mixup: blend each training batch with a shuffled copy of itself, weights drawn from
     /// Beta(mixup_alpha, mixup_alpha) per batch (0: off). See model/mixup.rs.
     pub mixup_alpha: f64,
+    /// Training samples the BatchNorm statistics are re-estimated on after every epoch
+    /// ("precise BN", model/train.rs): a seeded random subset of this many, the same every
+    /// epoch (0: the whole training split). The pass costs a forward pass per sample; 128
+    /// predicted as well as the whole split on tcga-kipan (docs/training.md).
+    pub precise_bn_samples: usize,
     /// CPU threads for training and inference (0: all cores).
     pub threads: usize,
 }
@@ -211,6 +216,7 @@ impl Default for TrainSettings {
             feature_noise: 0.0,
             ema_epochs: 0.0,
             mixup_alpha: 0.0,
+            precise_bn_samples: 128,
             threads: 0,
         }
     }

@@ -250,6 +250,7 @@ pub fn train(
     // BatchNorm needs more than one value per channel, so a last batch of one is dropped.
     let batches_per_epoch = train.len() / options.train.batch_size
         + usize::from(train.len() % options.train.batch_size > 1);
+    let precise_rows = precise_bn_rows(train.len(), options.train.precise_bn_samples, options.seed);
     let schedule = Schedule {
         kind: options.train.schedule,
         base: options.train.learning_rate,
@@ -396,12 +397,19 @@ pub fn train(
             Some(ema) => precise_batch_norm(
                 ema.average().clone(),
                 train,
+                &precise_rows,
                 options.train.batch_size,
                 &ad_device,
             )
             .valid(),
             None => {
-                model = precise_batch_norm(model, train, options.train.batch_size, &ad_device);
+                model = precise_batch_norm(
+                    model,
+                    train,
+                    &precise_rows,
+                    options.train.batch_size,
+                    &ad_device,
+                );
                 model.valid()
             }
         };
@@ -519,8 +527,23 @@ pub fn train(
     })
 }
 
+/// The training rows precise BN runs over: all of them, or (`samples` > 0) a random subset of
+/// that many drawn once from the seed, in row order. Measured in docs/training.md: the pass
+/// costs a forward pass per sample, a fifth of an epoch on the whole split.
+fn precise_bn_rows(n: usize, samples: usize, seed: u64) -> Vec<usize> {
+    let mut rows: Vec<usize> = (0..n).collect();
+    if samples > 0 && samples < n {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        rows.shuffle(&mut rng);
+        rows.truncate(samples);
+        rows.sort_unstable();
+    }
+    rows
+}
+
 /// Re-estimates every BatchNorm layer's running statistics as the plain average over the
-/// training set under the epoch's final weights ("precise BN", Wu & Johnson 2021).
+/// training set's `rows` (`precise_bn_rows`) under the epoch's final weights ("precise BN",
+/// Wu & Johnson 2021).
 ///
 /// The running averages that training leaves behind trail the weights: with small cohorts
 /// Adam changes the weights fast, and the exponential average (momentum 0.1) still mixes in
@@ -530,6 +553,7 @@ pub fn train(
 fn precise_batch_norm(
     model: ResNet,
     train: ImageSet,
+    rows: &[usize],
     batch_size: usize,
     device: &Device,
 ) -> ResNet {
@@ -541,7 +565,6 @@ fn precise_batch_norm(
         .iter()
         .map(|bn| bn.momentum)
         .collect();
-    let rows: Vec<usize> = (0..train.len()).collect();
     let mut seen = 0usize;
     for batch in rows.chunks(batch_size) {
         if batch.len() < 2 {
@@ -706,6 +729,54 @@ mod tests {
     fn initial(seed: u64) -> ResNet {
         let device = Device::flex().autodiff();
         crate::model::init_seeded(&ResNetConfig::new(1, 3).with_width(4), &device, seed).valid()
+    }
+
+    /// Precise BN on a subset of the training rows leaves the statistics the same pass leaves
+    /// on a training set of those samples alone; the subset is drawn from the seed (the same
+    /// every time, in row order) and has the asked size.
+    #[test]
+    fn precise_bn_on_a_subset_equals_the_pass_over_those_samples_alone() {
+        let rows = precise_bn_rows(24, 10, 7);
+        assert_eq!(rows.len(), 10);
+        assert_eq!(rows, precise_bn_rows(24, 10, 7));
+        assert_ne!(rows, precise_bn_rows(24, 10, 8));
+        assert!(rows.windows(2).all(|w| w[0] < w[1]), "{rows:?}");
+        let all: Vec<usize> = (0..24).collect();
+        assert_eq!(precise_bn_rows(24, 0, 7), all);
+        assert_eq!(precise_bn_rows(24, 30, 7), all);
+
+        let (images, labels, _, _) = data();
+        let shape = [1, 8, 8];
+        let set = ImageSet {
+            images: &images,
+            labels: &labels,
+            shape,
+        };
+        let (sub_images, sub_labels) = (
+            set.gather(&rows),
+            rows.iter().map(|&r| labels[r]).collect::<Vec<_>>(),
+        );
+        let subset = ImageSet {
+            images: &sub_images,
+            labels: &sub_labels,
+            shape,
+        };
+        let device = Device::flex().autodiff();
+        let statistics = |set: ImageSet, rows: &[usize]| -> Vec<f32> {
+            let config = ResNetConfig::new(1, 3).with_width(4);
+            let model = crate::model::init_seeded(&config, &device, 3);
+            let mut model = precise_batch_norm(model, set, rows, 4, &device);
+            let mut out = Vec::new();
+            for bn in model.batch_norms_mut() {
+                for state in [bn.running_mean.value(), bn.running_var.value()] {
+                    out.extend(state.into_data().try_to_vec::<f32>().unwrap());
+                }
+            }
+            out
+        };
+        let on_subset = statistics(set, &rows);
+        assert_eq!(on_subset, statistics(subset, &(0..10).collect::<Vec<_>>()));
+        assert_ne!(on_subset, statistics(set, &all));
     }
 
     #[test]

@@ -12,6 +12,7 @@ setup-notebooks.sh). The browser gets no network: the page must stand alone.
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,9 @@ def start_browser(profile):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own process group: Chromium's helper processes (renderer, GPU, crash handler)
+        # outlive the main one and go on writing the profile unless the group is stopped.
+        start_new_session=True,
     )
     port_file = os.path.join(profile, "DevToolsActivePort")
     for _ in range(300):
@@ -54,7 +58,11 @@ class Page:
     def __init__(self, port):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as r:
             targets = [t for t in json.load(r) if t["type"] == "page"]
-        self.ws = websocket.create_connection(targets[0]["webSocketDebuggerUrl"], timeout=60)
+        # No Origin header: Chromium 111+ refuses DevTools connections from an origin it was
+        # not told to allow, and a client with no origin is not a web page.
+        self.ws = websocket.create_connection(
+            targets[0]["webSocketDebuggerUrl"], timeout=60, suppress_origin=True
+        )
         self.next_id = 0
         self.events = []
 
@@ -100,7 +108,8 @@ def problems(events):
 def main():
     page_path, screenshot = os.path.abspath(sys.argv[1]), sys.argv[2]
     width, height = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (1280, 900)
-    with tempfile.TemporaryDirectory() as profile:
+    # A helper that is still exiting may hold the profile a moment longer.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser, port = start_browser(profile)
         try:
             page = Page(port)
@@ -135,8 +144,14 @@ def main():
                 )
             )
         finally:
-            browser.kill()
+            os.killpg(browser.pid, signal.SIGKILL)
             browser.wait()
+            for _ in range(50):
+                try:
+                    os.killpg(browser.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
 
 
 if __name__ == "__main__":

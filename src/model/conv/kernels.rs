@@ -12,6 +12,9 @@ use std::borrow::Cow;
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
+mod scratch;
+mod winograd;
+
 /// Output pixels a block aims for: enough columns for the GEMM to run near its peak, few
 /// enough that blocks still spread over the threads.
 const BLOCK_COLUMNS: usize = 512;
@@ -104,8 +107,59 @@ impl Geometry {
     }
 }
 
-/// `y` (N x C_out x Ho x Wo) = `x` convolved with `w`.
+/// `y` (N x C_out x Ho x Wo) = `x` convolved with `w`: by Winograd's F(2x2, 3x3) where it
+/// applies (3x3, stride 1), otherwise unfolded.
 pub fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+    if winograd::applies(g) {
+        winograd::forward(g, x, w, y)
+    } else {
+        forward_unfolded(g, x, w, y)
+    }
+}
+
+/// What the input gradient needs of a layer's weights beyond the weights, kept from the
+/// forward pass: the Winograd path's transformed kernels, so that a training step transforms
+/// them once, not twice.
+pub struct Prepared(Option<winograd::Filters>);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.0.is_some() {
+            "winograd"
+        } else {
+            "unfolded"
+        };
+        write!(f, "Prepared({kind})")
+    }
+}
+
+/// `forward`, keeping what `backward_input_with` reuses.
+pub fn forward_keeping(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) -> Prepared {
+    if winograd::applies(g) {
+        let filters = winograd::Filters::new(w, g.out_channels, g.in_channels);
+        winograd::forward_with(g, x, &filters, y);
+        Prepared(Some(filters))
+    } else {
+        forward_unfolded(g, x, w, y);
+        Prepared(None)
+    }
+}
+
+/// `backward_input` with what `forward_keeping` kept for the same `g` and `w`.
+pub fn backward_input_with(g: &Geometry, w: &[f32], kept: &Prepared, dy: &[f32], dx: &mut [f32]) {
+    match &kept.0 {
+        Some(filters) => winograd::backward_input_with(g, filters, dy, dx),
+        None => backward_input(g, w, dy, dx),
+    }
+}
+
+/// Whether `forward` and `backward_input` take Winograd's F(2x2, 3x3) for this shape.
+pub fn uses_winograd(g: &Geometry) -> bool {
+    winograd::applies(g)
+}
+
+/// `forward` through the unfolded input, whatever the shape.
+pub fn forward_unfolded(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (k, p, block) = (g.taps(), g.pixels(), g.block());
     y.par_chunks_mut(block * g.out_image_len())
         .zip(x.par_chunks(block * g.image_len()))
@@ -133,8 +187,18 @@ pub fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
         });
 }
 
-/// The gradient of the input, given the gradient `dy` of the output.
+/// The gradient of the input, given the gradient `dy` of the output (by Winograd's F(2x2,
+/// 3x3) where it applies).
 pub fn backward_input(g: &Geometry, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    if winograd::applies(g) {
+        winograd::backward_input(g, w, dy, dx)
+    } else {
+        backward_input_unfolded(g, w, dy, dx)
+    }
+}
+
+/// `backward_input` through the unfolded matrix, whatever the shape.
+pub fn backward_input_unfolded(g: &Geometry, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (k, p, block) = (g.taps(), g.pixels(), g.block());
     dx.par_chunks_mut(block * g.image_len())
         .zip(dy.par_chunks(block * g.out_image_len()))
@@ -520,6 +584,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The Winograd path (3x3, stride 1) equals the definition, and its input gradient is
+    /// the forward map's adjoint: on partial tiles (odd output sizes), asymmetric padding of
+    /// 0 to 2, one tile per image (ResNet18's last stage at 64x64, batch 32) and several
+    /// blocks.
+    #[test]
+    fn winograd_equals_the_definition_and_its_adjoint() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let cases = [
+            (2, 3, 9, 7, 4, [(1, 1), (1, 1)]),
+            (3, 5, 7, 5, 6, [(0, 2), (2, 1)]),
+            (32, 16, 2, 2, 8, [(1, 1), (1, 1)]),
+            (40, 4, 8, 8, 3, [(1, 1), (1, 1)]),
+            (16, 2, 1, 3, 2, [(2, 2), (0, 0)]),
+        ];
+        for (b, c, h, w, co, pad) in cases {
+            let g = Geometry::new([b, c, h, w], [co, c, 3, 3], [1, 1], pad, [1, 1]);
+            assert!(winograd::applies(&g), "{g:?}");
+            let x = random(b * c * h * w, &mut rng);
+            let wt = random(co * c * 9, &mut rng);
+            let mut y = vec![f32::NAN; g.output_len()];
+            winograd::forward(&g, &x, &wt, &mut y);
+            for (a, e) in y.iter().zip(direct(&g, &x, &wt)) {
+                assert!(
+                    (a - e).abs() <= 1e-4 * e.abs().max(1.0),
+                    "{g:?}: {a} vs {e}"
+                );
+            }
+            let dy = random(g.output_len(), &mut rng);
+            let mut dx = vec![f32::NAN; x.len()];
+            winograd::backward_input(&g, &wt, &dy, &mut dx);
+            for _ in 0..3 {
+                let v = random(x.len(), &mut rng);
+                let dot = |a: &[f32], b: &[f32]| -> f64 {
+                    a.iter()
+                        .zip(b)
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum()
+                };
+                let (got, want) = (dot(&dx, &v), dot(&dy, &direct(&g, &v, &wt)));
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{g:?}: {got} vs {want}"
+                );
+            }
+        }
+        // What the network's stride-1 3x3 convolutions take; the strided ones stay unfolded,
+        // and so does a call with too few tiles to pay for the kernels' transform.
+        let layer = |batch, side, stride| {
+            let (c, s) = (64, [stride; 2]);
+            Geometry::new([batch, c, side, side], [c, c, 3, 3], s, [(1, 1); 2], [1, 1])
+        };
+        assert!(winograd::applies(&layer(16, 16, 1)) && !winograd::applies(&layer(16, 16, 2)));
+        assert!(winograd::applies(&layer(32, 2, 1)) && !winograd::applies(&layer(16, 2, 1)));
     }
 
     /// Block boundaries follow the shapes, not the threads, and the weight gradient's partial

@@ -25,7 +25,9 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor};
 
 use super::flex::{burn_ops, dims, tensor, values};
-use kernels::Geometry;
+use std::sync::Arc;
+
+use kernels::{Geometry, Prepared};
 
 type Trained = Autodiff<Flex>;
 
@@ -69,7 +71,7 @@ fn on_kernels(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
     ) else {
         return None;
     };
-    Some(Tensor::from_primitive::<Flex>(spec.forward(&x, &w)))
+    Some(Tensor::from_primitive::<Flex>(spec.inference(&x, &w)))
 }
 
 /// What the kernels need besides the tensors.
@@ -91,6 +93,25 @@ impl Spec {
         kernels::forward(&g, &values(x), &values(w), &mut y);
         tensor(y, g.output_shape())
     }
+
+    /// The forward pass of inference (plain Flex: predict, score, serve, validation), always
+    /// unfolded. Whether Winograd pays depends on the batch, and the two paths round
+    /// differently, so taking it would make a sample's probabilities depend on the batch it
+    /// came in: the server's dynamic batches must answer what `predict` answers, bit for bit.
+    fn inference(&self, x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+        let g = self.geometry(x, w);
+        let mut y = vec![0.0; g.output_len()];
+        kernels::forward_unfolded(&g, &values(x), &values(w), &mut y);
+        tensor(y, g.output_shape())
+    }
+
+    /// `forward`, keeping what the input gradient reuses.
+    fn forward_keeping(&self, x: &FlexTensor, w: &FlexTensor) -> (FlexTensor, Arc<Prepared>) {
+        let g = self.geometry(x, w);
+        let mut y = vec![0.0; g.output_len()];
+        let kept = kernels::forward_keeping(&g, &values(x), &values(w), &mut y);
+        (tensor(y, g.output_shape()), Arc::new(kept))
+    }
 }
 
 fn tracked(x: FloatTensor<Trained>, w: FloatTensor<Trained>, spec: Spec) -> FloatTensor<Trained> {
@@ -102,8 +123,8 @@ fn tracked(x: FloatTensor<Trained>, w: FloatTensor<Trained>, spec: Spec) -> Floa
         OpsKind::Tracked(mut prep) => {
             let x_id = prep.checkpoint(&x);
             let w_id = prep.checkpoint(&w);
-            let y = spec.forward(x.primitive(), w.primitive());
-            prep.finish((x_id, w_id, spec), y)
+            let (y, kept) = spec.forward_keeping(x.primitive(), w.primitive());
+            prep.finish((x_id, w_id, spec, kept), y)
         }
         OpsKind::UnTracked(prep) => {
             let y = spec.forward(x.primitive(), w.primitive());
@@ -113,12 +134,12 @@ fn tracked(x: FloatTensor<Trained>, w: FloatTensor<Trained>, spec: Spec) -> Floa
 }
 
 /// The autodiff node of a convolution: its state is the input and weight, kept by the
-/// checkpointer, and the options.
+/// checkpointer, the options, and what the forward pass prepared for the input gradient.
 #[derive(Debug)]
 struct ConvBackward;
 
 impl Backward<Flex, 2> for ConvBackward {
-    type State = (NodeId, NodeId, Spec);
+    type State = (NodeId, NodeId, Spec, Arc<Prepared>);
 
     fn backward(
         self,
@@ -128,14 +149,14 @@ impl Backward<Flex, 2> for ConvBackward {
     ) {
         let [x_node, w_node] = ops.parents;
         let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
-        let (x_id, w_id, spec) = ops.state;
+        let (x_id, w_id, spec, kept) = ops.state;
         let x: FlexTensor = checkpointer.retrieve_node_output(x_id);
         let w: FlexTensor = checkpointer.retrieve_node_output(w_id);
         let g = spec.geometry(&x, &w);
         let dy = values(&dy);
         if let Some(node) = x_node {
             let mut dx = vec![0.0; x.shape().num_elements()];
-            kernels::backward_input(&g, &values(&w), &dy, &mut dx);
+            kernels::backward_input_with(&g, &values(&w), &kept, &dy, &mut dx);
             grads.register::<Flex>(node.id, tensor(dx, dims::<4>(&x)));
         }
         if let Some(node) = w_node {
@@ -172,6 +193,7 @@ mod tests {
     #[test]
     fn forward_and_gradients_equal_flex() {
         let device = Device::flex().autodiff();
+        let _generator = crate::model::hold_generator();
         // (batch, in, out, size h x w, kernel, stride, padding (t, l, b, r), dilation)
         let cases = [
             (2, 3, 4, [9, 7], [3, 3], [1, 1], (1, 1, 1, 1), [1, 1]),
@@ -218,6 +240,7 @@ mod tests {
     #[test]
     fn inference_on_plain_flex_equals_flex() {
         let device = Device::flex();
+        let _generator = crate::model::hold_generator();
         let conv = Conv2dConfig::new([3, 8], [3, 3])
             .with_stride([2, 2])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -226,6 +249,30 @@ mod tests {
         let x = Tensor::<4>::random([4, 3, 13, 12], Distribution::Default, &device);
         let ours = on_kernels(&conv, x.clone()).expect("the kernels take Flex");
         close(ours, conv.forward(x), "forward");
+    }
+
+    /// Inference gives a sample the same bits whatever batch it comes in, on a shape whose
+    /// training pass takes Winograd at the larger batch only: the server's dynamic batches
+    /// answer what `predict` answers.
+    #[test]
+    fn inference_gives_a_sample_the_same_bits_in_any_batch() {
+        let device = Device::flex();
+        let _generator = crate::model::hold_generator();
+        let conv = Conv2dConfig::new([8, 8], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .init(&device);
+        let geometry = |n| Geometry::new([n, 8, 4, 4], [8, 8, 3, 3], [1, 1], [(1, 1); 2], [1, 1]);
+        assert!(kernels::uses_winograd(&geometry(40)) && !kernels::uses_winograd(&geometry(1)));
+        let batch = Tensor::<4>::random([40, 8, 4, 4], Distribution::Default, &device);
+        let bits = |x: Tensor<4>| -> Vec<u32> {
+            let y = on_kernels(&conv, x).expect("the kernels take Flex");
+            let values = y.into_data().try_to_vec::<f32>().unwrap();
+            values.into_iter().map(f32::to_bits).collect()
+        };
+        let alone = bits(batch.clone().slice([5..6]));
+        let among = bits(batch);
+        assert_eq!(alone, among[5 * alone.len()..6 * alone.len()]);
     }
 
     /// Twenty Adam steps of a small ResNet give Flex's loss trajectory, to rounding.

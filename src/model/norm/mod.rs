@@ -349,6 +349,7 @@ mod tests {
     #[test]
     fn training_forward_and_gradients_equal_burn() {
         let device = Device::flex().autodiff();
+        let _generator = crate::model::hold_generator();
         // (images, channels, h, w, residual, relu)
         let cases = [
             (2, 3, 5, 7, false, false),
@@ -422,6 +423,7 @@ mod tests {
     #[test]
     fn inference_on_plain_flex_equals_burn() {
         let device = Device::flex();
+        let _generator = crate::model::hold_generator();
         let mut bn = BatchNormConfig::new(6).init(&device);
         bn.running_mean
             .update(Tensor::random([6], Distribution::Default, &device));
