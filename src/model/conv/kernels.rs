@@ -110,11 +110,7 @@ impl Geometry {
 /// `y` (N x C_out x Ho x Wo) = `x` convolved with `w`: by Winograd's F(2x2, 3x3) where it
 /// applies (3x3, stride 1), otherwise unfolded.
 pub fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
-    if winograd::applies(g) {
-        winograd::forward(g, x, w, y)
-    } else {
-        forward_unfolded(g, x, w, y)
-    }
+    drop(forward_keeping(g, x, w, y));
 }
 
 /// What the input gradient needs of a layer's weights beyond the weights, kept from the
@@ -606,7 +602,8 @@ mod tests {
             let x = random(b * c * h * w, &mut rng);
             let wt = random(co * c * 9, &mut rng);
             let mut y = vec![f32::NAN; g.output_len()];
-            winograd::forward(&g, &x, &wt, &mut y);
+            let filters = winograd::Filters::new(&wt, co, c);
+            winograd::forward_with(&g, &x, &filters, &mut y);
             for (a, e) in y.iter().zip(direct(&g, &x, &wt)) {
                 assert!(
                     (a - e).abs() <= 1e-4 * e.abs().max(1.0),

@@ -87,11 +87,21 @@ impl Spec {
         Geometry::new(dims(x), dims(w), self.stride, self.padding, self.dilation)
     }
 
-    fn forward(&self, x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    /// `kernel` on the tensors' values into a new output tensor, with what it returns.
+    fn run<T>(
+        &self,
+        x: &FlexTensor,
+        w: &FlexTensor,
+        kernel: impl FnOnce(&Geometry, &[f32], &[f32], &mut [f32]) -> T,
+    ) -> (FlexTensor, T) {
         let g = self.geometry(x, w);
         let mut y = vec![0.0; g.output_len()];
-        kernels::forward(&g, &values(x), &values(w), &mut y);
-        tensor(y, g.output_shape())
+        let kept = kernel(&g, &values(x), &values(w), &mut y);
+        (tensor(y, g.output_shape()), kept)
+    }
+
+    fn forward(&self, x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+        self.run(x, w, kernels::forward).0
     }
 
     /// The forward pass of inference (plain Flex: predict, score, serve, validation), always
@@ -99,18 +109,13 @@ impl Spec {
     /// differently, so taking it would make a sample's probabilities depend on the batch it
     /// came in: the server's dynamic batches must answer what `predict` answers, bit for bit.
     fn inference(&self, x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
-        let g = self.geometry(x, w);
-        let mut y = vec![0.0; g.output_len()];
-        kernels::forward_unfolded(&g, &values(x), &values(w), &mut y);
-        tensor(y, g.output_shape())
+        self.run(x, w, kernels::forward_unfolded).0
     }
 
     /// `forward`, keeping what the input gradient reuses.
     fn forward_keeping(&self, x: &FlexTensor, w: &FlexTensor) -> (FlexTensor, Arc<Prepared>) {
-        let g = self.geometry(x, w);
-        let mut y = vec![0.0; g.output_len()];
-        let kept = kernels::forward_keeping(&g, &values(x), &values(w), &mut y);
-        (tensor(y, g.output_shape()), Arc::new(kept))
+        let (y, kept) = self.run(x, w, kernels::forward_keeping);
+        (y, Arc::new(kept))
     }
 }
 
@@ -270,7 +275,7 @@ mod tests {
             let values = y.into_data().try_to_vec::<f32>().unwrap();
             values.into_iter().map(f32::to_bits).collect()
         };
-        let alone = bits(batch.clone().slice([5..6]));
+        let alone = bits(batch.clone().narrow(0, 5, 1));
         let among = bits(batch);
         assert_eq!(alone, among[5 * alone.len()..6 * alone.len()]);
     }

@@ -2,8 +2,8 @@
 //!
 //! A fresh allocation of a few megabytes comes from the system, and costs a page fault per
 //! 4 KiB the first time it is written (glibc hands large blocks back on free, so every call
-//! pays again): measured on the Winograd path, the faults took longer than the arithmetic of
-//! a deep layer's convolution. A buffer taken here keeps its pages between calls.
+//! pays again). A buffer taken here keeps its pages between calls. The pool came in with the
+//! row-wise transforms and was not timed apart from them.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
